@@ -1,0 +1,172 @@
+"""Run the teaching notebooks without Jupyter, and the helpers they share.
+
+The GPU machine has no Jupyter, and CI runs notebooks headless, so::
+
+    python -m nlref.notebooks run notebooks/02_fast_nlm_and_gpu.ipynb [--quick|--full]
+
+executes a notebook's code cells in order in this plain Python process (IPython
+magics and shell escapes are skipped), prints the time of each cell, and fails
+on the first error with the cell number.  ``python -m nlref.notebooks list``
+lists the notebooks; ``strip`` removes outputs before a notebook is committed.
+
+Inside notebooks, :func:`quick_mode` reads ``NLREF_QUICK`` (set to 1 by the
+tests: tiny sizes, seconds on a CPU) and :func:`pick_backend` chooses CuPy when
+a GPU is present in full mode, else NumPy with a printed note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Sequence
+
+__all__ = ["quick_mode", "pick_backend", "out_dir", "code_cells", "run_notebook", "strip_outputs", "main"]
+
+
+def quick_mode() -> bool:
+    """True when ``NLREF_QUICK`` is set to a non-empty value other than ``0``."""
+    return os.environ.get("NLREF_QUICK", "0") not in ("", "0", "false", "False")
+
+
+def pick_backend(verbose: bool = True) -> ModuleType:
+    """CuPy in full mode when a GPU is present, else NumPy (with a note saying why)."""
+    from .backend import cupy_available, namespace_by_name
+
+    if quick_mode():
+        if verbose:
+            print("quick mode (NLREF_QUICK=1): using NumPy and small sizes")
+        return namespace_by_name("numpy")
+    if cupy_available():
+        if verbose:
+            print("GPU found: using CuPy")
+        return namespace_by_name("cupy")
+    if verbose:
+        print("note: no CuPy/GPU available, falling back to NumPy (results identical, only slower)")
+    return namespace_by_name("numpy")
+
+
+def out_dir() -> Path:
+    """Folder for notebook figures (``data/out/notebooks``, created on demand)."""
+    path = Path(os.environ.get("NLREF_OUT", Path(__file__).resolve().parent.parent / "data" / "out" / "notebooks"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _load(path: str | os.PathLike) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        nb = json.load(fh)
+    if "cells" not in nb:
+        raise ValueError(f"{path} is not a Jupyter notebook (no 'cells' key)")
+    return nb
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def code_cells(path: str | os.PathLike) -> list[str]:
+    """Source of each code cell, with IPython magics (``%``, ``!``) commented out."""
+    cells = []
+    for cell in _load(path)["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        lines = [("# " + ln if ln.lstrip().startswith(("%", "!")) else ln) for ln in _source(cell).splitlines()]
+        cells.append("\n".join(lines))
+    return cells
+
+
+def run_notebook(path: str | os.PathLike, *, quick: bool | None = None) -> list[float]:
+    """Execute a notebook's code cells in order in one namespace; return each cell's seconds.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the failing cell (1-based among code cells), chained to the original error.
+    """
+    if quick is not None:
+        os.environ["NLREF_QUICK"] = "1" if quick else "0"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    path = Path(path)
+    namespace: dict = {"__name__": "__main__", "__file__": str(path)}
+    times = []
+    old_cwd = os.getcwd()
+    os.chdir(path.parent)  # notebooks run from their folder, as in Jupyter
+    try:
+        for i, src in enumerate(code_cells(path), start=1):
+            t0 = time.perf_counter()
+            try:
+                exec(compile(src, f"{path.name}[cell {i}]", "exec"), namespace)
+            except Exception as exc:
+                raise RuntimeError(f"{path.name}: code cell {i} failed: {exc!r}") from exc
+            times.append(time.perf_counter() - t0)
+            print(f"[{path.name}] cell {i:>2}: {times[-1]:7.2f} s", flush=True)
+    finally:
+        os.chdir(old_cwd)
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+        except Exception:
+            pass
+    print(f"[{path.name}] total: {sum(times):.2f} s", flush=True)
+    return times
+
+
+def strip_outputs(path: str | os.PathLike) -> bool:
+    """Remove outputs and execution counts in place; True if the file changed."""
+    from .io import atomic_path
+
+    nb = _load(path)
+    changed = False
+    for cell in nb["cells"]:
+        if cell.get("cell_type") == "code":
+            if cell.get("outputs") or cell.get("execution_count") is not None:
+                changed = True
+            cell["outputs"], cell["execution_count"] = [], None
+    if changed:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return changed
+
+
+def notebooks_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nlref.notebooks", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="execute notebooks' code cells in this process")
+    p_run.add_argument("notebooks", nargs="+", help="notebook paths")
+    mode = p_run.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="NLREF_QUICK=1 (small sizes)")
+    mode.add_argument("--full", action="store_true", help="NLREF_QUICK=0 (full sizes, GPU if present)")
+    sub.add_parser("list", help="list the teaching notebooks")
+    p_strip = sub.add_parser("strip", help="remove outputs from notebooks")
+    p_strip.add_argument("notebooks", nargs="+")
+    args = parser.parse_args(argv)
+    if args.cmd == "list":
+        for p in sorted(notebooks_dir().glob("*.ipynb")):
+            print(p)
+        return 0
+    if args.cmd == "strip":
+        for p in args.notebooks:
+            print(("stripped " if strip_outputs(p) else "clean    ") + p)
+        return 0
+    quick = True if args.quick else (False if args.full else None)
+    summary = []
+    for p in args.notebooks:
+        summary.append((p, sum(run_notebook(p, quick=quick))))
+    for p, t in summary:
+        print(f"{t:8.1f} s  {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
