@@ -1,0 +1,59 @@
+"""nlref.nn: neural-network layers with hand-written backward passes.
+
+Every layer is a pair of functions, ``out, cache = f_forward(x, params)`` and
+``dx, grads = f_backward(dout, cache)`` (CS231n style), on NumPy or CuPy
+arrays; parameters are flat dicts of named arrays.  These are the pieces of
+the non-local block and of the C2D/I3D video networks of Wang, Girshick,
+Gupta, He ("Non-local Neural Networks", CVPR 2018); :mod:`nlref.gradcheck`
+proves each backward against finite differences.
+"""
+
+from __future__ import annotations
+
+from .conv import conv_backward, conv_forward, conv_output_shape
+from .init import as_generator, gaussian, he_normal, ones, zeros
+from .layers import (
+    dropout_backward,
+    dropout_forward,
+    linear_backward,
+    linear_forward,
+    relu_backward,
+    relu_forward,
+    softmax,
+    softmax_cross_entropy,
+)
+from .norm import batch_norm_backward, batch_norm_forward
+from .params import count_params, merge, params_to_numpy, scope, to_backend, unscope
+from .pool import (
+    avg_pool_backward,
+    avg_pool_forward,
+    global_avg_pool_backward,
+    global_avg_pool_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
+
+__all__ = [
+    "linear_forward", "linear_backward", "conv_forward", "conv_backward", "conv_output_shape",
+    "batch_norm_forward", "batch_norm_backward", "relu_forward", "relu_backward",
+    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+    "global_avg_pool_forward", "global_avg_pool_backward", "dropout_forward", "dropout_backward",
+    "softmax", "softmax_cross_entropy",
+    "as_generator", "he_normal", "gaussian", "zeros", "ones",
+    "scope", "unscope", "merge", "to_backend", "params_to_numpy", "count_params",
+]
+
+from importlib.util import find_spec as _fs  # noqa: E402
+
+# Optional modules written alongside (non-local block, NLM bridge, video models,
+# training loop): re-exported only once they exist and import.
+for _name in ("optim", "nonlocal_block", "bridge", "models", "train"):
+    if _fs(f"nlref.nn.{_name}"):
+        try:
+            _m = __import__(f"nlref.nn.{_name}", fromlist=["__all__"])
+        except ImportError:  # a module still being written; import it directly to see why
+            continue
+        globals().update({k: getattr(_m, k) for k in _m.__all__})
+        __all__ += list(_m.__all__)
+_m = None
+del _fs, _name, _m

@@ -1,0 +1,161 @@
+"""N-dimensional convolution (1-D, 2-D, 3-D) as im2col + one matrix product.
+
+This is the workhorse of the C2D/I3D backbones (ResNet-50 with 3x3 / 3x3x3 /
+1x1x1 kernels, He et al. CVPR 2016; Wang et al. CVPR 2018, Table 1).  Like
+every nlref layer it is a pair ``conv_forward`` / ``conv_backward`` written by
+hand, with no autograd.
+
+How it works: for each of the ``K = prod(kernel_size)`` kernel offsets the
+input positions that offset reads form one strided slice of the padded input.
+Stacking those ``K`` slices gives the "column" matrix ``cols: (N, C*K, P)``
+(P output positions) and the convolution is one product ``W (C_out, C*K) @
+cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
+and each offset's block of ``dcols`` is *added* into its slice of the padded
+``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_namespace
+from ._common import (
+    check_layer_input,
+    check_param,
+    inner_slices,
+    offsets,
+    output_shape,
+    pad_spatial,
+    same_backend,
+    window_config,
+    window_slices,
+)
+
+__all__ = ["conv_forward", "conv_backward", "conv_output_shape"]
+
+
+def conv_output_shape(
+    spatial: tuple[int, ...], kernel_size: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> tuple[int, ...]:
+    """Spatial output shape ``floor((S + 2p - d (k - 1) - 1) / s) + 1`` per axis.
+
+    Shared by convolution and pooling; raises ``ValueError`` when the
+    (dilated) kernel is larger than the padded input.
+    """
+    k, s, p, d = window_config(len(spatial), kernel_size, stride, padding, dilation)
+    return output_shape(spatial, k, s, p, d)
+
+
+def conv_forward(
+    x: Any, params: dict[str, Any], *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> tuple[Any, tuple]:
+    """Cross-correlation of ``x`` with ``params["w"]`` (the "convolution" of deep learning).
+
+    ``out[n, o, i] = b[o] + sum_{c, k} w[o, c, k] * x_pad[n, c, i * s + k * d]``
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C_in, *S), float32 or float64
+        Input with 1, 2 or 3 spatial axes ``S``.
+    params : dict
+        ``"w"``: (C_out, C_in, *k) kernel; ``"b"``: (C_out,) bias, optional.
+    stride, padding, dilation : int or tuple of ints, one per spatial axis
+        Zero padding on both sides of every spatial axis.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C_out, *O)
+        ``O = floor((S + 2p - d (k - 1) - 1) / s) + 1``.
+    cache : tuple
+        What :func:`conv_backward` needs, including the column matrix
+        ``cols: (N, C_in * prod(k), prod(O))`` -- the memory cost of this layer
+        (for a 1x1(x1) kernel at stride 1 it is a view of ``x``, no copy).
+
+    Raises
+    ------
+    ValueError
+        Wrong ndim, channel mismatch between ``x`` and ``w``, negative padding,
+        non-positive stride/dilation, kernel larger than the padded input.
+    TypeError
+        Non-float or float16 arrays, dtype mismatch, NumPy and CuPy mixed.
+    """
+    n = check_layer_input(x, "x")
+    w = check_param(params, "w", None, x.dtype, "conv_forward")
+    if w.ndim != x.ndim:
+        raise ValueError(
+            f"conv_forward: params['w'] must have shape (C_out, C_in, *kernel) with {n} kernel axes "
+            f"to match x of shape {tuple(x.shape)}, received shape {tuple(w.shape)}"
+        )
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"conv_forward: channel mismatch, x has C_in={x.shape[1]} channels but params['w'] of shape "
+            f"{tuple(w.shape)} expects C_in={w.shape[1]}"
+        )
+    b = check_param(params, "b", (w.shape[0],), x.dtype, "conv_forward", required=False)
+    xp = same_backend(x, w, b)
+    k, s, p, d = window_config(n, tuple(w.shape[2:]), stride, padding, dilation)
+    o_shape = output_shape(x.shape[2:], k, s, p, d)
+    return _conv_forward(xp, x, w, b, k, s, p, d, o_shape)
+
+
+def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
+    N, C = x.shape[:2]
+    C_out, K, P = w.shape[0], int(np.prod(k)), int(np.prod(o_shape))
+    x_pad = pad_spatial(x, p)
+    if K == 1 and all(si == 1 for si in s):
+        cols = x_pad.reshape(N, C, P)  # 1x1(x1) kernel: the columns are x itself
+    else:
+        cols = xp.empty((N, C, K) + o_shape, dtype=x.dtype)
+        for i, off in enumerate(offsets(k)):
+            cols[:, :, i] = x_pad[window_slices(off, o_shape, s, d)]
+        cols = cols.reshape(N, C * K, P)
+    w2 = w.reshape(C_out, C * K)
+    out = xp.matmul(w2, cols)  # (C_out, C*K) @ (N, C*K, P) -> (N, C_out, P)
+    if b is not None:
+        out += b[:, None]
+    cache = (tuple(x.shape), w2, tuple(w.shape), cols, b is not None, (k, s, p, d, o_shape))
+    return out.reshape((N, C_out) + o_shape), cache
+
+
+def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
+    """Gradients of :func:`conv_forward`.
+
+    With ``out = W cols + b`` (per sample, ``W: (C_out, C_in*K)``):
+
+    * ``dW = sum_n dout_n cols_n^T``, ``db = sum_{n, i} dout[n, :, i]``;
+    * ``dcols = W^T dout``, then ``dx_pad[slice(k)] += dcols[:, :, k]`` for
+      every kernel offset ``k`` (col2im as dense slice adds), and ``dx`` is
+      ``dx_pad`` without its padding.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C_out, *O)
+    cache : tuple from :func:`conv_forward`
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C_in, *S)
+    grads : dict
+        ``{"w": (C_out, C_in, *k), "b": (C_out,)}`` (``"b"`` only when the forward had a bias).
+    """
+    x_shape, w2, w_shape, cols, has_bias, (k, s, p, d, o_shape) = cache
+    xp = get_namespace(dout)
+    N, C = x_shape[:2]
+    C_out, K = w_shape[0], int(np.prod(k))
+    d2 = dout.reshape(N, C_out, -1)
+    grads = {"w": xp.matmul(d2, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)}
+    if has_bias:
+        grads["b"] = d2.sum(axis=(0, 2))
+    dcols = xp.matmul(w2.T, d2)  # (N, C*K, P)
+    padded = (N, C) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
+    if K == 1 and all(si == 1 for si in s):
+        dx_pad = dcols.reshape(padded)
+    else:
+        dx_pad = xp.zeros(padded, dtype=dout.dtype)
+        dcols = dcols.reshape((N, C, K) + o_shape)
+        for i, off in enumerate(offsets(k)):
+            dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, :, i]
+    dx = dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad
+    return xp.ascontiguousarray(dx), grads

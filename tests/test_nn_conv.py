@@ -1,0 +1,132 @@
+"""conv_forward / conv_backward: forward against direct loops and scipy, backward by gradcheck."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from nlref.backend import to_numpy
+from nlref.gradcheck import gradcheck
+from nlref.nn import conv_backward, conv_forward, conv_output_shape
+
+
+def conv_loop(x, w, b, stride, padding, dilation):
+    """Direct definition: one dot product per output position (tiny shapes only)."""
+    n = x.ndim - 2
+    s, p, d = (tuple([v] * n) if isinstance(v, int) else v for v in (stride, padding, dilation))
+    k = w.shape[2:]
+    xpad = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p])
+    O = [(S + 2 * pi - di * (ki - 1) - 1) // si + 1 for S, pi, di, ki, si in zip(x.shape[2:], p, d, k, s)]
+    out = np.zeros((x.shape[0], w.shape[0], *O))
+    for i in itertools.product(*(range(o) for o in O)):
+        window = xpad[(slice(None), slice(None)) + tuple(
+            slice(ii * si, ii * si + di * (ki - 1) + 1, di) for ii, si, di, ki in zip(i, s, d, k))]
+        out[(slice(None), slice(None)) + i] = np.tensordot(window, w, axes=(range(1, x.ndim), range(1, x.ndim)))
+    return out + (0 if b is None else b.reshape((1, -1) + (1,) * n))
+
+
+CASES = [  # (x shape, w shape, stride, padding, dilation)
+    ((2, 3, 7), (4, 3, 3), 1, 0, 1),
+    ((2, 3, 9), (2, 3, 2), 2, 1, 2),
+    ((2, 2, 5, 6), (3, 2, 3, 3), 1, 1, 1),
+    ((1, 3, 7, 6), (2, 3, 3, 2), (2, 1), (1, 0), (1, 2)),
+    ((2, 4, 5, 5), (3, 4, 1, 1), 1, 0, 1),
+    ((1, 2, 4, 5, 5), (2, 2, 3, 3, 3), 1, 1, 1),
+    ((1, 2, 5, 4, 6), (3, 2, 3, 1, 1), (2, 1, 1), (1, 0, 0), 1),
+    ((2, 2, 3, 4, 4), (2, 2, 1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", CASES)
+def test_conv_forward_matches_direct_loop(xp, rng, x_shape, w_shape, stride, padding, dilation):
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    out, _ = conv_forward(xp.asarray(x), {"w": xp.asarray(w), "b": xp.asarray(b)},
+                          stride=stride, padding=padding, dilation=dilation)
+    np.testing.assert_allclose(to_numpy(out), conv_loop(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10)
+
+
+def test_conv3d_matches_scipy_signal_correlate(xp, rng):
+    x = rng.standard_normal((2, 3, 4, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3, 3)).astype(np.float32)
+    out, _ = conv_forward(xp.asarray(x), {"w": xp.asarray(w)})
+    ref = np.array([[sum(scipy.signal.correlate(x[n, c], w[o, c], mode="valid") for c in range(3))
+                     for o in range(2)] for n in range(2)])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", CASES)
+def test_conv_backward_passes_gradcheck(xp, rng, x_shape, w_shape, stride, padding, dilation):
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    mode = "full" if x.size + w.size < 400 else "random"
+    report = gradcheck(lambda x, p: conv_forward(x, p, stride=stride, padding=padding, dilation=dilation),
+                       conv_backward, xp.asarray(x), {"w": xp.asarray(w), "b": xp.asarray(b)}, mode=mode)
+    assert report.worst_error < 1e-6
+
+
+def test_conv_without_bias_returns_only_w_gradient(xp, rng):
+    x, w = xp.asarray(rng.standard_normal((1, 2, 5))), xp.asarray(rng.standard_normal((3, 2, 3)))
+    out, cache = conv_forward(x, {"w": w})
+    _, grads = conv_backward(xp.ones_like(out), cache)
+    assert set(grads) == {"w"}
+    gradcheck(conv_forward, conv_backward, x, {"w": w})
+
+
+def test_conv_output_shape_follows_formula():
+    assert conv_output_shape((8, 28, 28), 3, stride=1, padding=1) == (8, 28, 28)
+    assert conv_output_shape((32, 224, 224), (1, 7, 7), stride=(2, 2, 2), padding=(0, 3, 3)) == (16, 112, 112)
+    assert conv_output_shape((9,), 3, dilation=2) == (5,)
+
+
+def test_conv_float32_stays_float32(xp, rng):
+    x = xp.asarray(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    w = xp.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    out, cache = conv_forward(x, {"w": w}, padding=1)
+    dx, grads = conv_backward(out, cache)
+    assert out.dtype == dx.dtype == grads["w"].dtype == np.float32
+
+
+class _FakeCupyArray:
+    """Looks like a CuPy array to nlref.backend (module name 'cupy...'); no GPU needed."""
+
+    def __init__(self, a):
+        self.shape, self.dtype, self.ndim = a.shape, a.dtype, a.ndim
+
+
+_FakeCupyArray.__module__ = "cupy._core.core"
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,kwargs,error,match",
+    [
+        ((1, 3, 5, 5), (2, 4, 3, 3), {}, ValueError, "channel mismatch"),
+        ((1, 3, 2, 2), (2, 3, 3, 3), {}, ValueError, "kernel larger than the padded input"),
+        ((1, 3, 5, 5), (2, 3, 3, 3), {"stride": 0}, ValueError, "stride"),
+        ((1, 3, 5, 5), (2, 3, 3, 3), {"stride": (1, -1)}, ValueError, "stride"),
+        ((1, 3, 5, 5), (2, 3, 3, 3), {"padding": -1}, ValueError, "padding"),
+        ((1, 3, 5, 5), (2, 3, 3, 3), {"dilation": 0}, ValueError, "dilation"),
+        ((5, 5), (2, 5), {}, ValueError, "x must have shape"),
+        ((1, 3, 5, 5), (2, 3, 3), {}, ValueError, "kernel axes"),
+        ((1, 3, 5, 5), (2, 3, 3, 3), {"stride": (1, 1, 1)}, ValueError, "stride"),
+    ],
+)
+def test_conv_rejects_bad_arguments(x_shape, w_shape, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        conv_forward(np.zeros(x_shape), {"w": np.zeros(w_shape)}, **kwargs)
+
+
+def test_conv_rejects_float16_mixed_dtypes_and_mixed_backends():
+    x, w = np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 3, 3))
+    with pytest.raises(TypeError, match="float16"):
+        conv_forward(x.astype(np.float16), {"w": w.astype(np.float16)})
+    with pytest.raises(TypeError, match="dtype"):
+        conv_forward(x.astype(np.float32), {"w": w})
+    with pytest.raises(TypeError, match="mixed array backends"):
+        conv_forward(x, {"w": _FakeCupyArray(w)})
+    with pytest.raises(ValueError, match="'w'"):
+        conv_forward(x, {"b": np.zeros(1)})
+    with pytest.raises(ValueError, match="params\\['b'\\]"):
+        conv_forward(x, {"w": w, "b": np.zeros(3)})
