@@ -1,0 +1,280 @@
+"""C2D / I3D builders: the paper's layout, non-local placement, inflation, end-to-end gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nlref.backend import to_numpy
+from nlref.gradcheck import gradcheck
+from nlref.nn.models import (
+    build_model,
+    c2d,
+    count_nonlocal,
+    i3d,
+    inflate_2d_to_3d,
+    model_backward,
+    model_forward,
+    nonlocal_positions,
+    temporal_receptive_field,
+)
+
+needs_nl = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("nlref.nn.nonlocal_block") is None,
+    reason="nlref.nn.nonlocal_block not written yet",
+)
+
+
+def _clip(rng, shape=(2, 3, 8, 16, 16), dtype=np.float64):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _randomise_bn(params, state, rng):
+    """Non-trivial BN scales, shifts and running statistics (the non-local BN gamma starts at 0)."""
+    for k in params:
+        if k.endswith(".gamma"):
+            params[k] = (0.5 + rng.random(params[k].shape)).astype(params[k].dtype)
+        elif k.endswith(".beta"):
+            params[k] = (0.1 * rng.standard_normal(params[k].shape)).astype(params[k].dtype)
+    for k in state:
+        if k.endswith("running_mean"):
+            state[k] = (0.1 * rng.standard_normal(state[k].shape)).astype(state[k].dtype)
+        else:
+            state[k] = (0.5 + rng.random(state[k].shape)).astype(state[k].dtype)
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def test_resnet50_c2d_has_paper_stage_sizes_and_2d_kernels_only():
+    model, params, _ = c2d(layout="resnet50", width=4)
+    blocks = [s["name"] for s in model if s["op"] == "block"]
+    assert [sum(b.startswith(f"res{s}.") for b in blocks) for s in (2, 3, 4, 5)] == [3, 4, 6, 3]
+    assert params["conv1.w"].shape == (4, 3, 1, 7, 7)
+    assert params["res3.1.conv2.w"].shape == (8, 8, 1, 3, 3)  # bottleneck: inner width 2 * 4
+    assert params["res5.2.conv3.w"].shape == (128, 32, 1, 1, 1)  # 4x expansion of 8 * 4
+    assert params["fc.w"].shape == (2, 128)
+    assert all(v.shape[2] == 1 for k, v in params.items() if k.endswith(".w") and v.ndim == 5)
+
+
+@pytest.mark.parametrize("inflate, conv", [("3x3x3", "conv2"), ("3x1x1", "conv1")])
+def test_i3d_inflates_one_kernel_every_two_blocks_as_the_official_code(inflate, conv):
+    _, params, _ = i3d(layout="resnet50", width=4, inflate=inflate)
+    assert params["conv1.w"].shape[2:] == (5, 7, 7)
+    inflated = {k.rsplit(".", 2)[0] for k, v in params.items() if k.startswith("res") and v.ndim == 5 and v.shape[2] == 3}
+    expected = {"res2.0", "res2.2", "res3.0", "res3.2", "res4.0", "res4.2", "res4.4", "res5.1"}
+    assert inflated == expected
+    assert all(params[f"{b}.{conv}.w"].shape[2] == 3 for b in expected)
+
+
+def test_tiny_layout_follows_paper_notes():
+    model, params, state = c2d(width=8)
+    assert params["conv1.w"].shape == (8, 3, 1, 5, 5)
+    assert params["res4.0.conv2.w"].shape == (32, 32, 1, 3, 3)
+    x = np.zeros((2, 3, 16, 32, 32), np.float32)
+    logits, _, _ = model_forward(x, params, state, model, train=False)
+    assert logits.shape == (2, 2)
+
+
+def test_temporal_receptive_fields_match_hand_computation():
+    # C2D: pool1 (3 frames, stride 1) -> 3, pool2 (3, stride 2) -> 5.
+    m, p, _ = c2d()
+    assert temporal_receptive_field(m, p) == 5
+    # I3D: stem 3 -> 3, pool1 -> 5, res2 conv1 -> 7, pool2 -> 9 (jump 2), res3 -> 13, res4 -> 17.
+    m, p, _ = i3d()
+    assert temporal_receptive_field(m, p) == 17
+
+
+def test_nonlocal_placement_matches_the_paper_for_resnet50_depths():
+    depth = (3, 4, 6, 3)
+    assert nonlocal_positions(depth, 0) == []
+    assert nonlocal_positions(depth, 1) == ["res4.4"]  # right before the last block of res4
+    assert nonlocal_positions(depth, 5) == ["res3.1", "res3.3", "res4.1", "res4.3", "res4.5"]
+    assert nonlocal_positions(depth, 10) == [f"res3.{i}" for i in range(4)] + [f"res4.{i}" for i in range(6)]
+
+
+def test_nonlocal_placement_scales_to_small_depths():
+    assert nonlocal_positions((1, 1, 1), 1) == ["res3.0"]
+    assert nonlocal_positions((1, 1, 1), 5) == ["res3.0", "res4.0"]
+    assert nonlocal_positions((1, 2, 2), 1) == ["res4.0"]
+    assert nonlocal_positions((1, 2, 2), 5) == ["res3.1", "res4.1"]
+    assert len(nonlocal_positions((1, 2, 2), 10)) == 4
+    with pytest.raises(ValueError, match="nl_blocks"):
+        nonlocal_positions((1, 1, 1), 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"arch": "r3d"}, "arch"),
+        ({"depth": (1, 1)}, "depth"),
+        ({"width": 0}, "width"),
+        ({"arch": "i3d", "inflate": "3x1x1", "block": "basic"}, "3x1x1"),
+        ({"nl_space_time": "both"}, "nl_space_time"),
+        ({"nl_mode": "cosine"}, "nl_mode"),
+        ({"layout": "resnet101"}, "layout"),
+    ],
+)
+def test_bad_builder_arguments_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(**kwargs)
+
+
+def test_forward_rejects_wrong_input_shape():
+    m, p, s = c2d(width=2)
+    with pytest.raises(ValueError, match="x"):
+        model_forward(np.zeros((2, 3, 16, 16), np.float32), p, s, m, train=False)
+    with pytest.raises(ValueError, match="channels"):
+        model_forward(np.zeros((2, 1, 8, 16, 16), np.float32), p, s, m, train=False)
+
+
+# ----------------------------------------------------------------------------- forward behaviour
+
+
+def test_train_mode_returns_new_running_stats_and_leaves_state_untouched(rng):
+    m, p, s = c2d(width=2)
+    before = {k: v.copy() for k, v in s.items()}
+    _, _, new = model_forward(_clip(rng, dtype=np.float32), p, s, m, train=True)
+    assert set(new) == set(s)
+    assert all(np.array_equal(s[k], before[k]) for k in s)
+    assert not np.allclose(new["bn1.running_mean"], s["bn1.running_mean"])
+    _, _, same = model_forward(_clip(rng, dtype=np.float32), p, s, m, train=False)
+    assert all(same[k] is s[k] for k in s)
+
+
+def test_c2d_features_ignore_frames_outside_their_temporal_receptive_field(rng):
+    # Oracle: hand-computed receptive fields. pool1 (3 frames, stride 1, pad 1) then pool2
+    # (3 frames, stride 2, pad 1): feature time t sees input frames 2t - 2 .. 2t + 2, so
+    # changing frame 0 changes t = 0, 1 only. Eval-mode BN: no coupling through the batch.
+    m, p, s = c2d(width=4, dtype=np.float64)
+    _randomise_bn(p, s, rng)
+    x = _clip(rng, (1, 3, 16, 16, 16))
+    y = x.copy()
+    y[:, :, 0] += 1.0
+    fx, _, _ = model_forward(x, p, s, m[:-1], train=False)  # the model without its head: features
+    fy, _, _ = model_forward(y, p, s, m[:-1], train=False)
+    assert fx.shape[2] == 8
+    assert not np.allclose(fx[:, :, :2], fy[:, :, :2])
+    np.testing.assert_array_equal(fx[:, :, 2:], fy[:, :, 2:])
+
+
+# ----------------------------------------------------------------------------- inflation
+
+
+@pytest.mark.parametrize("nl_blocks", [0, pytest.param(1, marks=needs_nl)])
+def test_inflated_i3d_gives_exactly_the_c2d_output_on_a_static_clip(rng, nl_blocks):
+    kw = dict(width=4, dtype=np.float64, nl_blocks=nl_blocks, temporal_padding="replicate")
+    m2, p2, s2 = c2d(**kw, rng=1)
+    m3, p3, s3 = i3d(**kw, rng=2)
+    _randomise_bn(p2, s2, rng)
+    p3 = inflate_2d_to_3d(p2, p3)
+    frame = rng.standard_normal((2, 3, 1, 16, 16))
+    static = np.repeat(frame, 8, axis=2)
+    for train in (False, True):
+        l2, _, _ = model_forward(static, p2, s2, m2, train=train)
+        l3, _, _ = model_forward(static, p3, s2, m3, train=train)
+        np.testing.assert_allclose(l3, l2, rtol=1e-12, atol=1e-12)
+
+
+def test_inflation_repeats_over_time_and_divides_by_t(rng):
+    w = rng.standard_normal((4, 3, 1, 3, 3))
+    out = inflate_2d_to_3d({"a.w": w, "b": np.ones(2)}, {"a.w": np.zeros((4, 3, 5, 3, 3)), "b": np.zeros(2)})
+    for t in range(5):
+        np.testing.assert_allclose(out["a.w"][:, :, t], w[:, :, 0] / 5)
+    np.testing.assert_array_equal(out["b"], np.ones(2))
+    w2d = rng.standard_normal((4, 3, 3, 3))  # a genuinely 2-D kernel (image ResNet)
+    out = inflate_2d_to_3d({"a.w": w2d}, {"a.w": np.zeros((4, 3, 3, 3, 3))})
+    np.testing.assert_allclose(out["a.w"].sum(axis=2), w2d)
+
+
+def test_zero_temporal_padding_changes_the_border_frames_of_a_static_clip(rng):
+    m2, p2, s2 = c2d(width=4, dtype=np.float64)
+    m3, p3, _ = i3d(width=4, dtype=np.float64)
+    p3 = inflate_2d_to_3d(p2, p3)
+    static = np.repeat(rng.standard_normal((2, 3, 1, 16, 16)), 8, axis=2)
+    l2, _, _ = model_forward(static, p2, s2, m2, train=False)
+    l3, _, _ = model_forward(static, p3, s2, m3, train=False)
+    assert not np.allclose(l2, l3)
+
+
+def test_inflation_rejects_mismatched_keys_or_shapes():
+    with pytest.raises(ValueError, match="same keys"):
+        inflate_2d_to_3d({"a.w": np.zeros((1, 1, 1, 3, 3))}, {"b.w": np.zeros((1, 1, 3, 3, 3))})
+    with pytest.raises(ValueError, match="a.w"):
+        inflate_2d_to_3d({"a.w": np.zeros((1, 1, 1, 3, 3))}, {"a.w": np.zeros((2, 1, 3, 3, 3))})
+
+
+# ----------------------------------------------------------------------------- space / time folding
+
+
+@needs_nl
+@pytest.mark.parametrize("space_time", ["space", "time"])
+def test_space_and_time_blocks_equal_a_loop_over_frames_or_positions(rng, space_time):
+    from nlref.nn.nonlocal_block import nonlocal_block_forward
+
+    from nlref.nn.models import _nonlocal_forward
+
+    m, p, s = c2d(width=4, nl_blocks=1, nl_space_time=space_time, dtype=np.float64)
+    _randomise_bn(p, s, rng)
+    spec = next(sp for sp in m if sp["op"] == "nonlocal")
+    x = rng.standard_normal((2, 8, 4, 3, 3))
+    z, _ = _nonlocal_forward(x, p, s, spec, False, {})
+    local_p = {k[len(spec["name"]) + 1:]: v for k, v in p.items() if k.startswith(spec["name"] + ".")}
+    local_s = {k[len(spec["name"]) + 1:]: v for k, v in s.items() if k.startswith(spec["name"] + ".")}
+    expected = np.empty_like(x)
+    if space_time == "space":  # each frame on its own
+        for t in range(4):
+            zt = nonlocal_block_forward(x[:, :, t:t + 1], local_p, local_s, mode=spec["mode"], train=False)[0]
+            expected[:, :, t:t + 1] = zt
+    else:  # each position on its own, across frames
+        for i in range(3):
+            for j in range(3):
+                zij = nonlocal_block_forward(x[:, :, :, i:i + 1, j:j + 1], local_p, local_s, mode=spec["mode"],
+                                             train=False)[0]
+                expected[:, :, :, i:i + 1, j:j + 1] = zij
+    np.testing.assert_allclose(z, expected, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def _gradcheck_model(model, params, state, x, seed=0):
+    def forward(x, p):
+        logits, cache, _ = model_forward(x, p, state, model, train=True, rng=7)
+        return logits, cache
+
+    def backward(dout, cache):
+        return model_backward(dout, cache, return_dx=True)
+
+    return gradcheck(forward, backward, x, params, mode="random", n_directions=2, seed=seed, rtol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["c2d", "i3d"])
+def test_whole_network_passes_gradcheck(rng, arch):
+    m, p, s = build_model(arch, width=2, dtype=np.float64, dropout=0.3)
+    _randomise_bn(p, s, rng)
+    report = _gradcheck_model(m, p, s, _clip(rng, (2, 3, 8, 8, 8)))
+    assert report.passed, str(report)
+
+
+@needs_nl
+@pytest.mark.parametrize("arch, kw", [
+    ("c2d", dict(nl_blocks=5, nl_mode="embedded_gaussian", nl_subsample=True)),
+    ("i3d", dict(nl_blocks=1, nl_mode="dot_product", nl_space_time="space")),
+    ("c2d", dict(nl_blocks=1, nl_mode="concatenation", nl_space_time="time")),
+])
+def test_whole_network_with_nonlocal_blocks_passes_gradcheck(rng, arch, kw):
+    m, p, s = build_model(arch, width=4, dtype=np.float64, **kw)
+    assert count_nonlocal(m) >= 1
+    _randomise_bn(p, s, rng)  # non-zero gamma after W_z, so the block contributes
+    report = _gradcheck_model(m, p, s, _clip(rng, (2, 3, 8, 16, 16)))
+    assert report.passed, str(report)
+
+
+def test_model_runs_on_the_requested_backend(xp, rng):
+    m, p, s = c2d(width=2, xp=xp)
+    x = xp.asarray(_clip(rng, (2, 3, 8, 8, 8), np.float32))
+    logits, cache, new = model_forward(x, p, s, m, train=True)
+    grads = model_backward(logits, cache)
+    assert isinstance(logits, xp.ndarray) and isinstance(grads["conv1.w"], xp.ndarray)
+    assert np.isfinite(to_numpy(logits)).all()
