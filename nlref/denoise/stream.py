@@ -1,0 +1,344 @@
+"""``nlref denoise`` for images larger than memory: read lazily, denoise chunk-wise, write band by band.
+
+The in-memory CLI loads the whole image, calls ``nl_means`` and saves the
+result.  This module is its streaming path, taken when ``--chunks`` or
+``--max-memory`` is given, when the output is a Zarr store, or when the input
+would not fit in the default budget (half the machine's memory):
+
+1. the input is opened lazily: a TIFF through ``tifffile``'s Zarr view
+   (tiles/strips read on demand), a Zarr store or ``.npy`` (memory-mapped) as
+   they are; other formats (PNG) are small enough to read whole;
+2. :func:`nlref.denoise.tiled.nl_means_dask` builds the chunk-wise computation,
+   exact to the in-memory result;
+3. the result is computed one band of chunks at a time (along the first axis;
+   Dask's threads work on the chunks of a band together) and each band is
+   appended to a tiled TIFF or written into a Zarr store, so only a band is
+   ever held;
+4. everything is written under a temporary name beside the output and renamed
+   onto it at the end: on any error no partial output remains, and an existing
+   output is refused without ``--overwrite`` before any work.
+
+The CLI (``nlref/denoise/cli.py``) calls :func:`add_arguments`,
+:func:`wants_streaming` and :func:`run_streaming`; Dask is imported only in
+:func:`run_streaming`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..backend import asarray, namespace_by_name, to_numpy
+
+__all__ = ["add_arguments", "wants_streaming", "run_streaming", "parse_bytes", "parse_chunks", "plan_chunks"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+ZARR_SUFFIX = ".zarr"
+TIFF_TILE = 256  # TIFF tile side (a multiple of 16, as the TIFF spec requires)
+# nl_means's working memory, in copies of a (halo-grown) float chunk: the padded
+# image, the weights and value sums, and the per-offset distance images.
+WORK_COPIES = 8
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"2GB"`` -> 2_000_000_000, ``"512MiB"`` -> 536_870_912, ``"1e9"`` -> 10**9."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]i?)?b?\s*", str(text).lower())
+    if m is None or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"--max-memory must be a positive size such as 2GB, 512MiB or 1e9, received {text!r}"
+        )
+    return int(float(m.group(1)) * _UNITS[m.group(2) or ""])
+
+
+def parse_chunks(text: str) -> tuple[int, ...]:
+    """``"512"`` -> (512,), ``"64,512,512"`` or ``"64x512x512"`` -> (64, 512, 512)."""
+    parts = re.split(r"[,x]", str(text).strip().lower())
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"--chunks must be positive integers (one, or one per spatial axis, e.g. 512 or 512,512), received {text!r}"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--chunks`` and ``--max-memory`` to the ``nlref denoise`` parser."""
+    group = parser.add_argument_group(
+        "larger than memory (Dask)",
+        "Stream the image through Dask chunk by chunk; needs the 'dask' extra: pip install 'nlref[dask]'. "
+        "Output must be .tif/.tiff or .zarr.",
+    )
+    group.add_argument("--chunks", type=parse_chunks, default=None,
+                       help="chunk shape of the spatial axes, e.g. 1024 or 1024,1024 (implies streaming)")
+    group.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
+                       help="memory budget such as 2GB or 512MiB; chunks are sized to fit (implies streaming)")
+
+
+def wants_streaming(args: argparse.Namespace) -> bool:
+    """True when the ``denoise`` command should take the streaming path."""
+    if getattr(args, "chunks", None) is not None or getattr(args, "max_memory", None) is not None:
+        return True
+    if str(getattr(args, "output", "")).rstrip("/\\").lower().endswith(ZARR_SUFFIX):
+        return True
+    shape = _peek_shape(getattr(args, "input", None))
+    return shape is not None and WORK_COPIES * 8 * int(np.prod(shape)) > _default_budget()
+
+
+def run_streaming(args: argparse.Namespace) -> int:
+    """Denoise ``args.input`` into ``args.output`` chunk by chunk; return the exit status.
+
+    Raises
+    ------
+    FileExistsError
+        The output exists and ``--overwrite`` was not given (checked first).
+    ValueError
+        Output not ``.tif``/``.tiff``/``.zarr``, options the streaming path
+        cannot honour, or a ``--max-memory`` too small for one chunk.
+    RuntimeError
+        Dask (or Zarr, for Zarr files) is not installed.
+    """
+    src, dst = Path(args.input), Path(str(args.output).rstrip("/\\"))
+    overwrite = bool(getattr(args, "overwrite", False))
+    if dst.suffix.lower() not in (*TIFF_SUFFIXES, ZARR_SUFFIX):
+        raise ValueError(f"streamed output must be a .tif, .tiff or .zarr path, received {str(dst)!r}")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"output {str(dst)!r} already exists; pass --overwrite to replace it")
+    if not dst.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(dst.parent)!r} does not exist")
+    if not src.exists():
+        raise FileNotFoundError(f"input {str(src)!r} does not exist")
+    if getattr(args, "add_noise", None):
+        raise ValueError("--add-noise is not available when streaming (--chunks/--max-memory); denoise a noisy file")
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as exc:
+        raise RuntimeError("streaming needs Dask, which is not installed: pip install 'nlref[dask]'") from exc
+
+    from .tiled import nl_means_dask
+
+    kwargs = _nl_means_kwargs(args)
+    with contextlib.ExitStack() as stack:
+        image = _open_lazy(src, da, stack)
+        channel_axis = kwargs.get("channel_axis")
+        if channel_axis is not None:
+            channel_axis %= image.ndim
+        if dst.suffix.lower() in TIFF_SUFFIXES and channel_axis not in (None, image.ndim - 1):
+            raise ValueError(
+                f"a TIFF output stores colour last; received channel_axis={kwargs['channel_axis']} for shape "
+                f"{image.shape}: write a .zarr output instead"
+            )
+        threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+        chunks = args.chunks
+        if chunks is None and getattr(args, "max_memory", None) is not None:
+            chunks = plan_chunks(image.shape, channel_axis, kwargs.get("patch_size", 7),
+                                 kwargs.get("patch_distance", 11), args.max_memory, threads)
+        elif chunks is None:
+            chunks = "auto"
+        elif len(chunks) == 1:
+            chunks = chunks[0]
+        gpu = getattr(args, "backend", None) == "cupy"
+        result = nl_means_dask(_to_gpu(image) if gpu else image, chunks=chunks, **kwargs)
+        if gpu:  # written from host memory
+            result = result.map_blocks(to_numpy, dtype=result.dtype, meta=np.empty((0,) * result.ndim, result.dtype))
+        with dask.config.set(scheduler="threads"):
+            if dst.suffix.lower() == ZARR_SUFFIX:
+                _write_zarr(result, dst, overwrite)
+            else:
+                _write_tiff(result, dst, overwrite, channel_axis is not None)
+    print(f"wrote {dst} ({' x '.join(map(str, result.shape))}, {result.dtype}, chunks {result.chunksize})")
+    return 0
+
+
+def plan_chunks(
+    shape: tuple[int, ...],
+    channel_axis: int | None,
+    patch_size: Any,
+    patch_distance: Any,
+    budget: int,
+    threads: int,
+) -> tuple[int, ...]:
+    """Largest cubic chunk (per spatial axis) whose work fits ``budget`` bytes.
+
+    ``threads`` chunks are denoised at once, each needing about
+    ``WORK_COPIES`` float64 copies of the chunk grown by its halo; one band of
+    output (a row of chunks across the image) is held while it is written.
+
+    Raises
+    ------
+    ValueError
+        If even 16-pixel chunks do not fit.
+    """
+    from .._validation import as_tuple
+
+    spatial = [n for ax, n in enumerate(shape) if ax != channel_axis]
+    channels = 1 if channel_axis is None else shape[channel_axis]
+    s = as_tuple(patch_size, len(spatial), "patch_size")
+    d = as_tuple(patch_distance, len(spatial), "patch_distance")
+    halo = [di + si // 2 for si, di in zip(s, d)]
+
+    def cost(c: int) -> int:
+        block = [min(n, c + 2 * h) for n, h in zip(spatial, halo)]
+        band = min(spatial[0], c) * int(np.prod(spatial[1:])) * channels * 8
+        return threads * WORK_COPIES * 8 * int(np.prod(block)) * channels + 2 * band
+
+    c = max(spatial)
+    while c > 16 and cost(c) > budget:
+        c = max(16, c // 2)
+    if cost(c) > budget:
+        raise ValueError(
+            f"--max-memory {budget} bytes is too small for this image (shape {tuple(shape)}) with "
+            f"{threads} threads: even 16-pixel chunks need about {cost(16)} bytes"
+        )
+    return tuple(min(n, c) for n in spatial)
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _nl_means_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``nl_means`` keywords the in-memory CLI would use (its own helper)."""
+    from .cli import nl_means_kwargs_from_args
+
+    return dict(nl_means_kwargs_from_args(args))
+
+
+def _default_budget() -> int:
+    """Half the machine's physical memory (bytes), or 4 GiB when unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def _peek_shape(path: Any) -> tuple[int, ...] | None:
+    """The image shape from a file's header without reading its pixels (None if unknown)."""
+    if path is None or not Path(path).is_file():
+        return None
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return tuple(tif.series[0].shape)
+        if suffix == ".npy":
+            return tuple(np.load(path, mmap_mode="r").shape)
+    except Exception:  # unreadable: the in-memory path reports it
+        return None
+    return None
+
+
+def _open_lazy(path: Path, da: Any, stack: contextlib.ExitStack) -> Any:
+    """A Dask array over the input file, read on demand where the format allows."""
+    suffix = path.suffix.lower()
+    if suffix == ZARR_SUFFIX:
+        return da.from_zarr(str(path))
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            import zarr
+        except ImportError:  # uncompressed contiguous TIFFs still map lazily
+            return da.from_array(tifffile.memmap(str(path), mode="r"), chunks="auto")
+        store = tifffile.imread(str(path), aszarr=True, series=0, level=0)
+        stack.callback(store.close)
+        return da.from_zarr(zarr.open(store, mode="r"))
+    if suffix == ".npy":
+        return da.from_array(np.load(path, mmap_mode="r"), chunks="auto")
+    from skimage.io import imread  # PNG and friends: small enough to read whole
+
+    return da.from_array(imread(str(path)), chunks="auto")
+
+
+def _to_gpu(image: Any) -> Any:
+    """The lazy image with CuPy chunks (``--backend cupy``): each chunk is copied to the GPU when read."""
+    cp = namespace_by_name("cupy")
+    return image.map_blocks(asarray, xp=cp, dtype=image.dtype, meta=cp.empty((0,) * image.ndim, image.dtype))
+
+
+def _bands(result: Any) -> Iterator[np.ndarray]:
+    """Compute ``result`` one row of chunks (along axis 0) at a time, with progress."""
+    from tqdm.auto import tqdm
+
+    edges = np.cumsum((0, *result.chunks[0]))
+    with tqdm(total=int(edges[-1]), desc="nlref denoise", unit="row" if result.ndim == 2 else "slice") as bar:
+        for start, stop in zip(edges[:-1], edges[1:]):
+            yield np.asarray(result[start:stop].compute())
+            bar.update(int(stop - start))
+
+
+def _tiles_of_rows(rows: np.ndarray, tile: int) -> Iterator[np.ndarray]:
+    for left in range(0, rows.shape[1], tile):
+        yield rows[:, left:left + tile]
+
+
+def _tiff_tiles(bands: Iterator[np.ndarray], plane_ndim: int, tile: int) -> Iterator[np.ndarray]:
+    """TIFF tiles in file order (page by page, row of tiles by row) from bands of rows or of planes."""
+    if plane_ndim == 3:  # bands of whole planes of a volume: each plane is a tiled page
+        for band in bands:
+            for plane in band:
+                for top in range(0, plane.shape[0], tile):
+                    yield from _tiles_of_rows(plane[top:top + tile], tile)
+        return
+    pending = None
+    for band in bands:  # bands of rows of one plane: regroup them into rows of tiles
+        pending = band if pending is None else np.concatenate([pending, band])
+        full = pending.shape[0] // tile * tile
+        for top in range(0, full, tile):
+            yield from _tiles_of_rows(pending[top:top + tile], tile)
+        pending = pending[full:]
+    if pending is not None and len(pending):
+        yield from _tiles_of_rows(pending, tile)
+
+
+def _write_tiff(result: Any, dst: Path, overwrite: bool, has_channels: bool) -> None:
+    """Write ``result`` band by band as a tiled TIFF (pages for a volume), atomically."""
+    import tifffile
+
+    from ..io import atomic_path
+
+    spatial_ndim = result.ndim - has_channels
+    photometric = "rgb" if has_channels and result.shape[-1] in (3, 4) else "minisblack"
+    with atomic_path(dst, overwrite=overwrite) as tmp:
+        tifffile.imwrite(
+            tmp, _tiff_tiles(_bands(result), 3 if spatial_ndim == 3 else 2, TIFF_TILE),
+            shape=result.shape, dtype=result.dtype, tile=(TIFF_TILE, TIFF_TILE),
+            photometric=photometric, bigtiff=result.nbytes > 2**31,
+        )
+
+
+def _write_zarr(result: Any, dst: Path, overwrite: bool) -> None:
+    """Write ``result`` band by band into a Zarr store built in a temporary folder, then rename it."""
+    try:
+        import zarr
+    except ImportError as exc:
+        raise RuntimeError("writing .zarr needs zarr: pip install 'nlref[dask]'") from exc
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        store = zarr.open_array(str(tmp), mode="w", shape=result.shape, dtype=result.dtype,
+                                chunks=result.chunksize)
+        start = 0
+        for band in _bands(result):
+            store[start:start + band.shape[0]] = band
+            start += band.shape[0]
+        if dst.exists():  # --overwrite: swap the old store out, the new one in, then delete the old
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+            os.replace(dst, old / dst.name)
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
