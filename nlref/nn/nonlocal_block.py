@@ -1,0 +1,342 @@
+"""The non-local block of Wang, Girshick, Gupta, He (CVPR 2018, Sec. 3.3, Fig. 2).
+
+    z = BN(W_z y) + x,     y_i = 1/C(x) sum_j f(x_i, x_j) g(x_j)
+
+This is the block a video network inserts after a residual block.  It works on
+sequences (N, C, L), images (N, C, H, W) and clips (N, C, T, H, W): every
+position attends to every (subsampled) position, across space and time.
+
+Pipeline (shapes for a clip, ``P = T*H*W`` positions, ``P'`` after subsampling)::
+
+    x (N, C, T, H, W)
+    ├─ theta = W_theta x                    (N, C_i, T, H, W)  -> query (N, P, C_i)
+    ├─ [max-pool] -> phi = W_phi x, g = W_g x  (N, C_i, T, H', W') -> key, value (N, P', C_i)
+    y = nonlocal_op(theta, phi, g)           (N, P, C_i)         [nlref.nn.nonlocal_op]
+    z = BN(W_z y) + x                        (N, C, T, H, W)
+
+* ``mode``: the four instantiations of Sec. 3.2 -- "gaussian" (f = exp(x_i^T x_j)
+  on x itself, so no theta/phi weights), "embedded_gaussian" (softmax of
+  theta^T phi: self-attention), "dot_product" and "concatenation" (divided by
+  N', the number of key positions).
+* ``subsample``: max-pool kernel (= stride) on the phi and g branches, e.g.
+  ``(1, 2, 2)`` for clips, ``2`` for images; i still runs over all positions.
+  ``pool_order="before_conv"`` (default) pools x once before the phi/g
+  convolutions, as the official Caffe2 code (facebookresearch/video-nonlocal-net)
+  does; ``"after_conv"`` pools phi(x) and g(x), as the PyTorch ports
+  (AlexHex7/Non-local_pytorch, mmcv ``NonLocalNd``) do.  They differ numerically.
+  Pooling drops a remainder that does not fill a window (floor mode).
+* identity at initialisation: the BatchNorm after W_z starts with gamma = 0
+  (official code), or, with ``bn=False``, W_z itself starts at zero.
+* memory: the affinity is (N, P, P'); ``memory="chunked"`` never stores it
+  (see :mod:`nlref.nn.nonlocal_op`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_tuple
+from ..backend import get_namespace
+from ._common import check_layer_input
+from .init import gaussian, ones, zeros
+from .layers import linear_backward, linear_forward
+from .nonlocal_op import DEFAULT_CHUNK_SIZE, PAIRWISE_FUNCTIONS, nonlocal_op_backward, nonlocal_op_forward
+from .norm import batch_norm_backward, batch_norm_forward
+from .params import scope, unscope
+from .pool import max_pool_backward, max_pool_forward
+
+__all__ = [
+    "init_nonlocal_params",
+    "nonlocal_block_forward",
+    "nonlocal_block_backward",
+    "NONLOCAL_MODES",
+    "POOL_ORDERS",
+]
+
+NONLOCAL_MODES = PAIRWISE_FUNCTIONS
+POOL_ORDERS = ("before_conv", "after_conv")
+
+
+def _check_mode(mode):
+    if mode not in NONLOCAL_MODES:
+        raise ValueError(f"mode must be one of {NONLOCAL_MODES}, received {mode!r}")
+
+
+def _branches(mode):
+    """The 1x1(x1) convolutions a mode uses (the plain Gaussian compares x itself)."""
+    return ("g",) if mode == "gaussian" else ("theta", "phi", "g")
+
+
+def init_nonlocal_params(
+    channels,
+    *,
+    mode="embedded_gaussian",
+    inner_channels=None,
+    ndim=3,
+    bn=True,
+    rng=0,
+    dtype=np.float32,
+    xp=np,
+    std=0.01,
+):
+    """Parameters and BatchNorm state of a non-local block, initialised as the official code does.
+
+    Parameters
+    ----------
+    channels : int
+        C, the channels of the input x.
+    mode : {"gaussian", "embedded_gaussian", "dot_product", "concatenation"}
+    inner_channels : int, optional
+        C_i of theta, phi, g (the bottleneck).  Default ``max(channels // 2, 1)``.
+    ndim : {1, 2, 3}
+        Spatial axes of the inputs the block will see.  The 1x1(x1) weights are
+        the same for every ndim; the argument is checked and kept for symmetry
+        with the video models.
+    bn : bool
+        True: ``z = BN(W_z y) + x`` with BN gamma = 0 (identity at start; W_z
+        Gaussian).  False: ``z = W_z y + x`` with W_z = 0 (identity at start).
+    rng : int or numpy.random.Generator
+        Seed of the Gaussian weights.
+    dtype, xp
+        float32/float64; ``numpy`` or ``cupy``.
+    std : float
+        Standard deviation of the Gaussian weights (0.01 in the official code).
+
+    Returns
+    -------
+    params : dict
+        ``"theta.w"`` (C_i, C), ``"theta.b"`` (C_i,), same for ``"phi"`` (both absent
+        for mode "gaussian"), ``"g.w"``, ``"g.b"``, ``"w_z.w"`` (C, C_i), ``"w_z.b"`` (C,),
+        ``"concat.w"`` (2 C_i,) for concatenation, ``"bn.gamma"``, ``"bn.beta"`` (C,) when ``bn``.
+    state : dict
+        ``"bn.running_mean"`` (zeros) and ``"bn.running_var"`` (ones) when ``bn``; else empty.
+    """
+    _check_mode(mode)
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"channels must be a positive int, received {channels!r}")
+    ci = max(int(channels) // 2, 1) if inner_channels is None else inner_channels
+    if isinstance(ci, bool) or not isinstance(ci, (int, np.integer)) or ci < 1:
+        raise ValueError(f"inner_channels must be a positive int, received {inner_channels!r}")
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"ndim must be 1, 2 or 3, received {ndim!r}")
+    from .init import as_generator
+
+    gen = as_generator(rng)
+    c, ci = int(channels), int(ci)
+    params = {}
+    for name in _branches(mode):
+        params[f"{name}.w"] = gaussian((ci, c), std, gen, dtype=dtype, xp=xp)
+        params[f"{name}.b"] = zeros(ci, dtype=dtype, xp=xp)
+    if mode == "concatenation":
+        params["concat.w"] = gaussian(2 * ci, std, gen, dtype=dtype, xp=xp)
+    params["w_z.w"] = gaussian((c, ci), std, gen, dtype=dtype, xp=xp) if bn else zeros((c, ci), dtype=dtype, xp=xp)
+    params["w_z.b"] = zeros(c, dtype=dtype, xp=xp)
+    state = {}
+    if bn:
+        params["bn.gamma"] = zeros(c, dtype=dtype, xp=xp)  # zero scale: the new block is the identity
+        params["bn.beta"] = zeros(c, dtype=dtype, xp=xp)
+        state = {"bn.running_mean": zeros(c, dtype=dtype, xp=xp), "bn.running_var": ones(c, dtype=dtype, xp=xp)}
+    return params, state
+
+
+def _check_block_args(x, params, state, mode, subsample, pool_order, scale, memory):
+    n_spatial = check_layer_input(x, "x", min_spatial=1, max_spatial=3)
+    _check_mode(mode)
+    if memory not in ("auto", "dense", "chunked"):
+        raise ValueError(f"memory must be 'auto', 'dense' or 'chunked', received {memory!r}")
+    if scale is not None and not mode.endswith("gaussian"):
+        raise ValueError(f"scale applies to the Gaussian modes only, received scale={scale!r} with mode={mode!r}")
+    if pool_order not in POOL_ORDERS:
+        raise ValueError(f"pool_order must be one of {POOL_ORDERS}, received {pool_order!r}")
+    if not isinstance(params, dict) or not isinstance(state, dict):
+        raise TypeError(f"params and state must be dicts of arrays, received {type(params).__name__}, {type(state).__name__}")
+    get_namespace(x, *params.values(), *state.values())  # TypeError on a NumPy/CuPy mix
+    c = x.shape[1]
+    if "g.w" not in params or getattr(params["g.w"], "ndim", 0) != 2:
+        raise ValueError(f"params must contain 'g.w' of shape (inner_channels, {c}), received keys {sorted(params)}")
+    ci = params["g.w"].shape[0]
+    bn = "bn.gamma" in params
+    d = c if mode == "gaussian" else ci
+    expected = {"g.w": (ci, c), "w_z.w": (c, ci), "g.b": (ci,), "w_z.b": (c,)}
+    if mode != "gaussian":
+        expected.update({"theta.w": (ci, c), "phi.w": (ci, c), "theta.b": (ci,), "phi.b": (ci,)})
+    if mode == "concatenation":
+        expected["concat.w"] = (2 * d,)
+    if bn:
+        expected.update({"bn.gamma": (c,), "bn.beta": (c,)})
+    optional = {"g.b", "w_z.b", "theta.b", "phi.b"}
+    missing = sorted(set(expected) - set(params) - optional)
+    extra = sorted(set(params) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"params do not match mode={mode!r}: missing {missing}, unexpected {extra} "
+            "(build them with init_nonlocal_params(channels, mode=...))"
+        )
+    for key, shape in expected.items():
+        if key in params:
+            a = params[key]
+            if tuple(a.shape) != shape:
+                raise ValueError(
+                    f"params[{key!r}] must have shape {shape} for x with {c} channels "
+                    f"and inner_channels={ci}, received {tuple(a.shape)}"
+                )
+            if a.dtype != x.dtype:
+                raise TypeError(f"params[{key!r}] must have the dtype of x ({x.dtype}), received {a.dtype}")
+    if bn:
+        for key in ("bn.running_mean", "bn.running_var"):
+            if key not in state or tuple(state[key].shape) != (c,):
+                got = tuple(state[key].shape) if key in state else "missing"
+                raise ValueError(f"state[{key!r}] must have shape ({c},), received {got}")
+    kernel = None
+    if subsample is not None:
+        kernel = as_tuple(subsample, n_spatial, "subsample")
+        if any(k < 1 for k in kernel):
+            raise ValueError(f"subsample must be >= 1 on every axis, received {subsample!r}")
+        if any(k > s for k, s in zip(kernel, x.shape[2:])):
+            raise ValueError(
+                f"subsample kernel {kernel} is larger than the feature map {tuple(x.shape[2:])} on some axis"
+            )
+    return kernel, bn
+
+
+def _positions(a):
+    """(N, c, *S) -> (N, P, c): one row per position, the layout of nonlocal_op."""
+    return a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1)
+
+
+def _channels_first(a, spatial):
+    """(N, P, c) -> (N, c, *S), the inverse of :func:`_positions`."""
+    return a.transpose(0, 2, 1).reshape((a.shape[0], a.shape[2]) + tuple(spatial))
+
+
+def nonlocal_block_forward(
+    x,
+    params,
+    state,
+    *,
+    mode,
+    subsample=None,
+    pool_order="before_conv",
+    scale=None,
+    train=True,
+    memory="auto",
+    chunk_size=DEFAULT_CHUNK_SIZE,
+    bn_momentum=0.1,
+    bn_eps=1e-5,
+    return_attention=False,
+):
+    """Non-local block forward, ``z = BN(W_z y) + x`` (Wang et al., CVPR 2018, Eq. 6).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, L), (N, C, H, W) or (N, C, T, H, W)
+    params, state : dict
+        From :func:`init_nonlocal_params` (same mode).  ``state`` is not modified.
+    mode : {"gaussian", "embedded_gaussian", "dot_product", "concatenation"}
+    subsample : None, int or tuple of int
+        Max-pool kernel (and stride) for the key/value branches, e.g. ``(1, 2, 2)``.
+    pool_order : {"before_conv", "after_conv"}
+        Official code (default) pools x before phi/g; the PyTorch ports pool after.
+    scale : float, optional
+        Gaussian modes: logits ``scale * theta_i . phi_j``; the official code uses
+        ``inner_channels ** -0.5``.  None (default) means no scaling.
+    train : bool
+        BatchNorm with batch statistics (True) or running statistics (False).
+    memory : {"auto", "dense", "chunked"}, chunk_size : int
+        How the (N, P, P') affinity is handled, see :mod:`nlref.nn.nonlocal_op`.
+    bn_momentum, bn_eps : float
+        Passed to :func:`nlref.nn.batch_norm_forward`.
+    return_attention : bool
+        Also return the (N, P, P') normalised affinity ``f / C`` (built densely).
+
+    Returns
+    -------
+    z : ndarray, like x
+    cache : dict
+    new_state : dict
+        Updated BatchNorm running statistics (empty without BN).
+    attention : ndarray, shape (N, P, P')
+        Only with ``return_attention=True``; key positions are those of the
+        subsampled map, in C order.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Wrong ndim, channels not matching the params, subsample kernel larger
+        than the map, unknown mode or pool order, mixed NumPy/CuPy arrays.
+    """
+    kernel, bn = _check_block_args(x, params, state, mode, subsample, pool_order, scale, memory)
+    spatial = tuple(x.shape[2:])
+    layers = {}  # sub-layer caches, in forward order
+
+    def lin(name, a):
+        out, layers[name] = linear_forward(a, scope(params, name))
+        return out
+
+    def pool(name, a):
+        out, layers[name] = max_pool_forward(a, kernel_size=kernel)
+        return out
+
+    theta = x if mode == "gaussian" else lin("theta", x)  # (N, d, *S)
+    x_kv = pool("pool_x", x) if kernel and pool_order == "before_conv" else x
+    phi = x_kv if mode == "gaussian" else lin("phi", x_kv)
+    g = lin("g", x_kv)
+    if kernel and pool_order == "after_conv":
+        phi, g = pool("pool_phi", phi), pool("pool_g", g)  # (N, d, *S'), (N, C_i, *S')
+    key_spatial = tuple(g.shape[2:])
+
+    op = nonlocal_op_forward(
+        _positions(theta), _positions(phi), _positions(g), f=mode, scale=scale, w_f=params.get("concat.w"),
+        memory=memory, chunk_size=chunk_size, return_attention=return_attention,
+    )
+    y = _channels_first(op[0], spatial)  # (N, C_i, *S)
+    wy = lin("w_z", y)
+    new_state = {}
+    if bn:
+        wy, layers["bn"], bn_state = batch_norm_forward(
+            wy, scope(params, "bn"), scope(state, "bn"), train=train, momentum=bn_momentum, eps=bn_eps
+        )
+        new_state = unscope(bn_state, "bn")
+    z = wy + x
+    cache = dict(layers=layers, op=op[1], mode=mode, pool_order=pool_order, kernel=kernel, bn=bn,
+                 spatial=spatial, key_spatial=key_spatial)
+    if return_attention:
+        return z, cache, new_state, op[2]
+    return z, cache, new_state
+
+
+def nonlocal_block_backward(dz, cache):
+    """Backward of :func:`nonlocal_block_forward`: ``(dx, grads)``, grads keyed like params.
+
+    The residual sends ``dz`` straight to ``dx``; the rest flows back through
+    BN, W_z, the non-local operation, the (optional) max-pools and theta/phi/g.
+    x reaches the output through theta (query), phi and g (key, value) and the
+    shortcut, so ``dx`` is the sum of four paths.
+    """
+    layers, mode = cache["layers"], cache["mode"]
+    grads = {}
+
+    def back(name, d, backward=linear_backward):
+        dx, g = backward(d, layers[name])
+        grads.update(unscope(g, name))
+        return dx
+
+    dx = dz.copy()  # shortcut
+    dwy = back("bn", dz, batch_norm_backward) if cache["bn"] else dz
+    dy = back("w_z", dwy)
+    (dq, dk, dv), op_grads = nonlocal_op_backward(_positions(dy), cache["op"])
+    if "w_f" in op_grads:
+        grads["concat.w"] = op_grads["w_f"]
+    dtheta = _channels_first(dq, cache["spatial"])
+    dphi, dg = (_channels_first(a, cache["key_spatial"]) for a in (dk, dv))
+    if cache["kernel"] and cache["pool_order"] == "after_conv":
+        dphi = back("pool_phi", dphi, max_pool_backward)
+        dg = back("pool_g", dg, max_pool_backward)
+    dx_kv = back("g", dg) + (dphi if mode == "gaussian" else back("phi", dphi))
+    if cache["kernel"] and cache["pool_order"] == "before_conv":
+        dx_kv = back("pool_x", dx_kv, max_pool_backward)
+    dx += dx_kv
+    dx += dtheta if mode == "gaussian" else back("theta", dtheta)
+    return dx, grads
