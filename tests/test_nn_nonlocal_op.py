@@ -1,7 +1,7 @@
 """Tests of nlref.nn.nonlocal_op: the generic non-local operation and its backward.
 
 Oracles: a plain double loop over (i, j) written from Eq. (1) of Wang et al.
-(CVPR 2018), centred finite differences, and the dense form for the chunked one.
+(CVPR 2018), centred finite differences (nlref.gradcheck), and the dense form for the chunked one.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nlref.backend import PeakMemory, asarray, to_numpy
+from nlref.gradcheck import gradcheck
 from nlref.nn import nonlocal_op as nlop
 from nlref.nn.nonlocal_op import attention_weights, nonlocal_op_backward, nonlocal_op_forward
 
@@ -64,27 +65,6 @@ def loop_nonlocal(q, k, v, f, normalize=True, scale=None, key_bias=None, mask=No
                 c_norm = nk if normalize else 1
             y[b, i] = sum(fj * v[b, j] for j, fj in enumerate(fij)) / c_norm
     return y
-
-
-def numeric_grad(fun, arrays, index, eps=1e-6):
-    """Centred differences of the scalar fun() w.r.t. arrays[index] (NumPy float64)."""
-    a = arrays[index]
-    g = np.zeros(a.shape)
-    flat = a.reshape(-1)
-    for t in range(flat.size):
-        old = float(flat[t])
-        flat[t] = old + eps
-        up = fun()
-        flat[t] = old - eps
-        down = fun()
-        flat[t] = old
-        g.reshape(-1)[t] = (up - down) / (2 * eps)
-    return g
-
-
-def rel_error(a, b):
-    a, b = to_numpy(a), to_numpy(b)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)) + np.max(np.abs(b)), 1e-300))
 
 
 @pytest.mark.parametrize("f", FUNCS)
@@ -151,21 +131,18 @@ def test_chunked_agrees_with_dense_forward_and_gradients(xp, rng, f):
 
 @pytest.mark.parametrize("f", FUNCS)
 @pytest.mark.parametrize("memory", ["dense", "chunked"])
-def test_gradients_match_finite_differences(rng, f, memory):
+def test_gradients_match_finite_differences(xp, rng, f, memory):
     extra = f in ("gaussian", "embedded_gaussian")
-    (q, k, v), kw = make_inputs(rng, np, n=2, nq=4, nk=5, d=3, c=2, f=f, bias=extra, mask=extra)
-    w = rng.standard_normal((2, 4, 2))  # loss = sum(w * y)
-    opts = dict(f=f, scale=0.8 if extra else None, memory=memory, chunk_size=2)
-    arrays = [q, k, v] + [kw[name] for name in ("key_bias", "w_f") if name in kw]
+    (q, k, v), kw = make_inputs(rng, xp, n=2, nq=4, nk=5, d=3, c=2, f=f, bias=extra, mask=extra)
+    mask = kw.pop("mask", None)  # not differentiable: a fixed option
+    opts = dict(f=f, scale=0.8 if extra else None, mask=mask, memory=memory, chunk_size=2)
 
-    def loss():
-        return float((nonlocal_op_forward(q, k, v, **opts, **kw)[0] * w).sum())
+    def forward(q, k, v, params):
+        return nonlocal_op_forward(q, k, v, **opts, **params)
 
-    y, cache = nonlocal_op_forward(q, k, v, **opts, **kw)
-    (dq, dk, dv), grads = nonlocal_op_backward(w, cache)
-    analytic = [dq, dk, dv] + [grads[name] for name in ("key_bias", "w_f") if name in kw]
-    for idx, g in enumerate(analytic):
-        assert rel_error(g, numeric_grad(loss, arrays, idx)) < 1e-6, idx
+    report = gradcheck(forward, nonlocal_op_backward, (q, k, v), kw, mode="full")
+    assert report.worst_error < 1e-6
+    assert {e.name for e in report.entries} == {"x0", "x1", "x2", *kw}
 
 
 def test_output_is_invariant_to_permuting_key_positions(xp, rng):
