@@ -111,3 +111,12 @@ def test_clips_move_to_the_requested_backend(xp):
 def test_bad_arguments_are_rejected_with_a_message_naming_them(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_clips(2, **kwargs)
+
+
+def test_explicit_indices_pick_the_same_clips_as_a_range():
+    whole, lw = make_clips(6, seed=2, size=16, mark_size=2)
+    picked, lp = make_clips(3, seed=2, size=16, mark_size=2, indices=[5, 0, 3])
+    np.testing.assert_array_equal(picked, whole[[5, 0, 3]])
+    np.testing.assert_array_equal(lp, lw[[5, 0, 3]])
+    with pytest.raises(ValueError, match="indices"):
+        make_clips(2, indices=[1])

@@ -163,6 +163,7 @@ def make_clips(
     seed: int = 0,
     split: str = "train",
     start: int = 0,
+    indices: Any = None,
     n_frames: int = 16,
     size: int = 32,
     channels: int = 3,
@@ -188,6 +189,8 @@ def make_clips(
         Disjoint seed streams (see the module docstring).
     start : int
         Index of the first clip (training batch ``b`` of size ``B``: ``start = b * B``).
+    indices : sequence of int, optional
+        Explicit clip indices instead of ``start .. start + n - 1`` (``n`` must equal their number).
     n_frames, size, channels : int
         Clip shape ``(channels, n_frames, size, size)``.
     n_colours, mark_size, mark_frames, noise
@@ -214,6 +217,9 @@ def make_clips(
         raise ValueError(f"n must be an int >= 0, received {n!r}")
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
         raise ValueError(f"start must be an int >= 0, received {start!r}")
+    indices = np.arange(start, start + n) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
+    if len(indices) != n or (n and indices.min() < 0):
+        raise ValueError(f"indices must be {n} ints >= 0, received {len(indices)} (min {indices.min() if n else '-'})")
     t_a = n_frames // 4 if t_a is None else t_a
     t_b = n_frames - n_frames // 4 - mark_frames if t_b is None else t_b
     _check_task(n_frames, size, channels, n_colours, mark_size, mark_frames, t_a, t_b, noise)
@@ -222,8 +228,7 @@ def make_clips(
     clips = np.empty((n, channels, n_frames, size, size), dtype=dtype)
     labels = np.empty(n, dtype=np.int64)
     infos = []
-    for k in range(n):
-        i = start + k
+    for k, i in enumerate(indices.tolist()):
         labels[k] = i % 2
         clips[k], info = same_colour_clip(clip_rng(seed, split, i), int(labels[k]), **task)
         infos.append(info)
