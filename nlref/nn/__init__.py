@@ -47,7 +47,7 @@ from importlib.util import find_spec as _fs  # noqa: E402
 
 # Optional modules written alongside (non-local block, NLM bridge, video models,
 # training loop): re-exported only once they exist and import.
-for _name in ("optim", "nonlocal_block", "bridge", "models", "train"):
+for _name in ("optim", "nonlocal_op", "nonlocal_block", "bridge", "models", "train"):
     if _fs(f"nlref.nn.{_name}"):
         try:
             _m = __import__(f"nlref.nn.{_name}", fromlist=["__all__"])

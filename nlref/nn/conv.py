@@ -125,9 +125,10 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     With ``out = W cols + b`` (per sample, ``W: (C_out, C_in*K)``):
 
     * ``dW = sum_n dout_n cols_n^T``, ``db = sum_{n, i} dout[n, :, i]``;
-    * ``dcols = W^T dout``, then ``dx_pad[slice(k)] += dcols[:, :, k]`` for
-      every kernel offset ``k`` (col2im as dense slice adds), and ``dx`` is
-      ``dx_pad`` without its padding.
+    * ``dcols = W^T dout``, whose block for kernel offset ``k`` is
+      ``W[:, :, k]^T dout``; it is added into that offset's slice of the padded
+      input, ``dx_pad[slice(k)] += W[:, :, k]^T dout`` (col2im as dense slice
+      adds, one offset at a time), and ``dx`` is ``dx_pad`` without its padding.
 
     Parameters
     ----------
@@ -148,14 +149,15 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     grads = {"w": xp.matmul(d2, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)}
     if has_bias:
         grads["b"] = d2.sum(axis=(0, 2))
-    dcols = xp.matmul(w2.T, d2)  # (N, C*K, P)
     padded = (N, C) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
     if K == 1 and all(si == 1 for si in s):
-        dx_pad = dcols.reshape(padded)
+        dx_pad = xp.matmul(w2.T, d2).reshape(padded)
     else:
+        # dcols = W^T dout one kernel offset at a time: the same products as one big
+        # (C*K, C_out) @ (C_out, P) matmul, without holding all of dcols in memory
         dx_pad = xp.zeros(padded, dtype=dout.dtype)
-        dcols = dcols.reshape((N, C, K) + o_shape)
+        w3 = w2.reshape(C_out, C, K)
         for i, off in enumerate(offsets(k)):
-            dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, :, i]
+            dx_pad[window_slices(off, o_shape, s, d)] += xp.matmul(w3[:, :, i].T, d2).reshape((N, C) + o_shape)
     dx = dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad
     return xp.ascontiguousarray(dx), grads

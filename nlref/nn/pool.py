@@ -86,7 +86,7 @@ def max_pool_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
     for off in offsets(k):
         sl = window_slices(off, o_shape, s, d)
         mask = (x_pad[sl] == out) & ~taken
-        dx_pad[sl] += xp.where(mask, dout, 0)
+        dx_pad[sl] += dout * mask
         taken |= mask
     return xp.ascontiguousarray(dx_pad[inner_slices(x_shape[2:], p)]), {}
 
