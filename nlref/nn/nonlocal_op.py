@@ -290,6 +290,7 @@ def nonlocal_op_forward(
     n, nq, _ = query.shape
     nk = key.shape[1]
     memory = _resolve_memory(memory, f, n, nq, nk)
+    scale = None if scale is None else float(scale)  # a NumPy float64 scalar would promote float32 arrays
     cache = dict(
         query=query, key=key, value=value, f=f, normalize=normalize, scale=scale, key_bias=key_bias,
         mask=mask, w_f=w_f, memory=memory, chunk_size=int(chunk_size),
