@@ -11,7 +11,10 @@ lists the notebooks; ``strip`` removes outputs before a notebook is committed.
 
 Inside notebooks, :func:`quick_mode` reads ``NLREF_QUICK`` (set to 1 by the
 tests: tiny sizes, seconds on a CPU) and :func:`pick_backend` chooses CuPy when
-a GPU is present in full mode, else NumPy with a printed note.
+a GPU is present in full mode, else NumPy with a printed note.  The notebooks
+also share :func:`save_figure` (PNG into :func:`out_dir`, then shown),
+:func:`markdown_table` / :func:`show_markdown` (pandas-free tables) and
+:func:`show_source` (a library function's code, so text and code cannot drift).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
-__all__ = ["quick_mode", "pick_backend", "out_dir", "code_cells", "run_notebook", "strip_outputs", "main"]
+__all__ = ["quick_mode", "pick_backend", "out_dir", "save_figure", "markdown_table", "show_markdown", "show_source",
+           "code_cells", "run_notebook", "strip_outputs", "main"]
 
 
 def quick_mode() -> bool:
@@ -55,6 +59,95 @@ def out_dir() -> Path:
     path = Path(os.environ.get("NLREF_OUT", Path(__file__).resolve().parent.parent / "data" / "out" / "notebooks"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def save_figure(fig, name: str) -> Path:
+    """Save ``fig`` as ``out_dir() / name`` (PNG, written atomically), show it, and return the path.
+
+    Jupyter displays the figure; a plain Python run (``python -m nlref.notebooks
+    run``) only writes the file and prints where.  The figure is closed
+    afterwards so that long notebooks do not accumulate open figures.
+    """
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    if not name.endswith(".png"):
+        name += ".png"
+    path = out_dir() / name
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    if _in_notebook():
+        plt.show()
+    else:
+        print(f"figure saved: {path}")
+    plt.close(fig)
+    return path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence], *, floatfmt: str = ".3g") -> str:
+    """A GitHub-style markdown table; floats formatted with ``floatfmt``, other cells with ``str``."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, header)) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def show_markdown(text: str) -> None:
+    """Render markdown in Jupyter; print it elsewhere."""
+    if _in_notebook():
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    else:
+        print(text)
+
+
+def show_source(obj, *, docstring: bool = False, start: str | None = None) -> str:
+    """Print (and return) the source of a library function, without its docstring by default.
+
+    Parameters
+    ----------
+    obj : function or module
+    docstring : bool
+        Keep the docstring.
+    start : str, optional
+        Print from the first line containing this text (e.g. ``"for t in"``).
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(obj))
+    lines = src.splitlines()
+    if not docstring:
+        tree = ast.parse(src)
+        node = tree.body[0]
+        body = getattr(node, "body", [])
+        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            lines = lines[: body[0].lineno - 1] + lines[body[0].end_lineno:]
+    if start is not None:
+        hits = [i for i, ln in enumerate(lines) if start in ln]
+        if not hits:
+            raise ValueError(f"start text {start!r} not found in the source of {obj!r}")
+        lines = lines[hits[0]:]
+    text = "\n".join(lines)
+    print(text)
+    return text
 
 
 def _load(path: str | os.PathLike) -> dict:
@@ -92,7 +185,7 @@ def run_notebook(path: str | os.PathLike, *, quick: bool | None = None) -> list[
     if quick is not None:
         os.environ["NLREF_QUICK"] = "1" if quick else "0"
     os.environ.setdefault("MPLBACKEND", "Agg")
-    path = Path(path)
+    path = Path(path).resolve()  # the cells run from the notebook's folder
     namespace: dict = {"__name__": "__main__", "__file__": str(path)}
     times = []
     old_cwd = os.getcwd()
