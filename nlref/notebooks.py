@@ -87,7 +87,9 @@ def save_figure(fig, name: str) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     if _in_notebook():
-        plt.show()
+        from IPython.display import display
+
+        display(fig)  # also for figures made without pyplot (nlref.viz returns such figures)
     else:
         print(f"figure saved: {path}")
     plt.close(fig)
