@@ -48,6 +48,7 @@ __all__ = [
     "build_from_config",
     "evaluate",
     "train",
+    "train_summary",
 ]
 
 CHECKPOINT_FORMAT = "nlref-checkpoint-v1"
@@ -516,3 +517,17 @@ def train(
     checkpoint()
     return {"params": params, "state": state, "opt_state": opt_state, "model": model, "step": step,
             "metrics": rows, "config": cfg}
+
+
+def train_summary(cfg: TrainConfig, *, backend: str = "numpy") -> dict[str, Any]:
+    """Train without writing files and return only what a table needs (picklable, for worker processes).
+
+    Returns ``{"config", "val_accuracy", "val_loss", "metrics", "seconds", "step_s"}``;
+    ``step_s`` is the mean wall time of a training step including data generation.
+    """
+    t0 = time.perf_counter()
+    out = train(cfg, backend=backend, progress=False)
+    seconds = time.perf_counter() - t0
+    last = out["metrics"][-1]
+    return {"config": dataclasses.asdict(cfg), "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
+            "metrics": out["metrics"], "seconds": seconds, "step_s": last["time_s"] / max(out["step"], 1)}
