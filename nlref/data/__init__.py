@@ -1,0 +1,11 @@
+"""Data for nlref: scikit-image's sample images with seeded noise (denoising).
+
+Synthetic videos for the non-local network experiments are generated on the
+fly from a seed as well; nothing large is stored in the repository.
+"""
+
+from __future__ import annotations
+
+from .images import SAMPLE_IMAGES, add_gaussian_noise, load_image
+
+__all__ = ["SAMPLE_IMAGES", "load_image", "add_gaussian_noise"]

@@ -1,0 +1,126 @@
+"""Non-local means, pixel by pixel: the definition, written to be read.
+
+This is the first of nlref's three implementations and the oracle for the
+other two (the offset loop in :mod:`nlref.denoise.fast`, batched or not).
+For every pixel ``i`` it takes the patches of every pixel ``j`` of the search
+window, compares them with the patch of ``i`` and averages the centre pixels
+with weights that decay with the patch distance:
+
+    NL(v)(i) = sum_j w(i, j) v(j) / sum_j w(i, j)
+    w(i, j)  = exp(-max(d2(i, j) - 2 sigma^2, 0) / h^2)
+    d2(i, j) = sum_k g(k) sum_c (v_c(i + k) - v_c(j + k))^2 / C
+
+(Buades, Coll, Morel, CVPR 2005, Eq. 1-2; IPOL 2011, Sec. 2).  It costs
+``O(pixels x window x patch)``: fine for the small images it checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from ..backend import get_namespace
+from ._common import WEIGHTINGS, patch_kernel_1d, prepare, restore_layout, weights_from_distance
+
+__all__ = ["nl_means_pixelwise"]
+
+
+def nl_means_pixelwise(
+    image: Any,
+    patch_size: Any = 7,
+    patch_distance: Any = 11,
+    h: float = 0.1,
+    *,
+    sigma: float = 0.0,
+    patch_weights: str = "gaussian",
+    weighting: str = "skimage",
+    preserve_range: bool = False,
+    channel_axis: int | None = None,
+) -> Any:
+    """Non-local means by its definition, one pixel at a time (reference).
+
+    Parameters
+    ----------
+    image : ndarray (NumPy or CuPy), (*S) or with a channel axis
+        2-D or 3-D image (grey), optionally with a channel axis.
+    patch_size : int or tuple of int
+        Odd side of the patch, per spatial axis if a tuple.
+    patch_distance : int or tuple of int
+        Half-width of the search window: ``j`` runs over the pixels with
+        ``|j - i| <= patch_distance`` on every axis *that lie in the image*.
+    h : float
+        Filtering parameter (> 0), on the image's float scale.
+    sigma : float
+        Noise standard deviation; ``2 sigma^2`` is subtracted from ``d2``.
+    patch_weights : {"gaussian", "uniform"}
+        Patch kernel ``g``: scikit-image's slow-mode Gaussian
+        (``A = (patch_size - 1) / 4``) or the uniform box of the fast algorithm.
+    weighting : {"skimage", "ipol"}
+        Centre weight ``w(i, i)``: 1 (scikit-image) or the largest weight of the
+        other pixels of the window (IPOL 2011).
+    preserve_range : bool
+        Keep integer values as they are instead of scaling them to [0, 1].
+    channel_axis : int or None
+        Axis of the colour channels (``d2`` averages over them).
+
+    Returns
+    -------
+    ndarray
+        Same shape and backend as ``image``; float32 for float32 input,
+        float64 otherwise.
+
+    Notes
+    -----
+    Borders: patches that cross the image border are completed by reflection
+    (``mode="reflect"``), and the search window is clipped to the image, as in
+    scikit-image's slow mode.  The loop runs in Python over the pixels; each
+    step is vectorised over the search window with a sliding-window view, so
+    the code shows the formula, not a performance trick.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> v = 0.5 + 0.1 * rng.standard_normal((16, 16))
+    >>> out = nl_means_pixelwise(v, patch_size=3, patch_distance=2, h=0.1)
+    >>> out.shape, bool(out.std() < v.std())
+    ((16, 16), True)
+    """
+    prep = prepare(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
+                   preserve_range=preserve_range, weighting=weighting)
+    if weighting not in WEIGHTINGS:  # pragma: no cover - checked by prepare
+        raise ValueError(weighting)
+    u = prep.u                                    # (C, *S)
+    xp = get_namespace(u)
+    n = u.ndim - 1
+    shape = u.shape[1:]
+    r = [p // 2 for p in prep.patch_size]
+    d = prep.patch_distance
+
+    # g: (*patch), the separable patch kernel, sum 1
+    g = 1.0
+    for ax, p in enumerate(prep.patch_size):
+        k = patch_kernel_1d(p, patch_weights, u.dtype)
+        g = g * k.reshape((1,) * ax + (p,) + (1,) * (n - ax - 1))
+    g = xp.asarray(g) / u.shape[0]               # also averages over the C channels
+
+    padded = xp.pad(u, [(0, 0)] + [(ri, ri) for ri in r], mode="reflect")
+    # patches[:, i1, i2, k1, k2] = padded[:, i1 + k1, i2 + k2]: the patch of pixel i
+    patches = xp.lib.stride_tricks.sliding_window_view(padded, prep.patch_size, axis=tuple(range(1, n + 1)))
+    out = xp.empty_like(u)
+    patch_axes = (0,) + tuple(range(n + 1, 2 * n + 1))
+    for i in itertools.product(*(range(s) for s in shape)):
+        window = tuple(slice(max(0, ia - da), min(s, ia + da + 1)) for ia, da, s in zip(i, d, shape))
+        p_i = patches[(slice(None),) + i]                          # (C, *patch)
+        p_j = patches[(slice(None),) + window]                     # (C, *window, *patch)
+        diff = p_j - p_i.reshape(p_i.shape[:1] + (1,) * n + p_i.shape[1:])
+        d2 = (g * diff * diff).sum(axis=patch_axes)               # (*window)
+        w = weights_from_distance(d2, prep.h, prep.sigma)
+        if weighting == "ipol":
+            centre = tuple(ia - s.start for ia, s in zip(i, window))
+            w[centre] = 0
+            w_max = w.max()
+            w[centre] = xp.where(w_max > 0, w_max, 1)
+        v_j = u[(slice(None),) + window]                           # (C, *window)
+        out[(slice(None),) + i] = (w * v_j).reshape(u.shape[0], -1).sum(axis=1) / w.sum()
+    return restore_layout(out, prep)

