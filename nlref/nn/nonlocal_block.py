@@ -203,7 +203,8 @@ def _check_block_args(x, params, state, mode, subsample, pool_order, scale, memo
 
 def _positions(a):
     """(N, c, *S) -> (N, P, c): one row per position, the layout of nonlocal_op."""
-    return a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1)
+    # contiguous rows: NumPy's batched matmul is ~2x slower on the transposed view
+    return get_namespace(a).ascontiguousarray(a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1))
 
 
 def _channels_first(a, spatial):

@@ -35,14 +35,17 @@ what the caller passes (x itself, or the embeddings theta and phi).
 Three ways to compute it (``memory=``):
 
 * ``"dense"`` builds the (N, Nq, Nk) affinity: the plain form of the paper.
-* ``"chunked"`` never stores it.  Gaussians: an online softmax over key chunks
-  (running max and running sums; Rabe & Staats 2021, Dao et al. FlashAttention
-  2022) in the forward, and in the backward the attention of each chunk is
-  recomputed from the stored row log-sum-exp, with ``D_i = dy_i . y_i``.
+* ``"chunked"`` never stores it: it visits tiles of ``chunk_size`` queries x
+  ``chunk_size`` keys.  Gaussians: for each block of queries, an online softmax
+  over the key chunks (running max and running sums; Rabe & Staats 2021, Dao et
+  al. FlashAttention 2022) in the forward; in the backward the attention of each
+  tile is recomputed from the stored row log-sum-exp, with ``D_i = dy_i . y_i``.
   Concatenation: ``ReLU(a_i + b_j)`` with ``a = w_theta^T theta``,
-  ``b = w_phi^T phi`` over key chunks.  Dot product: the factorisation
+  ``b = w_phi^T phi``, tile by tile.  Dot product: the factorisation
   ``y = query (key^T value) / Nk``, which costs O((Nq + Nk) d c) and has no
-  Nq x Nk matrix at all.  Peak memory is O(Nq * chunk_size) instead of O(Nq Nk).
+  Nq x Nk matrix at all.  Peak memory is O(N (Nq + Nk) (d + c)) for the inputs
+  and outputs plus a few (N, chunk_size, chunk_size) tiles, instead of a few
+  (N, Nq, Nk) affinities.
 * ``"auto"``: the dot product always uses its factorisation (cheaper in time and
   memory); the other functions use the dense form while the affinity has at most
   :data:`AUTO_DENSE_MAX_ELEMENTS` entries (N * Nq * Nk) and chunks above that.
@@ -71,8 +74,9 @@ _EXP = ("gaussian", "embedded_gaussian")
 #: ``memory="auto"`` switches to the chunked form above this many affinity entries
 #: (N * Nq * Nk): 2**24 entries are 64 MiB in float32, 128 MiB in float64.
 AUTO_DENSE_MAX_ELEMENTS = 2**24
-#: Key positions per chunk of the chunked form (working memory ~ N * Nq * chunk_size).
-DEFAULT_CHUNK_SIZE = 512
+#: Side of the (queries x keys) tiles of the chunked form: each working buffer
+#: holds N * chunk_size**2 entries (4 MiB per batch element in float32).
+DEFAULT_CHUNK_SIZE = 1024
 
 
 # --------------------------------------------------------------------------- validation
@@ -261,9 +265,9 @@ def nonlocal_op_forward(
     w_f : ndarray, shape (2 d,), optional
         Concatenation only (required there): ``f = ReLU(w_f^T [query_i, key_j])``.
     memory : {"auto", "dense", "chunked"}
-        Dense affinity, or the O(Nq * chunk_size)-memory form (module docstring).
+        Dense affinity, or the tiled form whose memory grows like Nq + Nk (module docstring).
     chunk_size : int
-        Key positions per chunk of the chunked form.
+        Side of the (queries x keys) tiles of the chunked form.
     return_attention : bool
         Also return the (N, Nq, Nk) normalised affinity ``f / C`` (always built
         densely, whatever ``memory`` says: it *is* the quadratic object).
@@ -318,27 +322,34 @@ def nonlocal_op_forward(
     return y, cache
 
 
+def _blocks(n, size):
+    """Consecutive slices of ``size`` positions covering range(n)."""
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 def _exp_chunked_forward(xp, query, key, value, scale, key_bias, mask, chunk):
-    """Online softmax over key chunks: running max m_i, running sum l_i, running output acc_i."""
+    """Online softmax: per query block, running max m_i, sum l_i and output acc_i over key chunks."""
     n, nq, _ = query.shape
-    nk, c = key.shape[1], value.shape[2]
-    m = xp.full((n, nq), -xp.inf, dtype=query.dtype)
-    l = xp.zeros((n, nq), dtype=query.dtype)
-    acc = xp.zeros((n, nq, c), dtype=query.dtype)
-    for j0 in range(0, nk, chunk):
-        sl = slice(j0, min(j0 + chunk, nk))
-        s = _logits(xp, query, key[:, sl], scale, None if key_bias is None else key_bias[:, sl],
-                    None if mask is None else mask[:, sl])
-        m_new = xp.maximum(m, s.max(axis=2))
-        # a row whose keys so far are all masked has m_new = -inf; shift by 0 there
-        shift = xp.where(xp.isfinite(m_new), m_new, 0)
-        alpha = xp.exp(m - shift)  # rescales what was summed under the old max
-        p = xp.exp(s - shift[:, :, None], out=s)
-        l = alpha * l + p.sum(axis=2)
-        acc = alpha[:, :, None] * acc + xp.matmul(p, value[:, sl])
-        m = m_new
-    y = acc / l[:, :, None]
-    lse = m + xp.log(l)  # row log-sum-exp: softmax_ij = exp(s_ij - lse_i)
+    y = xp.empty((n, nq, value.shape[2]), dtype=query.dtype)
+    lse = xp.empty((n, nq), dtype=query.dtype)
+    for qs in _blocks(nq, chunk):
+        m = xp.full((n, qs.stop - qs.start), -xp.inf, dtype=query.dtype)
+        l = xp.zeros_like(m)
+        acc = xp.zeros((n, qs.stop - qs.start, value.shape[2]), dtype=query.dtype)
+        for ks in _blocks(key.shape[1], chunk):
+            s = _logits(xp, query[:, qs], key[:, ks], scale, None if key_bias is None else key_bias[:, ks],
+                        None if mask is None else mask[qs, ks])
+            m_new = xp.maximum(m, s.max(axis=2))
+            # a row whose keys so far are all masked has m_new = -inf; shift by 0 there
+            shift = xp.where(xp.isfinite(m_new), m_new, 0)
+            alpha = xp.exp(m - shift)  # rescales what was summed under the old max
+            s -= shift[:, :, None]
+            p = xp.exp(s, out=s)
+            l = alpha * l + p.sum(axis=2)
+            acc = alpha[:, :, None] * acc + xp.matmul(p, value[:, ks])
+            m = m_new
+        y[:, qs] = acc / l[:, :, None]
+        lse[:, qs] = m + xp.log(l)  # row log-sum-exp: softmax_ij = exp(s_ij - lse_i)
     return y, lse
 
 
@@ -346,10 +357,10 @@ def _concat_chunked_forward(xp, query, key, value, w_f, normalize, chunk):
     a, b = _concat_terms(query, key, w_f)
     nk = key.shape[1]
     y = xp.zeros((query.shape[0], query.shape[1], value.shape[2]), dtype=query.dtype)
-    for j0 in range(0, nk, chunk):
-        sl = slice(j0, min(j0 + chunk, nk))
-        r = xp.maximum(a[:, :, None] + b[:, None, sl], 0)  # (N, Nq, chunk)
-        y += xp.matmul(r, value[:, sl])
+    for qs in _blocks(query.shape[1], chunk):
+        for ks in _blocks(nk, chunk):
+            r = xp.maximum(a[:, qs, None] + b[:, None, ks], 0)  # (N, chunk, chunk)
+            y[:, qs] += xp.matmul(r, value[:, ks])
     if normalize:
         y /= nk
     return y
@@ -421,16 +432,14 @@ def nonlocal_op_backward(dy, cache):
         da, db = ds.sum(axis=2), ds.sum(axis=1)
     else:
         chunk = cache["chunk_size"]
-        dv = xp.empty_like(v)
-        da = xp.zeros_like(a)
-        db = xp.empty_like(b)
-        for j0 in range(0, nk, chunk):
-            sl = slice(j0, min(j0 + chunk, nk))
-            r = xp.maximum(a[:, :, None] + b[:, None, sl], 0)
-            dv[:, sl] = xp.matmul(r.transpose(0, 2, 1), dy) / c_norm
-            ds = xp.matmul(dy, v[:, sl].transpose(0, 2, 1)) / c_norm * (r > 0)
-            da += ds.sum(axis=2)
-            db[:, sl] = ds.sum(axis=1)
+        dv, da, db = xp.zeros_like(v), xp.zeros_like(a), xp.zeros_like(b)
+        for qs in _blocks(q.shape[1], chunk):
+            for ks in _blocks(nk, chunk):
+                r = xp.maximum(a[:, qs, None] + b[:, None, ks], 0)
+                dv[:, ks] += xp.matmul(r.transpose(0, 2, 1), dy[:, qs]) / c_norm
+                ds = xp.matmul(dy[:, qs], v[:, ks].transpose(0, 2, 1)) / c_norm * (r > 0)
+                da[:, qs] += ds.sum(axis=2)
+                db[:, ks] += ds.sum(axis=1)
     d = q.shape[2]
     w_f = cache["w_f"]
     dq = da[:, :, None] * w_f[:d]
@@ -454,20 +463,21 @@ def _exp_chunked_backward(xp, dy, cache):
     q, k, v = cache["query"], cache["key"], cache["value"]
     scale, key_bias, mask, chunk = cache["scale"], cache["key_bias"], cache["mask"], cache["chunk_size"]
     lse, y = cache["lse"], cache["y"]
-    nk = k.shape[1]
     big_d = (dy * y).sum(axis=2)  # D_i = dy_i . y_i = sum_j P_ij dP_ij, (N, Nq)
-    dq = xp.zeros_like(q)
-    dk, dv = xp.empty_like(k), xp.empty_like(v)
-    dbias = xp.empty((k.shape[0], nk), dtype=q.dtype)
-    for j0 in range(0, nk, chunk):
-        sl = slice(j0, min(j0 + chunk, nk))
-        s = _logits(xp, q, k[:, sl], scale, None if key_bias is None else key_bias[:, sl],
-                    None if mask is None else mask[:, sl])
-        p = xp.exp(s - lse[:, :, None], out=s)  # recomputed attention of this chunk
-        dv[:, sl] = xp.matmul(p.transpose(0, 2, 1), dy)
-        dp = xp.matmul(dy, v[:, sl].transpose(0, 2, 1))
-        dp -= big_d[:, :, None]
-        ds = xp.multiply(dp, p, out=dp)  # dS = P * (dP - D), in place to keep one buffer less
-        dq_c, dk[:, sl], dbias[:, sl] = _logit_backward(xp, ds, q, k[:, sl], scale)
-        dq += dq_c
+    dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
+    dbias = xp.zeros((k.shape[0], k.shape[1]), dtype=q.dtype)
+    for qs in _blocks(q.shape[1], chunk):
+        for ks in _blocks(k.shape[1], chunk):
+            s = _logits(xp, q[:, qs], k[:, ks], scale, None if key_bias is None else key_bias[:, ks],
+                        None if mask is None else mask[qs, ks])
+            s -= lse[:, qs, None]
+            p = xp.exp(s, out=s)  # recomputed attention of this tile
+            dv[:, ks] += xp.matmul(p.transpose(0, 2, 1), dy[:, qs])
+            dp = xp.matmul(dy[:, qs], v[:, ks].transpose(0, 2, 1))
+            dp -= big_d[:, qs, None]
+            ds = xp.multiply(dp, p, out=dp)  # dS = P * (dP - D), in place to keep one buffer less
+            dq_t, dk_t, dbias_t = _logit_backward(xp, ds, q[:, qs], k[:, ks], scale)
+            dq[:, qs] += dq_t
+            dk[:, ks] += dk_t
+            dbias[:, ks] += dbias_t
     return dq, dk, dv, dbias
