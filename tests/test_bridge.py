@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from nlref.backend import asarray, to_numpy
-from nlref.denoise import _common as denoise_common
 from nlref.denoise import nl_means_pixelwise
 from nlref.nn.bridge import nl_means_as_nonlocal, nlm_nonlocal_inputs, patch_vectors, search_window_mask
 from nlref.nn.nonlocal_op import attention_weights
@@ -50,10 +49,6 @@ def test_bridge_equals_a_plain_loop_with_and_without_cutoff(rng):
         np.testing.assert_allclose(ours, loop_nl_means(image, 3, 2, 0.2, cutoff), rtol=0, atol=1e-12)
 
 
-# nl_means_pixelwise(weighting="skimage") drops weights below exp(-CUTOFF), as scikit-image does
-SKIMAGE_CUTOFF = getattr(denoise_common, "CUTOFF", None)
-
-
 @pytest.mark.parametrize(
     "shape, patch_size, patch_distance, h",
     [((14, 12), 3, 2, 0.2), ((13, 11), 5, 3, 0.3), ((12, 10), (3, 5), (1, 4), 0.25), ((5, 6, 7), 3, 1, 0.3)],
@@ -62,7 +57,7 @@ SKIMAGE_CUTOFF = getattr(denoise_common, "CUTOFF", None)
 def test_bridge_equals_pixelwise_non_local_means(xp, rng, shape, patch_size, patch_distance, h, memory):
     image = asarray(noisy(rng, shape), xp)
     ours = nl_means_as_nonlocal(image, patch_size=patch_size, patch_distance=patch_distance, h=h,
-                                cutoff=SKIMAGE_CUTOFF, memory=memory, chunk_size=37)
+                                memory=memory, chunk_size=37)
     ref = nl_means_pixelwise(image, patch_size, patch_distance, h, patch_weights="uniform")
     assert ours.shape == image.shape
     np.testing.assert_allclose(to_numpy(ours), to_numpy(ref), rtol=0, atol=1e-10)
@@ -105,7 +100,7 @@ def test_search_window_is_clipped_at_the_border():
 
 def test_float32_image_gives_float32(rng):
     image = noisy(rng, (8, 8)).astype(np.float32)
-    out = nl_means_as_nonlocal(image, patch_size=3, patch_distance=2, h=0.2, cutoff=SKIMAGE_CUTOFF)
+    out = nl_means_as_nonlocal(image, patch_size=3, patch_distance=2, h=0.2)
     assert out.dtype == np.float32
     ref = nl_means_pixelwise(image, 3, 2, 0.2, patch_weights="uniform")
     np.testing.assert_allclose(out, ref, atol=1e-5)

@@ -19,9 +19,8 @@ same for every j, it cancels in C(x).  So NLM is an *embedded Gaussian* with
 ``theta(x) = 2 x / h^2``, ``phi(x) = x`` and a per-key bias ``-||x_j||^2 / h^2``,
 masked to the search window -- self-attention with fixed, hand-made embeddings.
 
-scikit-image's habit of dropping the weights below exp(-5) (nlref.denoise's
-``weighting="skimage"``) is one more restriction of j, so it joins the mask
-(``cutoff=5``).  The mask makes the affinity (P, P) for P pixels: this is for small images
+scikit-image's habit (fast mode) of skipping the weights below exp(-5) is one
+more restriction of j, so it joins the mask (``cutoff=5``).  The mask makes the affinity (P, P) for P pixels: this is for small images
 (a 48 x 48 image is 5.3 M entries); :mod:`nlref.denoise` is the fast route.
 Only the noise-free weighting is expressible (``sigma = 0``): the IPOL clamp
 ``max(d2 - 2 sigma^2, 0)`` is not of the inner-product form.
@@ -152,8 +151,8 @@ def nl_means_as_nonlocal(
         ``sigma=0``): d2 is the mean squared difference over the patch.
     cutoff : float, optional
         Drop the weights below ``exp(-cutoff)``, i.e. the pairs with
-        ``d2 > cutoff * h^2``, as scikit-image does (and nlref.denoise with
-        ``weighting="skimage"``, cutoff 5).  None keeps every pixel of the window.
+        ``d2 > cutoff * h^2`` (scikit-image's fast mode skips those below
+        exp(-5)).  None (default) keeps every pixel of the window.
         The restriction goes into the op's ``mask``, beside the search window.
     preserve_range : bool
         Keep integer values as they are instead of scaling them to [0, 1].
@@ -163,9 +162,8 @@ def nl_means_as_nonlocal(
     Returns
     -------
     ndarray, shape (*S)
-        Equal, up to round-off, to ``nl_means_pixelwise(image, patch_size,
-        patch_distance, h, patch_weights="uniform")`` (weighting "skimage": pass
-        ``cutoff=5``, its threshold).
+        With ``cutoff=None``, equal up to round-off to ``nl_means_pixelwise(image,
+        patch_size, patch_distance, h, patch_weights="uniform")``.
     """
     inputs = nlm_nonlocal_inputs(image, patch_size=patch_size, patch_distance=patch_distance, h=h,
                                  cutoff=cutoff, preserve_range=preserve_range)
