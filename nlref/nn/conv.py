@@ -7,9 +7,9 @@ hand, with no autograd.
 
 How it works: for each of the ``K = prod(kernel_size)`` kernel offsets the
 input positions that offset reads form one strided slice of the padded input.
-Stacking those ``K`` slices gives the "column" matrix ``cols: (N, C*K, P)``
-(P output positions) and the convolution is one product ``W (C_out, C*K) @
-cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
+Stacking those ``K`` slices gives the "column" matrix ``cols: (C*K, N*P)``
+(P output positions per sample) and the convolution of the whole batch is one
+product ``W (C_out, C*K) @ cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
 and each offset's block of ``dcols`` is *added* into its slice of the padded
 ``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.
 """
@@ -70,8 +70,8 @@ def conv_forward(
         ``O = floor((S + 2p - d (k - 1) - 1) / s) + 1``.
     cache : tuple
         What :func:`conv_backward` needs, including the column matrix
-        ``cols: (N, C_in * prod(k), prod(O))`` -- the memory cost of this layer
-        (for a 1x1(x1) kernel at stride 1 it is a view of ``x``, no copy).
+        ``cols: (C_in * prod(k), N * prod(O))`` -- the memory cost of this layer
+        (for a 1x1(x1) kernel at stride 1 it is ``x`` with N and C swapped).
 
     Raises
     ------
@@ -100,35 +100,40 @@ def conv_forward(
     return _conv_forward(xp, x, w, b, k, s, p, d, o_shape)
 
 
+def _batch_last(a: Any) -> Any:
+    """``(N, C, *S) -> (C, N, *S)``: channels first, so that one 2-D matmul covers the whole batch."""
+    return a.swapaxes(0, 1)
+
+
 def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
     N, C = x.shape[:2]
     C_out, K, P = w.shape[0], int(np.prod(k)), int(np.prod(o_shape))
-    x_pad = pad_spatial(x, p)
+    x_pad = pad_spatial(_batch_last(x), p)  # (C, N, *S_pad)
     if K == 1 and all(si == 1 for si in s):
-        cols = x_pad.reshape(N, C, P)  # 1x1(x1) kernel: the columns are x itself
+        cols = x_pad.reshape(C, N * P)  # 1x1(x1) kernel: the columns are x itself
     else:
-        cols = xp.empty((N, C, K) + o_shape, dtype=x.dtype)
+        cols = xp.empty((C, K, N) + o_shape, dtype=x.dtype)
         for i, off in enumerate(offsets(k)):
-            cols[:, :, i] = x_pad[window_slices(off, o_shape, s, d)]
-        cols = cols.reshape(N, C * K, P)
+            cols[:, i] = x_pad[window_slices(off, o_shape, s, d)]
+        cols = cols.reshape(C * K, N * P)
     w2 = w.reshape(C_out, C * K)
-    out = xp.matmul(w2, cols)  # (C_out, C*K) @ (N, C*K, P) -> (N, C_out, P)
+    out = w2 @ cols  # (C_out, C*K) @ (C*K, N*P): one matrix product for the batch
     if b is not None:
         out += b[:, None]
     cache = (tuple(x.shape), w2, tuple(w.shape), cols, b is not None, (k, s, p, d, o_shape))
-    return out.reshape((N, C_out) + o_shape), cache
+    return xp.ascontiguousarray(_batch_last(out.reshape((C_out, N) + o_shape))), cache
 
 
 def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     """Gradients of :func:`conv_forward`.
 
-    With ``out = W cols + b`` (per sample, ``W: (C_out, C_in*K)``):
+    With ``out = W cols + b`` (``W: (C_out, C_in*K)``, ``cols: (C_in*K, N*P)``):
 
-    * ``dW = sum_n dout_n cols_n^T``, ``db = sum_{n, i} dout[n, :, i]``;
-    * ``dcols = W^T dout``, whose block for kernel offset ``k`` is
-      ``W[:, :, k]^T dout``; it is added into that offset's slice of the padded
-      input, ``dx_pad[slice(k)] += W[:, :, k]^T dout`` (col2im as dense slice
-      adds, one offset at a time), and ``dx`` is ``dx_pad`` without its padding.
+    * ``dW = dout cols^T``, ``db = sum_{n, i} dout[n, :, i]``;
+    * ``dcols = W^T dout``; the block of ``dcols`` for kernel offset ``k`` is
+      added into that offset's slice of the padded input,
+      ``dx_pad[slice(k)] += dcols[k]`` (col2im as dense slice adds, one offset
+      at a time), and ``dx`` is ``dx_pad`` without its padding.
 
     Parameters
     ----------
@@ -145,19 +150,20 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     xp = get_namespace(dout)
     N, C = x_shape[:2]
     C_out, K = w_shape[0], int(np.prod(k))
-    d2 = dout.reshape(N, C_out, -1)
-    grads = {"w": xp.matmul(d2, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)}
+    d2 = _batch_last(dout).reshape(C_out, -1)  # (C_out, N*P)
+    # dW = dout cols^T, computed as (cols dout^T)^T: the same numbers, but OpenBLAS is
+    # several times faster with the long N*P axis as the rows of the first operand
+    grads = {"w": (cols @ d2.T).T.reshape(w_shape)}
     if has_bias:
-        grads["b"] = d2.sum(axis=(0, 2))
-    padded = (N, C) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
+        grads["b"] = d2.sum(axis=1)
+    dcols = w2.T @ d2  # (C*K, N*P)
+    padded = (C, N) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
     if K == 1 and all(si == 1 for si in s):
-        dx_pad = xp.matmul(w2.T, d2).reshape(padded)
+        dx_pad = dcols.reshape(padded)
     else:
-        # dcols = W^T dout one kernel offset at a time: the same products as one big
-        # (C*K, C_out) @ (C_out, P) matmul, without holding all of dcols in memory
         dx_pad = xp.zeros(padded, dtype=dout.dtype)
-        w3 = w2.reshape(C_out, C, K)
+        dcols = dcols.reshape((C, K, N) + o_shape)
         for i, off in enumerate(offsets(k)):
-            dx_pad[window_slices(off, o_shape, s, d)] += xp.matmul(w3[:, :, i].T, d2).reshape((N, C) + o_shape)
-    dx = dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad
+            dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, i]
+    dx = _batch_last(dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad)
     return xp.ascontiguousarray(dx), grads

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..backend import asarray, get_namespace
 from ._common import check_float, check_layer_input, check_param, same_backend
+from .conv import _conv_forward, conv_backward
 from .init import as_generator
 
 __all__ = [
@@ -56,12 +57,14 @@ def linear_forward(x: Any, params: dict[str, Any]) -> tuple[Any, tuple]:
             f"{tuple(x.shape)}, received shape {tuple(w.shape)}"
         )
     b = check_param(params, "b", (w.shape[0],), x.dtype, "linear_forward", required=False)
-    xp = same_backend(x, w, b)
-    x3 = x.reshape(x.shape[0], x.shape[1], -1)  # (N, C_in, P)
-    out = xp.matmul(w, x3)  # (N, C_out, P)
-    if b is not None:
-        out += b[:, None]
-    return out.reshape((x.shape[0], w.shape[0]) + tuple(x.shape[2:])), (x3, w, tuple(x.shape), b is not None)
+    same_backend(x, w, b)
+    # a 1x1(x1) convolution: reuse conv's single matrix product over the whole batch
+    xs = x if x.ndim > 2 else x[:, :, None]
+    n = xs.ndim - 2
+    w_k = w.reshape(tuple(w.shape) + (1,) * n)
+    one = (1,) * n
+    out, cache = _conv_forward(get_namespace(x), xs, w_k, b, one, one, (0,) * n, one, tuple(xs.shape[2:]))
+    return out.reshape((x.shape[0], w.shape[0]) + tuple(x.shape[2:])), (cache, tuple(x.shape), tuple(w.shape))
 
 
 def linear_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
@@ -74,13 +77,11 @@ def linear_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     dx : ndarray, shape of ``x``
     grads : dict with ``"w"`` (and ``"b"`` when the forward had a bias)
     """
-    x3, w, x_shape, has_bias = cache
-    xp = get_namespace(dout)
-    d3 = dout.reshape(x3.shape[0], w.shape[0], -1)
-    grads = {"w": xp.matmul(d3, x3.transpose(0, 2, 1)).sum(axis=0)}
-    if has_bias:
-        grads["b"] = d3.sum(axis=(0, 2))
-    return xp.matmul(w.T, d3).reshape(x_shape), grads
+    conv_cache, x_shape, w_shape = cache
+    d = dout if dout.ndim > 2 else dout[:, :, None]
+    dx, grads = conv_backward(d, conv_cache)
+    grads["w"] = grads["w"].reshape(w_shape)
+    return dx.reshape(x_shape), grads
 
 
 def relu_forward(x: Any) -> tuple[Any, tuple]:
