@@ -29,6 +29,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for i, r in enumerate(rows):
             ax.plot([i] * len(r["accuracies"]), r["accuracies"], "k.", ms=4)
         ax.axhline(0.5, color="tab:red", ls="--", lw=1, label="chance")
-        ax.set_xticks(range(len(rows)), [r["model"].replace("NL ", "NL\n") for r in rows], fontsize=8)
+        ax.set_xticks(range(len(rows)), [textwrap.fill(r["model"], 10) for r in rows], fontsize=8)
         ax.set_ylim(0.4, 1.02)
         ax.set_title(TITLES[part], fontsize=10)
         ax.set_xlabel("model")

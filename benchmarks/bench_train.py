@@ -1,0 +1,141 @@
+"""Time of one training step (forward + backward + Adam update) of tiny NL C2D and NL I3D vs PyTorch.
+
+The networks are the "tiny" layout of :mod:`nlref.nn.models` (PAPER_NOTES):
+basic blocks, width 8, one embedded-Gaussian space-time non-local block after
+res3, on a batch of 32 synthetic clips 3 x 16 x 32 x 32 -- the ablation's
+setting.  nlref runs on NumPy (and CuPy when a GPU is present); PyTorch runs
+the *same* network (same weights, built from nlref's parameter dict with
+``torch.nn.functional``) on the CPU (and CUDA when available) in the same
+process.  Before timing, the two forwards are compared (eval mode) and the
+largest logit difference is printed: the networks are the same.
+
+    python benchmarks/bench_train.py            # batch 32, 16 x 32 x 32 clips, width 8
+    python benchmarks/bench_train.py --quick    # batch 4, 16 x 16 x 16 clips, width 4
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from common import backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json
+
+from nlref.backend import asarray, to_numpy
+from nlref.data.synthetic_video import make_clips
+from nlref.nn import adam_init, adam_step, softmax_cross_entropy
+from nlref.nn.models import build_model, model_backward, model_forward
+
+
+def nlref_step(model, params, state, x, y):
+    """One training step of nlref; returns a closure that runs it."""
+    box = {"params": params, "state": state, "opt": adam_init(params)}
+
+    def run():
+        logits, cache, box["state"] = model_forward(x, box["params"], box["state"], model, train=True)
+        _, dlogits = softmax_cross_entropy(logits, y)
+        grads = model_backward(dlogits, cache)
+        box["params"], box["opt"] = adam_step(box["params"], grads, box["opt"], lr=1e-3)
+
+    return run
+
+
+def torch_forward(torch, x, P, S, model, train):
+    """The nlref model spec run with torch.nn.functional (embedded-Gaussian non-local blocks only)."""
+    F = torch.nn.functional
+
+    def conv_bn(h, conv, bn, stride):
+        w = P[f"{conv}.w"]
+        h = F.conv3d(h, w, stride=stride, padding=tuple(k // 2 for k in w.shape[2:]))
+        return F.batch_norm(h, S[f"{bn}.running_mean"], S[f"{bn}.running_var"], P[f"{bn}.gamma"], P[f"{bn}.beta"],
+                            training=train, momentum=0.1, eps=1e-5)
+
+    def pointwise(h, name):
+        return F.conv3d(h, P[f"{name}.w"][:, :, None, None, None], P[f"{name}.b"])
+
+    h = x
+    for spec in model:
+        op = spec["op"]
+        if op == "stem":
+            h = F.relu(conv_bn(h, "conv1", "bn1", spec["stride"]))
+        elif op == "max_pool":
+            h = F.max_pool3d(h, spec["kernel_size"], spec["stride"], spec["padding"])
+        elif op == "block":
+            name, out = spec["name"], h
+            for j in range(1, spec["n_convs"] + 1):
+                stride = spec["stride"] if j == spec["stride_conv"] else 1
+                out = conv_bn(out, f"{name}.conv{j}", f"{name}.bn{j}", stride)
+                out = F.relu(out) if j < spec["n_convs"] else out
+            short = conv_bn(h, f"{name}.proj", f"{name}.proj_bn", spec["stride"]) if spec["proj"] else h
+            h = F.relu(out + short)
+        elif op == "nonlocal":
+            assert spec["mode"] == "embedded_gaussian" and spec["space_time"] == "spacetime" and not spec["subsample"]
+            n, name = h.shape, spec["name"]
+            theta, phi, g = (pointwise(h, f"{name}.{b}").flatten(2) for b in ("theta", "phi", "g"))
+            f = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (N, P, P)
+            y = (g @ f.transpose(1, 2)).reshape(n[0], -1, *n[2:])  # (N, C_i, T, H, W)
+            z = pointwise(y, f"{name}.w_z")
+            h = h + F.batch_norm(z, S[f"{name}.bn.running_mean"], S[f"{name}.bn.running_var"], P[f"{name}.bn.gamma"],
+                                 P[f"{name}.bn.beta"], training=train, momentum=0.1, eps=1e-5)
+        else:
+            h = F.linear(h.mean(dim=(2, 3, 4)), P["fc.w"], P["fc.b"])
+    return h
+
+
+def torch_step(torch, device, model, params, state, x, y):
+    P = {k: torch.tensor(to_numpy(v), device=device, requires_grad=True) for k, v in params.items()}
+    S = {k: torch.tensor(to_numpy(v), device=device) for k, v in state.items()}
+    xt, yt = torch.tensor(to_numpy(x), device=device), torch.tensor(to_numpy(y), device=device)
+    opt = torch.optim.Adam(P.values(), lr=1e-3)
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(torch_forward(torch, xt, P, S, model, True), yt)
+        loss.backward()
+        opt.step()
+
+    def eval_logits():
+        with torch.no_grad():
+            return torch_forward(torch, xt, P, S, model, False).cpu().numpy()
+
+    return run, eval_logits
+
+
+def main() -> None:
+    parser = bench_parser(__doc__.splitlines()[0])
+    args = parser.parse_args()
+    torch = try_import("torch")
+    batch, size, width = (4, 16, 4) if args.quick else (32, 32, 8)
+    x_host, y_host = make_clips(batch, seed=0, size=size)
+    rows = []
+    for arch in ("c2d", "i3d"):
+        case = f"NL {arch.upper()} w={width} {batch}x3x16x{size}x{size}"
+        model, params0, state0 = build_model(arch, width=width, nl_blocks=1, rng=0)
+        for xp in backends_from(args.backend):
+            device = "cpu" if xp is np else "cuda"
+            params = {k: asarray(v, xp=xp) for k, v in params0.items()}
+            state = {k: asarray(v, xp=xp) for k, v in state0.items()}
+            x, y = asarray(x_host, xp=xp), asarray(y_host, xp=xp)
+            res = measure(nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup, repeats=args.repeats)
+            row = {"case": case, "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None, "max_dlogit": None}
+            if torch is not None and (device == "cpu" or torch.cuda.is_available()):
+                run, eval_logits = torch_step(torch, device, model, params0, state0, x_host, y_host)
+                # same weights on both sides (nlref_step never mutates `params`), eval mode
+                ours = to_numpy(model_forward(x, params, state, model, train=False)[0])
+                row["max_dlogit"] = float(np.abs(ours - eval_logits()).max())
+                sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
+                tres = measure(run, warmup=args.warmup, repeats=args.repeats, memory=False, sync=sync)
+                row["vs_torch"] = ratio(res.median, tres.median)
+                rows.append(row)
+                rows.append({"case": case, "impl": f"torch ({device})", **tres.as_row(), "vs_torch": 1.0,
+                             "max_dlogit": row["max_dlogit"]})
+            else:
+                rows.append(row)
+    print_table(rows)
+    if torch is None:
+        print("torch not importable: PyTorch columns left out")
+    else:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch "
+              "time per training step; max_dlogit = largest |logit difference| of the two forwards (eval mode)")
+    write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
+
+
+if __name__ == "__main__":
+    main()
