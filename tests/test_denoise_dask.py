@@ -194,7 +194,10 @@ def test_distributed_local_cluster_with_two_worker_processes(nl_means, rng):
     distributed = pytest.importorskip("distributed")
     image = rng.random((64, 57)).astype(np.float32)
     kw = dict(patch_size=5, patch_distance=4, h=0.12)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    import dask
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         out = client.compute(nl_means_dask(image, chunks=(23, 19), **kw)).result()
     assert_exact(out, nl_means(image, **kw), np.float32)

@@ -230,3 +230,11 @@ def test_unsupported_output_or_missing_input_fail_before_any_work(grey_tiff, tmp
     with pytest.raises(ValueError, match="--add-noise"):
         stream.run_streaming(make_args(src, tmp_path / "out.tif", chunks=(30,), add_noise=0.1))
     assert leftovers(tmp_path, {"in.tif"}) == []
+
+
+@pytest.mark.gpu
+def test_backend_cupy_streams_with_gpu_chunks(grey_tiff, tmp_path):
+    src, image = grey_tiff
+    dst = tmp_path / "out.tif"
+    stream.run_streaming(make_args(src, dst, chunks=(23, 17), backend="cupy"))
+    assert np.abs(read_back(dst) - _in_memory()(image, **KW)).max() <= 1e-5
