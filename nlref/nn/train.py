@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backend import get_namespace, namespace_by_name, to_numpy
+from ..backend import asarray, get_namespace, namespace_by_name, to_numpy
 from ..io import atomic_path, save_npz_atomic
 
 __all__ = [
@@ -267,9 +267,9 @@ def load_checkpoint(path: str | os.PathLike, *, params: dict | None = None, opt_
     for what, template in (("params", params), ("opt_state", opt_state), ("state", state)):
         if template is not None:
             _check_group(out[what], template, what, path)
-            out[what] = {k: out[what][k].astype(to_numpy(template[k]).dtype, copy=False) for k in template}
+            out[what] = {k: out[what][k].astype(template[k].dtype, copy=False) for k in template}
     for what in _GROUPS.values():
-        out[what] = {k: xp.asarray(v) if xp is not np else v for k, v in out[what].items()}
+        out[what] = {k: asarray(v, xp) for k, v in out[what].items()}
     out["step"] = int(arrays["step"])
     cfg = json.loads(str(arrays["config"][()]))
     try:
@@ -323,7 +323,7 @@ def _batch(cfg: TrainConfig, step: int, xp: Any, dtype: Any):
     x, y = make_clips(cfg.batch_size, seed=cfg.seed, split="train", indices=indices,
                       n_frames=cfg.n_frames, size=cfg.size, channels=cfg.channels, noise=cfg.noise, dtype=dtype)
     x = random_crop_flip(x, step_rng(cfg.seed, _AUG, step), pad=cfg.crop_pad, flip=cfg.flip)
-    return xp.asarray(x) if xp is not np else x, xp.asarray(y) if xp is not np else y
+    return asarray(x, xp), asarray(y, xp)
 
 
 def _val_set(cfg: TrainConfig, xp: Any, dtype: Any):
@@ -331,7 +331,7 @@ def _val_set(cfg: TrainConfig, xp: Any, dtype: Any):
 
     x, y = make_clips(cfg.n_val, seed=cfg.seed, split="val", n_frames=cfg.n_frames, size=cfg.size,
                       channels=cfg.channels, noise=cfg.noise, dtype=dtype)
-    return (xp.asarray(x), xp.asarray(y)) if xp is not np else (x, y)
+    return asarray(x, xp), asarray(y, xp)
 
 
 # ----------------------------------------------------------------------------- training
