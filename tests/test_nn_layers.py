@@ -150,3 +150,15 @@ def test_scope_unscope_merge_round_trip(xp):
     moved = to_backend({"w": np.ones(3)}, xp)
     assert type(moved["w"]).__module__.split(".")[0] == xp.__name__
     assert isinstance(params_to_numpy(moved)["w"], np.ndarray)
+
+
+def test_nlref_nn_exports_the_contract_names():
+    import nlref.nn
+
+    contract = """linear_forward linear_backward conv_forward conv_backward batch_norm_forward batch_norm_backward
+    relu_forward relu_backward max_pool_forward max_pool_backward avg_pool_forward avg_pool_backward
+    global_avg_pool_forward global_avg_pool_backward dropout_forward dropout_backward softmax softmax_cross_entropy
+    he_normal gaussian zeros ones scope unscope merge to_backend params_to_numpy
+    sgd_init sgd_step adam_init adam_step step_lr""".split()
+    missing = [name for name in contract if not callable(getattr(nlref.nn, name, None))]
+    assert not missing and set(contract) <= set(nlref.nn.__all__)

@@ -100,15 +100,15 @@ def conv_forward(
     return _conv_forward(xp, x, w, b, k, s, p, d, o_shape)
 
 
-def _batch_last(a: Any) -> Any:
-    """``(N, C, *S) -> (C, N, *S)``: channels first, so that one 2-D matmul covers the whole batch."""
+def _swap_nc(a: Any) -> Any:
+    """``(N, C, *S) <-> (C, N, *S)`` (a view): with C first, one 2-D matmul covers the whole batch."""
     return a.swapaxes(0, 1)
 
 
 def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
     N, C = x.shape[:2]
     C_out, K, P = w.shape[0], int(np.prod(k)), int(np.prod(o_shape))
-    x_pad = pad_spatial(_batch_last(x), p)  # (C, N, *S_pad)
+    x_pad = pad_spatial(_swap_nc(x), p)  # (C, N, *S_pad)
     if K == 1 and all(si == 1 for si in s):
         cols = x_pad.reshape(C, N * P)  # 1x1(x1) kernel: the columns are x itself
     else:
@@ -121,7 +121,7 @@ def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
     if b is not None:
         out += b[:, None]
     cache = (tuple(x.shape), w2, tuple(w.shape), cols, b is not None, (k, s, p, d, o_shape))
-    return xp.ascontiguousarray(_batch_last(out.reshape((C_out, N) + o_shape))), cache
+    return xp.ascontiguousarray(_swap_nc(out.reshape((C_out, N) + o_shape))), cache
 
 
 def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
@@ -134,6 +134,9 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
       added into that offset's slice of the padded input,
       ``dx_pad[slice(k)] += dcols[k]`` (col2im as dense slice adds, one offset
       at a time), and ``dx`` is ``dx_pad`` without its padding.
+
+    ``dcols`` has the size of ``cols``: the backward briefly needs that much
+    memory again.
 
     Parameters
     ----------
@@ -150,7 +153,7 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     xp = get_namespace(dout)
     N, C = x_shape[:2]
     C_out, K = w_shape[0], int(np.prod(k))
-    d2 = _batch_last(dout).reshape(C_out, -1)  # (C_out, N*P)
+    d2 = _swap_nc(dout).reshape(C_out, -1)  # (C_out, N*P)
     # dW = dout cols^T, computed as (cols dout^T)^T: the same numbers, but OpenBLAS is
     # several times faster with the long N*P axis as the rows of the first operand
     grads = {"w": (cols @ d2.T).T.reshape(w_shape)}
@@ -165,5 +168,5 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
         dcols = dcols.reshape((C, K, N) + o_shape)
         for i, off in enumerate(offsets(k)):
             dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, i]
-    dx = _batch_last(dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad)
+    dx = _swap_nc(dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad)
     return xp.ascontiguousarray(dx), grads

@@ -57,13 +57,12 @@ def linear_forward(x: Any, params: dict[str, Any]) -> tuple[Any, tuple]:
             f"{tuple(x.shape)}, received shape {tuple(w.shape)}"
         )
     b = check_param(params, "b", (w.shape[0],), x.dtype, "linear_forward", required=False)
-    same_backend(x, w, b)
+    xp = same_backend(x, w, b)
     # a 1x1(x1) convolution: reuse conv's single matrix product over the whole batch
-    xs = x if x.ndim > 2 else x[:, :, None]
-    n = xs.ndim - 2
-    w_k = w.reshape(tuple(w.shape) + (1,) * n)
-    one = (1,) * n
-    out, cache = _conv_forward(get_namespace(x), xs, w_k, b, one, one, (0,) * n, one, tuple(xs.shape[2:]))
+    xs = x if x.ndim > 2 else x[:, :, None]  # (N, C) -> (N, C, 1)
+    ones = (1,) * (xs.ndim - 2)  # kernel size, stride and dilation
+    w_k = w.reshape(tuple(w.shape) + ones)
+    out, cache = _conv_forward(xp, xs, w_k, b, ones, ones, (0,) * len(ones), ones, tuple(xs.shape[2:]))
     return out.reshape((x.shape[0], w.shape[0]) + tuple(x.shape[2:])), (cache, tuple(x.shape), tuple(w.shape))
 
 
