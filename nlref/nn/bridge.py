@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from .._validation import as_tuple, check_array, check_finite, check_positive
-from ..backend import as_float_image, asarray, get_namespace
+from ..backend import as_float_image, get_namespace
 from .nonlocal_op import DEFAULT_CHUNK_SIZE, nonlocal_op_forward
 
 __all__ = ["patch_vectors", "search_window_mask", "nlm_nonlocal_inputs", "nl_means_as_nonlocal"]
@@ -89,11 +89,11 @@ def search_window_mask(shape, patch_distance, *, xp=np):
     the image border, as in :func:`nlref.denoise.nl_means_pixelwise`.
     """
     dist = as_tuple(patch_distance, len(shape), "patch_distance")
-    coords = np.indices(shape).reshape(len(shape), -1)  # (ndim, P)
-    mask = np.ones((coords.shape[1],) * 2, dtype=bool)
+    coords = xp.indices(tuple(shape)).reshape(len(shape), -1)  # (ndim, P)
+    mask = xp.ones((coords.shape[1],) * 2, dtype=bool)
     for c, d in zip(coords, dist):
-        mask &= np.abs(c[:, None] - c[None, :]) <= d
-    return asarray(mask, xp)
+        mask &= xp.abs(c[:, None] - c[None, :]) <= d
+    return mask
 
 
 def nlm_nonlocal_inputs(image, *, patch_size=7, patch_distance=11, h=0.1, cutoff=None, preserve_range=False):
