@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import gradcheck
@@ -130,3 +132,29 @@ def test_conv_rejects_float16_mixed_dtypes_and_mixed_backends():
         conv_forward(x, {"b": np.zeros(1)})
     with pytest.raises(ValueError, match="params\\['b'\\]"):
         conv_forward(x, {"w": w, "b": np.zeros(3)})
+
+
+@st.composite
+def conv_configs(draw):
+    n = draw(st.integers(1, 3))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(n))
+    p = tuple(draw(st.integers(0, 2)) for _ in range(n))
+    S = tuple(max(1, d_ * (k_ - 1) + 1 - 2 * p_) + draw(st.integers(0, 3)) for k_, d_, p_ in zip(k, d, p))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))), S, k, s, p, d
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_configs(), st.integers(0, 2**31 - 1))
+def test_conv_matches_loop_and_its_backward_is_the_adjoint(config, seed):
+    """Forward against the loop; and <conv(x), y> = <x, dx(y)> = <w, dw(y)> (conv is bilinear)."""
+    (N, C_in, C_out), S, k, s, p, d = config
+    g = np.random.default_rng(seed)
+    x, w = g.standard_normal((N, C_in, *S)), g.standard_normal((C_out, C_in, *k))
+    out, cache = conv_forward(x, {"w": w}, stride=s, padding=p, dilation=d)
+    np.testing.assert_allclose(out, conv_loop(x, w, None, s, p, d), rtol=1e-10, atol=1e-10)
+    y = g.standard_normal(out.shape)
+    dx, grads = conv_backward(y, cache)
+    assert np.isclose((out * y).sum(), (x * dx).sum(), rtol=1e-10, atol=1e-10)
+    assert np.isclose((out * y).sum(), (w * grads["w"]).sum(), rtol=1e-10, atol=1e-10)

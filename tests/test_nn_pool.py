@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import gradcheck
@@ -120,3 +122,24 @@ def test_pools_reject_bad_arguments(shape, kwargs, error, match):
 def test_pools_reject_float16():
     with pytest.raises(TypeError, match="float16"):
         max_pool_forward(np.zeros((1, 1, 4, 4), np.float16), kernel_size=2)
+
+
+@st.composite
+def pool_configs(draw):
+    n = draw(st.integers(1, 3))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    p = tuple(draw(st.integers(0, ki // 2)) for ki in k)
+    S = tuple(max(1, ki - 2 * pi) + draw(st.integers(0, 3)) for ki, pi in zip(k, p))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 2)), *S), k, s, p
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_configs(), st.integers(0, 2**31 - 1))
+def test_pools_match_loops_for_random_configurations(config, seed):
+    shape, k, s, p = config
+    x = distinct_values(np.random.default_rng(seed), shape)
+    np.testing.assert_array_equal(max_pool_forward(x, kernel_size=k, stride=s, padding=p)[0],
+                                  pool_loop(x, k, s, p, np.max, -np.inf))
+    np.testing.assert_allclose(avg_pool_forward(x, kernel_size=k, stride=s, padding=p)[0],
+                               pool_loop(x, k, s, p, np.mean, 0.0), rtol=1e-12, atol=1e-12)
