@@ -1,0 +1,114 @@
+"""``nlref denoise``: file round trips, the options -> nl_means mapping, refusals."""
+
+from __future__ import annotations
+
+import argparse
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from nlref.cli import main
+from nlref.data import add_gaussian_noise, load_image
+from nlref.denoise import estimate_sigma, ipol_parameters, nl_means
+from nlref.denoise.cli import nl_means_kwargs_from_args
+
+
+@pytest.fixture
+def camera_png(tmp_path):
+    path = tmp_path / "camera.png"
+    iio.imwrite(path, load_image("camera", dtype=None)[200:264, 200:264])
+    return path
+
+
+def test_png_8bit_round_trip_with_added_noise_prints_psnr(camera_png, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main(["denoise", str(camera_png), str(out), "--add-noise", "20/255", "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    line = next(l for l in text.splitlines() if l.startswith("PSNR"))
+    before, after = (float(part.split(":")[1].split()[0]) for part in line.split(","))
+    assert after > before + 3
+    result = iio.imread(out)
+    assert result.dtype == np.uint8 and result.shape == (64, 64)
+
+
+def test_tiff_16bit_round_trip_keeps_the_bit_depth_and_equals_nl_means(tmp_path, capsys):
+    clean = (load_image("moon", dtype=np.float64)[100:150, 100:160] * 65535).astype(np.uint16)
+    src, out = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(src, clean)
+    argv = ["denoise", str(src), str(out), "--add-noise", "0.05", "--seed", "1", "--sigma", "0.05",
+            "--h", "0.04", "--patch-size", "5", "--patch-distance", "4", "--slow"]
+    assert main(argv) == 0
+    assert "PSNR noisy" in capsys.readouterr().out
+    result = tifffile.imread(out)
+    assert result.dtype == np.uint16
+    noisy = add_gaussian_noise(clean / 65535.0, 0.05, seed=1)
+    expected = nl_means(noisy, 5, 4, 0.04, fast_mode=False, sigma=0.05)
+    np.testing.assert_array_equal(result, np.clip(np.rint(expected * 65535), 0, 65535).astype(np.uint16))
+
+
+def test_colour_png_is_denoised_with_the_channels_last(tmp_path):
+    src, out = tmp_path / "rgb.png", tmp_path / "out.png"
+    image = load_image("astronaut", dtype=None)[:40, :48]
+    iio.imwrite(src, image)
+    assert main(["denoise", str(src), str(out), "--sigma", "0.05", "--patch-distance", "3"]) == 0
+    expected = nl_means(image, 7, 3, 0.04, sigma=0.05, channel_axis=-1)
+    np.testing.assert_array_equal(iio.imread(out), np.clip(np.rint(expected * 255), 0, 255).astype(np.uint8))
+
+
+def test_existing_output_is_refused_without_overwrite_and_left_alone(camera_png, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    assert main(["denoise", str(camera_png), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    assert main(["denoise", str(camera_png), str(out), "--overwrite", "--patch-distance", "2"]) == 0
+    assert iio.imread(out).shape == (64, 64)
+
+
+@pytest.mark.parametrize("content", [None, b"not an image"])
+def test_unreadable_input_is_reported_with_its_path(tmp_path, capsys, content):
+    src = tmp_path / "broken.png"
+    if content is not None:
+        src.write_bytes(content)
+    assert main(["denoise", str(src), str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_bad_option_values_are_refused(camera_png, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--sigma", "abc"])
+    assert main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--patch-size", "4", "--sigma", "0.1"]) == 2
+    assert "patch_size" in capsys.readouterr().err
+
+
+def _args(**kw):
+    base = dict(sigma=None, h=None, patch_size=None, patch_distance=None, preset=None,
+                fast_mode=True, channel_axis="auto")
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_kwargs_default_to_estimated_sigma_and_h_of_0_8_sigma(rng):
+    image = 0.5 + 0.1 * rng.standard_normal((64, 64))
+    kw = nl_means_kwargs_from_args(_args(), image)
+    assert kw["sigma"] == pytest.approx(estimate_sigma(image))
+    assert kw["h"] == pytest.approx(0.8 * kw["sigma"])
+    assert (kw["patch_size"], kw["patch_distance"], kw["weighting"], kw["channel_axis"]) == (7, 11, "skimage", None)
+
+
+def test_kwargs_for_the_ipol_preset_take_the_table_unless_overridden():
+    kw = nl_means_kwargs_from_args(_args(sigma=20 / 255, preset="ipol"), shape=(32, 32, 3))
+    expected = ipol_parameters(20 / 255, colour=True)
+    assert kw["weighting"] == "ipol" and kw["channel_axis"] == -1
+    assert {k: kw[k] for k in expected} == expected
+    kw = nl_means_kwargs_from_args(_args(sigma=20 / 255, preset="ipol", patch_size=(1, 5, 5), h=0.1))
+    assert kw["patch_size"] == (1, 5, 5) and kw["h"] == 0.1
+
+
+def test_kwargs_need_sigma_when_there_is_no_image():
+    with pytest.raises(ValueError, match="--sigma"):
+        nl_means_kwargs_from_args(_args())
+    assert nl_means_kwargs_from_args(_args(sigma=0.0))["h"] == 0.1  # scikit-image's default
