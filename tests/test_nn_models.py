@@ -19,12 +19,6 @@ from nlref.nn.models import (
     temporal_receptive_field,
 )
 
-needs_nl = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("nlref.nn.nonlocal_block") is None,
-    reason="nlref.nn.nonlocal_block not written yet",
-)
-
-
 def _clip(rng, shape=(2, 3, 8, 16, 16), dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
@@ -161,7 +155,7 @@ def test_c2d_features_ignore_frames_outside_their_temporal_receptive_field(rng):
 # ----------------------------------------------------------------------------- inflation
 
 
-@pytest.mark.parametrize("nl_blocks", [0, pytest.param(1, marks=needs_nl)])
+@pytest.mark.parametrize("nl_blocks", [0, 1])
 def test_inflated_i3d_gives_exactly_the_c2d_output_on_a_static_clip(rng, nl_blocks):
     kw = dict(width=4, dtype=np.float64, nl_blocks=nl_blocks, temporal_padding="replicate")
     m2, p2, s2 = c2d(**kw, rng=1)
@@ -207,12 +201,10 @@ def test_inflation_rejects_mismatched_keys_or_shapes():
 # ----------------------------------------------------------------------------- space / time folding
 
 
-@needs_nl
 @pytest.mark.parametrize("space_time", ["space", "time"])
 def test_space_and_time_blocks_equal_a_loop_over_frames_or_positions(rng, space_time):
-    from nlref.nn.nonlocal_block import nonlocal_block_forward
-
     from nlref.nn.models import _nonlocal_forward
+    from nlref.nn.nonlocal_block import nonlocal_block_forward
 
     m, p, s = c2d(width=4, nl_blocks=1, nl_space_time=space_time, dtype=np.float64)
     _randomise_bn(p, s, rng)
@@ -257,7 +249,6 @@ def test_whole_network_passes_gradcheck(rng, arch):
     assert report.passed, str(report)
 
 
-@needs_nl
 @pytest.mark.parametrize("arch, kw", [
     ("c2d", dict(nl_blocks=5, nl_mode="embedded_gaussian", nl_subsample=True)),
     ("i3d", dict(nl_blocks=1, nl_mode="dot_product", nl_space_time="space")),
