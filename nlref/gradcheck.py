@@ -135,7 +135,8 @@ def gradcheck(
     ----------
     forward : callable
         ``forward(*inputs, params) -> (out, cache)``; a third returned item
-        (new BatchNorm state) is ignored.  Bind keyword options with a lambda,
+        (new BatchNorm state) is ignored.  ``out`` may be a Python float (a
+        loss), then ``R = 1``.  Bind keyword options with a lambda,
         e.g. ``lambda x, p: conv_forward(x, p, stride=2)``.
     backward : callable
         ``backward(dout, cache) -> (dxs, grads)``: ``dxs`` is one array when
@@ -205,7 +206,8 @@ def gradcheck(
     def difference(plus: Any, minus: Any) -> float:
         # L(+) - L(-) = sum((out(+) - out(-)) R): subtracting before summing keeps the
         # round-off of the many outputs a perturbation does not touch out of the result
-        return float(((plus - minus) * R).sum())
+        change = (plus - minus) * R
+        return float(change.sum()) if hasattr(change, "sum") else float(change)
 
     dxs, grads = backward(R, cache)
     dxs = [dxs] if single else list(dxs)

@@ -7,7 +7,7 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import GradcheckError, GradcheckReport, gradcheck
-from nlref.nn import batch_norm_backward, batch_norm_forward, linear_backward, linear_forward
+from nlref.nn import batch_norm_backward, batch_norm_forward, linear_backward, linear_forward, softmax_cross_entropy
 
 
 def matmul_forward(a, b, params):
@@ -158,3 +158,12 @@ def test_rejects_bad_arguments(linear_case):
         gradcheck(linear_forward, linear_backward, x, params, eps=0)
     with pytest.raises(TypeError, match="floating"):
         gradcheck(linear_forward, linear_backward, np.zeros((2, 3), dtype=int), params)
+
+
+def test_checks_a_scalar_loss_returned_as_a_float(xp, rng):
+    labels = xp.asarray(np.array([0, 2, 1]))
+    forward = lambda z, _: softmax_cross_entropy(z, labels)  # noqa: E731  (loss, dlogits)
+    assert gradcheck(forward, lambda dout, dz: (dout * dz, {}), xp.asarray(rng.standard_normal((3, 4)))).passed
+    wrong = gradcheck(forward, lambda dout, dz: (2 * dout * dz, {}), xp.asarray(rng.standard_normal((3, 4))),
+                      raise_on_failure=False)
+    assert wrong.failed == ["x"]
