@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -112,6 +113,8 @@ class GradcheckReport:
 
 def _relative_error(a: float, n: float, rtol: float, atol: float) -> float:
     # |a - n| / max(|a|, |n|, atol / rtol): <= rtol  <=>  |a - n| <= max(rtol * max(|a|, |n|), atol)
+    if not (math.isfinite(a) and math.isfinite(n)):
+        return math.inf  # a NaN/inf gradient is never right
     return abs(a - n) / max(abs(a), abs(n), atol / rtol)
 
 
@@ -188,7 +191,7 @@ def gradcheck(
     single = hasattr(inputs, "shape")
     inputs = [inputs] if single else list(inputs)
     params = {} if params is None else dict(params)
-    for i, a in enumerate([*inputs, *params.values()]):
+    for a in [*inputs, *params.values()]:
         if not hasattr(a, "dtype") or np.dtype(a.dtype).kind != "f":
             raise TypeError(f"gradcheck: inputs and params must be floating arrays, received {type(a).__name__} "
                             f"{getattr(a, 'dtype', '')}".rstrip())

@@ -167,3 +167,14 @@ def test_checks_a_scalar_loss_returned_as_a_float(xp, rng):
     wrong = gradcheck(forward, lambda dout, dz: (2 * dout * dz, {}), xp.asarray(rng.standard_normal((3, 4))),
                       raise_on_failure=False)
     assert wrong.failed == ["x"]
+
+
+def test_fails_on_a_nan_gradient(linear_case):
+    x, params = linear_case
+
+    def nan_backward(dout, cache):
+        dx, grads = linear_backward(dout, cache)
+        return dx, {**grads, "b": grads["b"] * float("nan")}
+
+    report = gradcheck(linear_forward, nan_backward, x, params, raise_on_failure=False)
+    assert report.failed == ["b"] and report.worst_error == float("inf")
