@@ -36,6 +36,8 @@ import numpy as np
 from ..backend import asarray, get_namespace, namespace_by_name, to_numpy
 from ..io import atomic_path, save_npz_atomic
 
+# ``train`` itself is left out of __all__: nlref.nn star-imports this module, and exporting
+# a function named ``train`` would hide the module ``nlref.nn.train`` behind it.
 __all__ = [
     "TrainConfig",
     "PRESETS",
@@ -47,7 +49,6 @@ __all__ = [
     "step_rng",
     "build_from_config",
     "evaluate",
-    "train",
     "train_summary",
 ]
 
