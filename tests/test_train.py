@@ -203,3 +203,21 @@ def test_training_loss_decreases_in_quick_mode():
     out = train(get_preset("quick"), progress=False)
     rows = out["metrics"]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.1
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_nlref_train_command_writes_checkpoint_and_metrics_and_resumes(tmp_path, capsys):
+    from nlref.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"preset": "quick", "steps": 2, "eval_every": 1}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--set", "n_val=8"]) == 0
+    assert {"checkpoint.npz", "metrics.csv", "metrics.json"} <= set(os.listdir(out))
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--set", "n_val=8",
+                 "--steps", "3", "--resume"]) == 0
+    assert load_checkpoint(out / "checkpoint.npz")["step"] == 3
+    assert "val accuracy" in capsys.readouterr().out
+    assert main(["train", "--preset", "quick", "--set", "width", "--out", str(out)]) == 2  # bad --set: clean error
