@@ -11,9 +11,12 @@ largest logit difference is printed: the networks are the same.
 
     python benchmarks/bench_train.py            # batch 32, 16 x 32 x 32 clips, width 8
     python benchmarks/bench_train.py --quick    # batch 4, 16 x 16 x 16 clips, width 4
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --threads 1   # one core each, a fair CPU comparison
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from common import backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json
@@ -100,8 +103,12 @@ def torch_step(torch, device, model, params, state, x, y):
 
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="PyTorch CPU threads (set NumPy's with OMP_NUM_THREADS before starting)")
     args = parser.parse_args()
     torch = try_import("torch")
+    if torch is not None and args.threads:
+        torch.set_num_threads(args.threads)
     batch, size, width = (4, 16, 4) if args.quick else (32, 32, 8)
     x_host, y_host = make_clips(batch, seed=0, size=size)
     rows = []
@@ -132,7 +139,8 @@ def main() -> None:
     if torch is None:
         print("torch not importable: PyTorch columns left out")
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch "
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (NumPy: OMP_NUM_THREADS="
+              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); vs_torch = nlref time / torch "
               "time per training step; max_dlogit = largest |logit difference| of the two forwards (eval mode)")
     write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
 
