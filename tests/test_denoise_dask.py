@@ -22,40 +22,18 @@ da = pytest.importorskip("dask.array")
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
 
 
-def _nlref_nl_means():
-    raise ImportError("TEMPORARY until nlref.denoise.nl_means is committed")
-    from nlref.denoise import nl_means
-
-    return nl_means
-
-
 def _skimage_nl_means():
     from skimage.restoration import denoise_nl_means
 
     return denoise_nl_means
 
 
-def _has_nlref_nl_means():
-    try:
-        _nlref_nl_means()
-    except ImportError:
-        return False
-    return True
+@pytest.fixture
+def nl_means():
+    """The oracle: the in-memory ``nl_means`` on the whole image."""
+    from nlref.denoise import nl_means
 
-
-# TEMPORARY until nlref.denoise.nl_means lands: scikit-image has no per-axis tuples nor h check
-needs_nlref = pytest.mark.skipif(not _has_nlref_nl_means(), reason="nlref.denoise.nl_means not yet available")
-
-
-@pytest.fixture(autouse=True)
-def nl_means(monkeypatch):
-    """The in-memory function that nl_means_dask applies to every chunk."""
-    try:  # TEMPORARY until nlref.denoise.nl_means lands
-        return _nlref_nl_means()
-    except ImportError:
-        f = _skimage_nl_means()
-        monkeypatch.setattr(tiled, "_in_memory_nl_means", lambda: f)
-        return f
+    return nl_means
 
 
 def assert_exact(chunked, whole, dtype):
@@ -139,11 +117,10 @@ def test_volume_matches_in_memory(xp, nl_means, rng, dtype):
     assert_exact(out.compute(), nl_means(image, **kw), dtype)
 
 
-@needs_nlref
 def test_video_with_per_axis_patch_and_search_matches_in_memory(xp, nl_means, rng):
     video = xp.asarray(rng.random((11, 24, 22)).astype(np.float32))  # (T, H, W)
     kw = dict(patch_size=(1, 3, 3), patch_distance=(1, 3, 2), h=0.2)
-    out = nl_means_dask(video, chunks=(4, 9, 7), **kw)
+    out = nl_means_dask(video, chunks=(4, 9, 8), **kw)
     assert out.numblocks == (3, 3, 3)
     assert_exact(out.compute(), nl_means(video, **kw), np.float32)
 
@@ -164,7 +141,6 @@ def test_result_is_lazy_and_keeps_the_chunk_array_type(xp, rng):
     assert type(out.blocks[0, 0].compute()) is type(image)
 
 
-@needs_nlref
 def test_bad_keywords_raise_before_any_chunk_is_computed(rng):
     image = rng.random((30, 30)).astype(np.float32)
     with pytest.raises(ValueError, match="h"):
@@ -185,7 +161,8 @@ def test_missing_dask_raises_importerror_naming_the_extra(monkeypatch):
 
 
 def test_importing_nlref_denoise_does_not_import_dask():
-    code = "import sys, nlref, nlref.denoise, nlref.denoise.tiled; print('dask' in sys.modules)"
+    code = ("import sys, nlref, nlref.denoise, nlref.denoise.tiled, nlref.denoise.stream, nlref.denoise.cli; "
+            "print('dask' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,34 +19,30 @@ zarr = pytest.importorskip("zarr")
 pytest.importorskip("dask.array")
 
 
-def _in_memory():
-    # TEMPORARY until nlref.denoise.nl_means is committed
-    from skimage.restoration import denoise_nl_means as nl_means
-    return nl_means
+KW = dict(patch_size=3, patch_distance=4, h=0.15, sigma=0.0)
+OPTIONS = ["--patch-size", "3", "--patch-distance", "4", "--h", "0.15", "--sigma", "0"]
 
 
-KW = dict(patch_size=3, patch_distance=4, h=0.15)
+def nl_means(image, **kw):
+    """The oracle: the in-memory call on the whole image."""
+    from nlref.denoise import nl_means
+
+    return nl_means(image, **{**KW, **kw})
 
 
 @pytest.fixture(autouse=True)
-def setup(monkeypatch):
-    """Small TIFF tiles (to exercise re-tiling); the CLI's keyword helper, if not yet there."""
+def small_tiff_tiles(monkeypatch):
+    """16-pixel TIFF tiles, so that small test images span several rows of tiles."""
     monkeypatch.setattr(stream, "TIFF_TILE", 16)
-    f = _in_memory()
-    monkeypatch.setattr(tiled, "_in_memory_nl_means", lambda: f)
-    try:
-        from nlref.denoise.cli import nl_means_kwargs_from_args  # noqa: F401
-    except ImportError:  # TEMPORARY: the CLI owner's helper is not there yet
-        monkeypatch.setattr(stream, "_nl_means_kwargs", lambda a: {
-            k: getattr(a, k) for k in ("patch_size", "patch_distance", "h", "channel_axis") if getattr(a, k, None) is not None
-        })
 
 
-def make_args(src, dst, **extra):
-    base = dict(input=str(src), output=str(dst), overwrite=False, chunks=None, max_memory=None,
-                patch_size=KW["patch_size"], patch_distance=KW["patch_distance"], h=KW["h"],
-                sigma=0.0, channel_axis=None, backend="numpy", add_noise=None)
-    return SimpleNamespace(**{**base, **extra})
+def make_args(src, dst, *options, defaults=True):
+    """``nlref denoise SRC DST OPTIONS`` parsed by the CLI's own parser."""
+    from nlref.denoise import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    return parser.parse_args(["denoise", str(src), str(dst), *(OPTIONS if defaults else []), *options])
 
 
 def read_back(path):
@@ -66,6 +61,10 @@ def grey_tiff(tmp_path, rng):
     path = tmp_path / "in.tif"
     tifffile.imwrite(path, image, tile=(16, 16))
     return path, image
+
+
+def max_diff(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max())
 
 
 def test_parse_bytes_accepts_decimal_and_binary_units():
@@ -87,20 +86,18 @@ def test_parse_chunks_accepts_one_or_per_axis_sizes():
             stream.parse_chunks(bad)
 
 
-def test_add_arguments_registers_chunks_and_max_memory():
-    parser = argparse.ArgumentParser()
-    stream.add_arguments(parser)
-    args = parser.parse_args(["--chunks", "64,32", "--max-memory", "2GB"])
+def test_cli_parser_has_chunks_and_max_memory(tmp_path):
+    args = make_args("in.tif", "out.tif", "--chunks", "64,32", "--max-memory", "2GB")
     assert args.chunks == (64, 32) and args.max_memory == 2 * 10**9
     with pytest.raises(SystemExit):
-        parser.parse_args(["--max-memory", "lots"])
+        make_args("in.tif", "out.tif", "--max-memory", "lots")
 
 
 def test_wants_streaming_on_options_zarr_output_or_a_large_input(grey_tiff, tmp_path, monkeypatch):
     src, _ = grey_tiff
     assert not stream.wants_streaming(make_args(src, tmp_path / "out.tif"))
-    assert stream.wants_streaming(make_args(src, tmp_path / "out.tif", chunks=(32,)))
-    assert stream.wants_streaming(make_args(src, tmp_path / "out.tif", max_memory=10**9))
+    assert stream.wants_streaming(make_args(src, tmp_path / "out.tif", "--chunks", "32"))
+    assert stream.wants_streaming(make_args(src, tmp_path / "out.tif", "--max-memory", "1GB"))
     assert stream.wants_streaming(make_args(src, tmp_path / "out.zarr"))
     monkeypatch.setattr(stream, "_default_budget", lambda: 1000)  # 70x45 float64 x 8 copies > 1000 bytes
     assert stream.wants_streaming(make_args(src, tmp_path / "out.tif"))
@@ -122,10 +119,9 @@ def test_tiff_input_is_opened_lazily_tile_by_tile(grey_tiff):
 def test_grey_tiff_streams_to_the_in_memory_result(grey_tiff, tmp_path, capsys, suffix):
     src, image = grey_tiff
     dst = tmp_path / f"out{suffix}"
-    assert stream.run_streaming(make_args(src, dst, chunks=(23, 17))) == 0
+    assert stream.run_streaming(make_args(src, dst, "--chunks", "23,17")) == 0
     out = read_back(dst)
-    assert out.dtype == np.float32
-    assert np.abs(out - _in_memory()(image, **KW)).max() <= 1e-6
+    assert out.dtype == np.float32 and max_diff(out, nl_means(image)) <= 1e-6
     assert leftovers(tmp_path, {"in.tif", dst.name}) == []
     err = capsys.readouterr().err
     assert "nlref denoise" in err and "100%" in err  # progress bar
@@ -134,32 +130,50 @@ def test_grey_tiff_streams_to_the_in_memory_result(grey_tiff, tmp_path, capsys, 
 def test_streamed_tiff_is_tiled(grey_tiff, tmp_path):
     src, _ = grey_tiff
     dst = tmp_path / "out.tiff"
-    stream.run_streaming(make_args(src, dst, chunks=(40,)))
+    stream.run_streaming(make_args(src, dst, "--chunks", "40"))
     with tifffile.TiffFile(dst) as tif:
         assert tif.pages[0].is_tiled and tif.pages[0].tilelength == 16
 
 
+def test_streaming_writes_what_the_in_memory_command_writes(tmp_path, rng):
+    """16-bit in, 16-bit out; sigma estimated once (here on the whole, small image) as in memory."""
+    from nlref.denoise import cli
+
+    image = (rng.random((48, 40)) * 65535).astype(np.uint16)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, image)
+    options = ["--patch-size", "3", "--patch-distance", "4"]
+    assert cli.run(make_args(src, tmp_path / "memory.tif", *options, defaults=False)) == 0
+    assert cli.run(make_args(src, tmp_path / "stream.tif", "--chunks", "17", *options, defaults=False)) == 0
+    memory, streamed = read_back(tmp_path / "memory.tif"), read_back(tmp_path / "stream.tif")
+    assert streamed.dtype == np.uint16
+    np.testing.assert_array_equal(streamed, memory)
+
+
 def test_colour_png_streams_to_tiff(tmp_path, rng):
-    from skimage.io import imsave
+    import imageio.v3 as iio
+
+    from nlref.denoise.cli import from_float
 
     image = (rng.random((40, 37, 3)) * 255).astype(np.uint8)
     src, dst = tmp_path / "in.png", tmp_path / "out.tif"
-    imsave(src, image, check_contrast=False)
-    stream.run_streaming(make_args(src, dst, chunks=(15, 14), channel_axis=-1))
-    want = _in_memory()(image, channel_axis=-1, **KW)
+    iio.imwrite(src, image)
+    stream.run_streaming(make_args(src, dst, "--chunks", "15,14"))  # colour found by --channel-axis auto
     out = read_back(dst)
-    assert out.shape == image.shape and np.abs(out - want).max() <= 1e-12
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, from_float(nl_means(image, channel_axis=-1), np.uint8))
 
 
 def test_volume_streams_to_tiff_pages_and_zarr(tmp_path, rng):
     volume = rng.random((9, 34, 30)).astype(np.float32)
     src = tmp_path / "vol.tif"
     tifffile.imwrite(src, volume)
-    want = _in_memory()(volume, **KW)
+    want = nl_means(volume, patch_size=(1, 3, 3), patch_distance=(1, 4, 4))
     for name in ("out.tif", "out.zarr"):
-        stream.run_streaming(make_args(src, tmp_path / name, chunks=(4, 17, 13)))
+        stream.run_streaming(make_args(src, tmp_path / name, "--chunks", "4,17,13",
+                                       "--patch-size", "1,3,3", "--patch-distance", "1,4,4"))
         out = read_back(tmp_path / name)
-        assert out.shape == volume.shape and np.abs(out - want).max() <= 1e-6
+        assert out.shape == volume.shape and max_diff(out, want) <= 1e-6
 
 
 def test_max_memory_sizes_the_chunks(grey_tiff, tmp_path):
@@ -170,8 +184,8 @@ def test_max_memory_sizes_the_chunks(grey_tiff, tmp_path):
     with pytest.raises(ValueError, match="too small"):
         stream.plan_chunks((4096, 4096), None, 7, 11, 10**5, threads=4)
     dst = tmp_path / "out.tif"
-    stream.run_streaming(make_args(src, dst, max_memory=stream.parse_bytes("1MB")))
-    assert np.abs(read_back(dst) - _in_memory()(image, **KW)).max() <= 1e-6
+    stream.run_streaming(make_args(src, dst, "--max-memory", "1MB"))
+    assert max_diff(read_back(dst), nl_means(image)) <= 1e-6
 
 
 def _refuse_work(monkeypatch):
@@ -188,7 +202,7 @@ def test_existing_output_without_overwrite_is_refused_before_any_work(grey_tiff,
     dst.mkdir() if suffix == ".zarr" else dst.write_bytes(b"keep me")
     _refuse_work(monkeypatch)
     with pytest.raises(FileExistsError, match="--overwrite"):
-        stream.run_streaming(make_args(src, dst))
+        stream.run_streaming(make_args(src, dst, "--chunks", "30"))
     assert suffix == ".zarr" or dst.read_bytes() == b"keep me"
 
 
@@ -196,45 +210,50 @@ def test_existing_output_without_overwrite_is_refused_before_any_work(grey_tiff,
 def test_overwrite_replaces_an_existing_output(grey_tiff, tmp_path, suffix):
     src, image = grey_tiff
     dst = tmp_path / f"out{suffix}"
-    stream.run_streaming(make_args(src, dst, chunks=(30,)))
-    stream.run_streaming(make_args(src, dst, chunks=(30,), overwrite=True, h=0.3))
-    assert np.abs(read_back(dst) - _in_memory()(image, **{**KW, "h": 0.3})).max() <= 1e-6
+    stream.run_streaming(make_args(src, dst, "--chunks", "30"))
+    stream.run_streaming(make_args(src, dst, "--chunks", "30", "--overwrite", "--h", "0.3"))
+    assert max_diff(read_back(dst), nl_means(image, h=0.3)) <= 1e-6
     assert leftovers(tmp_path, {"in.tif", dst.name}) == []
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])
 def test_error_midway_leaves_no_partial_output(grey_tiff, tmp_path, monkeypatch, suffix):
+    from nlref.denoise import nl_means as in_memory
+
     src, _ = grey_tiff
-    f, calls = _in_memory(), []
+    calls = []
 
     def fails_on_a_later_chunk(block, **kw):
         calls.append(1)
         if len(calls) > 3:  # the probe and a first band succeed
             raise RuntimeError("disk on fire")
-        return f(block, **kw)
+        return in_memory(block, **kw)
 
     monkeypatch.setattr(tiled, "_in_memory_nl_means", lambda: fails_on_a_later_chunk)
     dst = tmp_path / f"out{suffix}"
     with pytest.raises(RuntimeError, match="disk on fire"):
-        stream.run_streaming(make_args(src, dst, chunks=(24, 45)))
+        stream.run_streaming(make_args(src, dst, "--chunks", "24,45"))
     assert len(calls) > 3 and leftovers(tmp_path, {"in.tif"}) == []
 
 
-def test_unsupported_output_or_missing_input_fail_before_any_work(grey_tiff, tmp_path, monkeypatch):
+def test_bad_requests_fail_before_any_work(grey_tiff, tmp_path, monkeypatch):
     src, _ = grey_tiff
     _refuse_work(monkeypatch)
     with pytest.raises(ValueError, match=r"\.tif, \.tiff or \.zarr"):
-        stream.run_streaming(make_args(src, tmp_path / "out.png", chunks=(30,)))
+        stream.run_streaming(make_args(src, tmp_path / "out.png", "--chunks", "30"))
     with pytest.raises(FileNotFoundError, match="input"):
-        stream.run_streaming(make_args(tmp_path / "missing.tif", tmp_path / "out.tif", chunks=(30,)))
+        stream.run_streaming(make_args(tmp_path / "missing.tif", tmp_path / "out.tif", "--chunks", "30"))
     with pytest.raises(ValueError, match="--add-noise"):
-        stream.run_streaming(make_args(src, tmp_path / "out.tif", chunks=(30,), add_noise=0.1))
-    assert leftovers(tmp_path, {"in.tif"}) == []
+        stream.run_streaming(make_args(src, tmp_path / "out.tif", "--chunks", "30", "--add-noise", "0.1"))
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match="bad.tif"):
+        stream.run_streaming(make_args(tmp_path / "bad.tif", tmp_path / "out.tif", "--chunks", "30"))
+    assert leftovers(tmp_path, {"in.tif", "bad.tif"}) == []
 
 
 @pytest.mark.gpu
 def test_backend_cupy_streams_with_gpu_chunks(grey_tiff, tmp_path):
     src, image = grey_tiff
     dst = tmp_path / "out.tif"
-    stream.run_streaming(make_args(src, dst, chunks=(23, 17), backend="cupy"))
-    assert np.abs(read_back(dst) - _in_memory()(image, **KW)).max() <= 1e-5
+    stream.run_streaming(make_args(src, dst, "--chunks", "23,17", "--backend", "cupy"))
+    assert max_diff(read_back(dst), nl_means(image)) <= 1e-5

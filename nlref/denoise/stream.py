@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ TIFF_TILE = 256  # TIFF tile side (a multiple of 16, as the TIFF spec requires)
 # nl_means's working memory, in copies of a (halo-grown) float chunk: the padded
 # image, the weights and value sums, and the per-offset distance images.
 WORK_COPIES = 8
+SIGMA_CROP_PIXELS = 2**22  # the noise level is estimated once, on a central crop this large
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -125,11 +127,15 @@ def run_streaming(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise RuntimeError("streaming needs Dask, which is not installed: pip install 'nlref[dask]'") from exc
 
+    from .cli import from_float
     from .tiled import nl_means_dask
 
-    kwargs = _nl_means_kwargs(args)
+    progress = getattr(args, "progress", None) is not False
     with contextlib.ExitStack() as stack:
         image = _open_lazy(src, da, stack)
+        if image.dtype.kind not in "uf":
+            raise ValueError(f"input {str(src)!r} has dtype {image.dtype}; expected unsigned integers or floats")
+        kwargs = _nl_means_kwargs(args, image)
         channel_axis = kwargs.get("channel_axis")
         if channel_axis is not None:
             channel_axis %= image.ndim
@@ -141,8 +147,8 @@ def run_streaming(args: argparse.Namespace) -> int:
         threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
         chunks = args.chunks
         if chunks is None and getattr(args, "max_memory", None) is not None:
-            chunks = plan_chunks(image.shape, channel_axis, kwargs.get("patch_size", 7),
-                                 kwargs.get("patch_distance", 11), args.max_memory, threads)
+            chunks = plan_chunks(image.shape, channel_axis, kwargs["patch_size"], kwargs["patch_distance"],
+                                 args.max_memory, threads)
         elif chunks is None:
             chunks = "auto"
         elif len(chunks) == 1:
@@ -151,11 +157,19 @@ def run_streaming(args: argparse.Namespace) -> int:
         result = nl_means_dask(_to_gpu(image) if gpu else image, chunks=chunks, **kwargs)
         if gpu:  # written from host memory
             result = result.map_blocks(to_numpy, dtype=result.dtype, meta=np.empty((0,) * result.ndim, result.dtype))
+        # back to the input's bit depth, as the in-memory command writes it
+        result = result.map_blocks(functools.partial(from_float, dtype=image.dtype), dtype=image.dtype,
+                                   meta=np.empty((0,) * result.ndim, image.dtype))
+        print(
+            f"nlref denoise (streaming): {src} {image.shape} {image.dtype}, sigma={kwargs['sigma']:.5g} "
+            f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} patch_distance={kwargs['patch_distance']}, "
+            f"chunks {result.chunksize} on {threads} threads", flush=True,
+        )
         with dask.config.set(scheduler="threads"):
             if dst.suffix.lower() == ZARR_SUFFIX:
-                _write_zarr(result, dst, overwrite)
+                _write_zarr(result, dst, overwrite, progress)
             else:
-                _write_tiff(result, dst, overwrite, channel_axis is not None)
+                _write_tiff(result, dst, overwrite, channel_axis is not None, progress)
     print(f"wrote {dst} ({' x '.join(map(str, result.shape))}, {result.dtype}, chunks {result.chunksize})")
     return 0
 
@@ -206,11 +220,24 @@ def plan_chunks(
 # ---------------------------------------------------------------- internals
 
 
-def _nl_means_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``nl_means`` keywords the in-memory CLI would use (its own helper)."""
+def _nl_means_kwargs(args: argparse.Namespace, image: Any) -> dict[str, Any]:
+    """The ``nl_means`` keywords the in-memory command would use (the CLI's own helper).
+
+    Without ``--sigma`` the noise level is estimated *once*, on a central crop
+    of at most about 4 million pixels, never chunk by chunk (every chunk must
+    be denoised with the same parameters for the result to be seamless).
+    """
+    from ..backend import as_float_image
     from .cli import nl_means_kwargs_from_args
 
-    return dict(nl_means_kwargs_from_args(args))
+    sample = None
+    if getattr(args, "sigma", None) is None:
+        big = [ax for ax, n in enumerate(image.shape) if n > 4]  # axes of <= 4 entries may be colour
+        side = int(SIGMA_CROP_PIXELS ** (1 / max(1, len(big))))
+        crop = tuple(slice((n - side) // 2, (n - side) // 2 + side) if ax in big and n > side else slice(None)
+                     for ax, n in enumerate(image.shape))
+        sample = as_float_image(np.asarray(image[crop]))
+    return dict(nl_means_kwargs_from_args(args, sample, shape=tuple(image.shape)))
 
 
 def _default_budget() -> int:
@@ -251,14 +278,17 @@ def _open_lazy(path: Path, da: Any, stack: contextlib.ExitStack) -> Any:
             import zarr
         except ImportError:  # uncompressed contiguous TIFFs still map lazily
             return da.from_array(tifffile.memmap(str(path), mode="r"), chunks="auto")
-        store = tifffile.imread(str(path), aszarr=True, series=0, level=0)
+        try:
+            store = tifffile.imread(str(path), aszarr=True, series=0, level=0)
+        except Exception as exc:  # tifffile's errors differ by what is wrong with the file
+            raise ValueError(f"input {str(path)!r} could not be read as a TIFF: {exc}") from exc
         stack.callback(store.close)
         return da.from_zarr(zarr.open(store, mode="r"))
     if suffix == ".npy":
         return da.from_array(np.load(path, mmap_mode="r"), chunks="auto")
-    from skimage.io import imread  # PNG and friends: small enough to read whole
+    from .cli import read_image  # PNG and friends: read whole, as the in-memory command does
 
-    return da.from_array(imread(str(path)), chunks="auto")
+    return da.from_array(read_image(path), chunks="auto")
 
 
 def _to_gpu(image: Any) -> Any:
@@ -267,12 +297,12 @@ def _to_gpu(image: Any) -> Any:
     return image.map_blocks(asarray, xp=cp, dtype=image.dtype, meta=cp.empty((0,) * image.ndim, image.dtype))
 
 
-def _bands(result: Any) -> Iterator[np.ndarray]:
-    """Compute ``result`` one row of chunks (along axis 0) at a time, with progress."""
+def _bands(result: Any, progress: bool = True) -> Iterator[np.ndarray]:
+    """Compute ``result`` one row of chunks (along axis 0) at a time, with a progress bar."""
     from tqdm.auto import tqdm
 
     edges = np.cumsum((0, *result.chunks[0]))
-    with tqdm(total=int(edges[-1]), desc="nlref denoise", unit="row" if result.ndim == 2 else "slice") as bar:
+    with tqdm(total=int(edges[-1]), desc="nlref denoise", unit="row", disable=not progress) as bar:
         for start, stop in zip(edges[:-1], edges[1:]):
             yield np.asarray(result[start:stop].compute())
             bar.update(int(stop - start))
@@ -302,7 +332,7 @@ def _tiff_tiles(bands: Iterator[np.ndarray], plane_ndim: int, tile: int) -> Iter
         yield from _tiles_of_rows(pending, tile)
 
 
-def _write_tiff(result: Any, dst: Path, overwrite: bool, has_channels: bool) -> None:
+def _write_tiff(result: Any, dst: Path, overwrite: bool, has_channels: bool, progress: bool = True) -> None:
     """Write ``result`` band by band as a tiled TIFF (pages for a volume), atomically."""
     import tifffile
 
@@ -312,13 +342,13 @@ def _write_tiff(result: Any, dst: Path, overwrite: bool, has_channels: bool) -> 
     photometric = "rgb" if has_channels and result.shape[-1] in (3, 4) else "minisblack"
     with atomic_path(dst, overwrite=overwrite) as tmp:
         tifffile.imwrite(
-            tmp, _tiff_tiles(_bands(result), 3 if spatial_ndim == 3 else 2, TIFF_TILE),
+            tmp, _tiff_tiles(_bands(result, progress), 3 if spatial_ndim == 3 else 2, TIFF_TILE),
             shape=result.shape, dtype=result.dtype, tile=(TIFF_TILE, TIFF_TILE),
             photometric=photometric, bigtiff=result.nbytes > 2**31,
         )
 
 
-def _write_zarr(result: Any, dst: Path, overwrite: bool) -> None:
+def _write_zarr(result: Any, dst: Path, overwrite: bool, progress: bool = True) -> None:
     """Write ``result`` band by band into a Zarr store built in a temporary folder, then rename it."""
     try:
         import zarr
@@ -329,7 +359,7 @@ def _write_zarr(result: Any, dst: Path, overwrite: bool) -> None:
         store = zarr.open_array(str(tmp), mode="w", shape=result.shape, dtype=result.dtype,
                                 chunks=result.chunksize)
         start = 0
-        for band in _bands(result):
+        for band in _bands(result, progress):
             store[start:start + band.shape[0]] = band
             start += band.shape[0]
         if dst.exists():  # --overwrite: swap the old store out, the new one in, then delete the old
