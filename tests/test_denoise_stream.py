@@ -127,6 +127,18 @@ def test_grey_tiff_streams_to_the_in_memory_result(grey_tiff, tmp_path, capsys, 
     assert "nlref denoise" in err and "100%" in err  # progress bar
 
 
+def test_zarr_input_streams_without_options(tmp_path, rng):
+    from nlref.denoise import cli
+
+    image = rng.random((50, 41)).astype(np.float32)
+    src = tmp_path / "in.zarr"
+    zarr.open_array(str(src), mode="w", shape=image.shape, dtype=image.dtype, chunks=(16, 16))[...] = image
+    args = make_args(src, tmp_path / "out.tif")
+    assert stream.wants_streaming(args)
+    assert cli.run(args) == 0
+    assert max_diff(read_back(tmp_path / "out.tif"), nl_means(image)) <= 1e-6
+
+
 def test_streamed_tiff_is_tiled(grey_tiff, tmp_path):
     src, _ = grey_tiff
     dst = tmp_path / "out.tiff"

@@ -87,10 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def wants_streaming(args: argparse.Namespace) -> bool:
-    """True when the ``denoise`` command should take the streaming path."""
+    """True when the ``denoise`` command should take the streaming path.
+
+    That is: ``--chunks`` or ``--max-memory`` given, a Zarr input or output, or
+    an input whose in-memory denoising (about ``WORK_COPIES`` float64 copies)
+    would exceed half the machine's memory.
+    """
     if getattr(args, "chunks", None) is not None or getattr(args, "max_memory", None) is not None:
         return True
-    if str(getattr(args, "output", "")).rstrip("/\\").lower().endswith(ZARR_SUFFIX):
+    if any(str(getattr(args, name, "")).rstrip("/\\").lower().endswith(ZARR_SUFFIX) for name in ("input", "output")):
         return True
     shape = _peek_shape(getattr(args, "input", None))
     return shape is not None and WORK_COPIES * 8 * int(np.prod(shape)) > _default_budget()
@@ -119,7 +124,7 @@ def run_streaming(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"output folder {str(dst.parent)!r} does not exist")
     if not src.exists():
         raise FileNotFoundError(f"input {str(src)!r} does not exist")
-    if getattr(args, "add_noise", None):
+    if getattr(args, "add_noise", None) is not None:
         raise ValueError("--add-noise is not available when streaming (--chunks/--max-memory); denoise a noisy file")
     try:
         import dask
