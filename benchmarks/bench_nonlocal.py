@@ -17,8 +17,13 @@ The PyTorch peer is the same block (official pool order: max-pool x before
 the phi/g convolutions; batch norm in training mode; concatenation as
 ReLU(a_i + b_j), not the (2d, P, P') tensor the ports build), on the same
 device, timed in the same run; its output is checked against nlref's.  Peak
-memory: NumPy via tracemalloc, CuPy via its memory pool, PyTorch CUDA via
-``max_memory_allocated``; PyTorch CPU memory is not measured.
+memory (``peak_MiB``): NumPy via tracemalloc, CuPy via its memory pool, PyTorch
+CUDA via ``max_memory_allocated``.  On the CPU, ``rss_MiB`` measures nlref and
+PyTorch alike (Linux): the peak resident memory of one forward+backward over
+what the process held just before (``VmHWM`` of /proc/self/status after
+resetting it through /proc/self/clear_refs), with glibc's mmap threshold fixed
+at 64 KiB so that freed buffers leave the process instead of being reused
+unseen from the heap.
 
     python benchmarks/bench_nonlocal.py            # the table of the report
     python benchmarks/bench_nonlocal.py --quick    # seconds
@@ -121,11 +126,53 @@ def torch_run(host, params, state, mode, sub, torch, device):
     return run, forward
 
 
+class RssPeak:
+    """Peak resident memory (bytes) of a block of code over the resident memory before it (Linux)."""
+
+    def __init__(self):
+        self.peak = None
+
+    @staticmethod
+    def _status(field):
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field))
+
+    def __enter__(self):
+        try:
+            self._base = self._status("VmRSS:")
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # reset the high-water mark to the current RSS
+        except OSError:
+            self._base = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._base is not None:
+            self.peak = max(0, self._status("VmHWM:") - self._base)
+
+
+def fixed_mmap_threshold(nbytes=65536):
+    """glibc: serve every allocation >= nbytes by mmap, so RSS follows allocations (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
+    except (OSError, AttributeError):
+        pass
+
+
+def rss_peak(run):
+    with RssPeak() as rp:
+        run()
+    return rp.peak
+
+
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--cases", nargs="+", default=[c[0] for c in FULL], choices=[c[0] for c in FULL])
     args = parser.parse_args()
+    fixed_mmap_threshold()
     torch = try_import("torch")
     rng = np.random.default_rng(0)
     rows = []
@@ -146,6 +193,7 @@ def main() -> None:
                     sync = torch.cuda.synchronize if gpu else (lambda: None)
                     t_res = measure(t_run, warmup=args.warmup, repeats=args.repeats, memory=gpu, sync=sync,
                                     peak=(lambda: TorchCudaPeak(torch)) if gpu else None)
+                    t_rss = None if gpu else rss_peak(t_run)
                     with torch.no_grad():
                         z_torch = t_fwd().cpu().numpy()
                 dense_peak = None
@@ -156,21 +204,26 @@ def main() -> None:
                     row = {"case": label, "mode": mode, "impl": f"nlref {xp.__name__} {memory}", **res.as_row(),
                            "vs_torch": None if t_res is None else ratio(res.median, t_res.median),
                            "mem_vs_dense": ratio(res.peak_bytes, dense_peak)}
+                    if not gpu:
+                        rss = rss_peak(run)
+                        row["rss_MiB"] = None if rss is None else rss / 2**20
+                        row["rss_vs_torch"] = None if t_res is None else ratio(rss, t_rss)
                     if have_torch:
                         z = to_numpy(fwd())
                         row["max_rel_diff_vs_torch"] = float(np.abs(z - z_torch).max() / np.abs(z_torch).max())
                     rows.append(row)
                 if t_res is not None:
                     rows.append({"case": label, "mode": mode, "impl": f"torch {device}", **t_res.as_row(),
-                                 "vs_torch": 1.0})
+                                 "vs_torch": 1.0, "rss_MiB": None if t_rss is None else t_rss / 2**20,
+                                 "rss_vs_torch": None if t_rss is None else 1.0})
                 print(f"done: {label} {mode}", flush=True)
-    print_table(rows, ["case", "mode", "impl", "median_s", "peak_MiB", "vs_torch", "mem_vs_dense",
-                       "max_rel_diff_vs_torch"])
+    print_table(rows, ["case", "mode", "impl", "median_s", "vs_torch", "peak_MiB", "mem_vs_dense", "rss_MiB",
+                       "rss_vs_torch", "max_rel_diff_vs_torch"])
     if torch is None:
         print("torch not importable: PyTorch rows left out")
     else:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch time; "
-              "mem_vs_dense = peak memory / nlref dense peak; PyTorch CPU memory not measured")
+              "mem_vs_dense = peak_MiB / nlref dense peak_MiB; rss_vs_torch = rss_MiB / torch rss_MiB")
     write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
 
 
