@@ -3,32 +3,31 @@
 The start of nlref's teaching path, and the part people use on real images:
 
 * :func:`nl_means` -- scikit-image's ``denoise_nl_means`` API, NumPy or CuPy,
-  2-D/3-D, any number of channels, per-axis patch and search sizes.
+  2-D/3-D (volumes, videos), any number of channels, per-axis patch and
+  search sizes.
 * :func:`nl_means_pixelwise` -- the definition, pixel by pixel (the oracle).
 * :mod:`nlref.denoise.fast` -- the offset loop (Darbon et al. 2008), one offset
-  per step or a batch of offsets per step.
-* :func:`nl_means_ipol` -- the IPOL 2011 variant with its parameter table.
+  per step (CPU) or a batch of offsets per step (GPU).
+* :func:`nl_means_ipol`, :func:`ipol_parameters` -- the IPOL 2011 variant and
+  its parameter table.
 * :func:`estimate_sigma` -- Immerkaer's (1996) noise estimate.
+* :func:`nl_means_dask` -- the same result chunk by chunk, for images larger
+  than memory (needs Dask).
 """
 
 from __future__ import annotations
 
 from .core import nl_means
+from .ipol import IPOL_TABLE, ipol_parameters, nl_means_ipol
+from .noise import estimate_sigma
 from .pixelwise import nl_means_pixelwise
 
-__all__ = ["nl_means", "nl_means_pixelwise"]
+__all__ = ["nl_means", "nl_means_pixelwise", "nl_means_ipol", "ipol_parameters", "IPOL_TABLE", "estimate_sigma"]
 
-try:  # filled in step by step; keep the package importable meanwhile
-    from .ipol import ipol_parameters, nl_means_ipol  # noqa: F401
+try:  # larger-than-memory path (its own module; Dask itself is imported on use)
+    from .tiled import nl_means_dask  # noqa: F401
 
-    __all__ += ["nl_means_ipol", "ipol_parameters"]
-except ModuleNotFoundError as exc:  # pragma: no cover
-    if exc.name != f"{__name__}.ipol":
-        raise
-try:
-    from .noise import estimate_sigma  # noqa: F401
-
-    __all__ += ["estimate_sigma"]
-except ModuleNotFoundError as exc:  # pragma: no cover
-    if exc.name != f"{__name__}.noise":
+    __all__ += ["nl_means_dask"]
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the checkout
+    if exc.name != f"{__name__}.tiled":
         raise
