@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
-__all__ = ["quick_mode", "pick_backend", "out_dir", "save_figure", "markdown_table", "show_markdown", "show_source",
+__all__ = ["quick_mode", "pick_backend", "out_dir", "save_figure", "show_png", "markdown_table", "show_markdown", "show_source",
            "code_cells", "run_notebook", "strip_outputs", "main"]
 
 
@@ -94,6 +94,16 @@ def save_figure(fig, name: str) -> Path:
         print(f"figure saved: {path}")
     plt.close(fig)
     return path
+
+
+def show_png(path: str | os.PathLike) -> None:
+    """Display a PNG written by another tool (e.g. the ablation's plot) in Jupyter; print its path elsewhere."""
+    if _in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
+    else:
+        print(f"figure: {path}")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], *, floatfmt: str = ".3g") -> str:

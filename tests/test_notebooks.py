@@ -1,0 +1,83 @@
+"""The teaching notebooks are stored clean and execute in quick mode."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from nlref.notebooks import code_cells, quick_mode, run_notebook, strip_outputs
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def test_teaching_path_is_complete():
+    names = [p.name for p in NOTEBOOKS]
+    assert [n[:3] for n in names] == ["01_", "02_", "03_", "04_", "05_"], names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_is_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert dirty == [], f"{path.name}: cells {dirty} have outputs; run `python -m nlref.notebooks strip {path}`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_imports_nlref_and_does_not_copy_its_code(path):
+    src = "\n".join(code_cells(path))
+    assert "import nlref" in src or "from nlref" in src
+    # notebooks import, never copy: no algorithm (forward/backward/nl_means) defined in a cell
+    copied = re.findall(r"^\s*def\s+(\w*(?:_forward|_backward|nl_means\w*|nonlocal\w*))\s*\(", src, re.M)
+    assert copied == [], f"{path.name} defines {copied}; import them from nlref instead"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_executes_in_quick_mode(path, tmp_path, monkeypatch):
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    monkeypatch.setenv("NLREF_QUICK", "1")
+    monkeypatch.setenv("NLREF_OUT", str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+
+
+def test_runner_executes_cells_in_order_and_skips_magics(tmp_path, capsys):
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": "# title"},
+        {"cell_type": "code", "source": ["%matplotlib inline\n", "x = 2\n"], "outputs": [], "execution_count": None},
+        {"cell_type": "code", "source": "y = x * 21\nassert y == 42", "outputs": [], "execution_count": None},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "t.ipynb"
+    path.write_text(json.dumps(nb))
+    times = run_notebook(path, quick=True)
+    assert len(times) == 2 and quick_mode()
+
+
+def test_runner_names_the_failing_cell(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": "1/0", "outputs": [], "execution_count": None}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "bad.ipynb"
+    path.write_text(json.dumps(nb))
+    with pytest.raises(RuntimeError, match="code cell 1 failed"):
+        run_notebook(path, quick=True)
+
+
+def test_strip_outputs_removes_outputs(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": "1", "execution_count": 3,
+                     "outputs": [{"output_type": "execute_result", "data": {"text/plain": "1"}, "metadata": {}, "execution_count": 3}]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "o.ipynb"
+    path.write_text(json.dumps(nb))
+    assert strip_outputs(path) is True
+    cell = json.loads(path.read_text())["cells"][0]
+    assert cell["outputs"] == [] and cell["execution_count"] is None
+    assert strip_outputs(path) is False
