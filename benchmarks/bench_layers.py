@@ -12,6 +12,9 @@ the table prints nlref's time divided by PyTorch's on the same device.
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 from common import backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json
 
@@ -79,35 +82,52 @@ def main() -> None:
     args = parser.parse_args()
     torch = try_import("torch")
     rng = np.random.default_rng(0)
-    rows = []
+    data = []
     for case in cases(args.quick):
         C = case["x"][1]
-        out_shape = case["x"]  # padding 1 and 3x3(x3) kernels keep the spatial shape
-        host = {
+        host = {  # padding 1 and 3x3(x3) kernels keep the shape, so dout is shaped like x
             "x": rng.standard_normal(case["x"]).astype(np.float32),
-            "dout": rng.standard_normal(out_shape).astype(np.float32),
+            "dout": rng.standard_normal(case["x"]).astype(np.float32),
         }
         if case["kind"] == "conv":
             host["w"] = (rng.standard_normal((C, C, *case["k"])) * 0.05).astype(np.float32)
             host["b"] = np.zeros(C, np.float32)
-        for xp in backends_from(args.backend):
-            device = "cpu" if xp is np else "cuda"
-            res = measure(nlref_fn(case, xp, host), xp=xp, warmup=args.warmup, repeats=args.repeats)
-            row = {"case": case["case"], "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None}
-            if torch is not None and (device == "cpu" or torch.cuda.is_available()):
-                sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
-                tres = measure(torch_fn(case, torch, device, host), warmup=args.warmup, repeats=args.repeats,
-                               memory=False, sync=sync)
-                row["vs_torch"] = ratio(res.median, tres.median)
-                rows.append(row)
-                rows.append({"case": case["case"], "impl": f"torch ({device})", **tres.as_row(), "vs_torch": 1.0})
-            else:
-                rows.append(row)
+        data.append((case, host))
+
+    # One library at a time, all cases, then a pause: the idle worker threads of one
+    # library (OpenBLAS, PyTorch's OpenMP pool) keep spinning for a while after a call
+    # and would slow the other down on a small, busy machine if the two were interleaved.
+    times: dict = {}
+    for xp in backends_from(args.backend):
+        for case, host in data:
+            times[case["case"], f"nlref ({xp.__name__})"] = measure(
+                nlref_fn(case, xp, host), xp=xp, warmup=args.warmup, repeats=args.repeats)
+        time.sleep(1.0)
+        device = "cpu" if xp is np else "cuda"
+        if torch is not None and (device == "cpu" or torch.cuda.is_available()):
+            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+            for case, host in data:
+                times[case["case"], f"torch ({device})"] = measure(
+                    torch_fn(case, torch, device, host), warmup=args.warmup, repeats=args.repeats,
+                    memory=False, sync=sync)
+            time.sleep(1.0)
+
+    rows = []
+    for case, _ in data:
+        for (name, impl), res in times.items():
+            if name == case["case"]:
+                device = "cpu" if impl.endswith("(numpy)") or impl.endswith("(cpu)") else "cuda"
+                ref = times.get((name, f"torch ({device})"))
+                rows.append({"case": name, "impl": impl, **res.as_row(),
+                             "vs_torch": ratio(res.median, ref.median if ref else None)})
     print_table(rows)
     if torch is None:
         print("torch not importable: PyTorch columns left out")
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch time")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch time "
+              "on the same device")
+    print("OPENBLAS_NUM_THREADS={} OMP_NUM_THREADS={} (set both to 1 for a single-core comparison on a busy machine)"
+          .format(os.environ.get("OPENBLAS_NUM_THREADS", "unset"), os.environ.get("OMP_NUM_THREADS", "unset")))
     write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
 
 
