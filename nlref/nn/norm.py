@@ -81,17 +81,20 @@ def batch_norm_forward(
 
     bshape = channel_shape(x.ndim)
     if train:
-        mu, var = x.mean(axis=axes), x.var(axis=axes)
+        mu = x.mean(axis=axes)
+        x_hat = x - mu.reshape(bshape)
+        var = (x_hat * x_hat).mean(axis=axes)  # biased: the batch's own variance
         m = running_mean.dtype.type(momentum)
         new_state = {
-            "running_mean": ((1 - m) * running_mean + m * mu.astype(running_mean.dtype)),
-            "running_var": ((1 - m) * running_var + m * (var * (M / (M - 1))).astype(running_var.dtype)),
+            "running_mean": (1 - m) * running_mean + m * mu.astype(running_mean.dtype),
+            "running_var": (1 - m) * running_var + m * (var * (M / (M - 1))).astype(running_var.dtype),
         }
     else:
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
+        x_hat = x - mu.reshape(bshape)
         new_state = {"running_mean": running_mean, "running_var": running_var}
     inv_std = 1.0 / xp.sqrt(var + x.dtype.type(eps))
-    x_hat = (x - mu.reshape(bshape)) * inv_std.reshape(bshape)
+    x_hat *= inv_std.reshape(bshape)  # in place: x_hat is our own temporary
     out = gamma.reshape(bshape) * x_hat + beta.reshape(bshape)
     return out, (x_hat, gamma, inv_std, bool(train), axes), new_state
 
@@ -99,12 +102,14 @@ def batch_norm_forward(
 def batch_norm_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     """Gradients of :func:`batch_norm_forward`.
 
-    ``dbeta = sum dout``, ``dgamma = sum dout * x_hat`` (sums over N and S).
-    With ``g = dout * gamma``:
+    ``dbeta = sum dout``, ``dgamma = sum dout * x_hat`` (sums over the ``M``
+    values of a channel, i.e. over N and S).
 
     * training (mu and var depend on x):
-      ``dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat))``;
-    * evaluation (running statistics are constants): ``dx = g * inv_std``.
+      ``dx = gamma * inv_std * (dout - dbeta / M - x_hat * dgamma / M)``,
+      the usual ``inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`` with
+      ``g = gamma * dout``, whose two means are ``dbeta`` and ``dgamma`` again;
+    * evaluation (running statistics are constants): ``dx = gamma * inv_std * dout``.
 
     Returns
     -------
@@ -112,9 +117,12 @@ def batch_norm_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     grads : dict with ``"gamma"``, ``"beta"``: (C,)
     """
     x_hat, gamma, inv_std, train, axes = cache
-    bshape = channel_shape(dout.ndim)
-    grads = {"gamma": (dout * x_hat).sum(axis=axes), "beta": dout.sum(axis=axes)}
-    g = dout * gamma.reshape(bshape)
+    b = channel_shape(dout.ndim)
+    dbeta, dgamma = dout.sum(axis=axes), (dout * x_hat).sum(axis=axes)
+    scale = (gamma * inv_std).reshape(b)
     if train:
-        g = g - g.mean(axis=axes).reshape(bshape) - x_hat * (g * x_hat).mean(axis=axes).reshape(bshape)
-    return g * inv_std.reshape(bshape), grads
+        M = dout.dtype.type(dout.size // dout.shape[1])
+        dx = (dout - (dbeta / M).reshape(b) - x_hat * (dgamma / M).reshape(b)) * scale
+    else:
+        dx = dout * scale
+    return dx, {"gamma": dgamma, "beta": dbeta}
