@@ -181,7 +181,9 @@ def test_bn_state_is_returned_not_mutated(rng):
 # --------------------------------------------------------------------------- gradients
 def block_fns(mode, ndim, sub, memory, train):
     def forward(x, params):
-        return nonlocal_block_forward(x, params, STATE, mode=mode, train=train, memory=memory, chunk_size=3,
+        # 2 or 3 blocks of queries and of keys per axis: several tiles, few Python iterations
+        return nonlocal_block_forward(x, params, STATE, mode=mode, train=train, memory=memory,
+                                      chunk_size={1: 4, 2: 6, 3: 12}[ndim],
                                       scale=0.7 if mode.endswith("gaussian") else None, **subsample_args(ndim, sub))
 
     STATE = {}
