@@ -389,7 +389,7 @@ def nonlocal_op_backward(dy, cache):
     -----
     Softmax backward: with ``P = softmax(S)``, ``dS = P * (dP - D)`` where
     ``dP = dy value^T`` and ``D_i = sum_j P_ij dP_ij = dy_i . y_i``; the chunked
-    form recomputes ``P`` per key chunk from the stored row log-sum-exp.
+    form recomputes ``P`` tile by tile from the stored row log-sum-exp.
     """
     xp = get_namespace(dy, cache["query"])
     q, k, v = cache["query"], cache["key"], cache["value"]
