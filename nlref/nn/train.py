@@ -5,9 +5,10 @@ Section 4): take a network from :mod:`nlref.nn.models`, a stream of clips from
 :mod:`nlref.data.synthetic_video`, and run the paper's recipe scaled down --
 SGD with momentum 0.9, weight decay 1e-4 and a step schedule (lr / 10 every
 ``lr_step`` steps), random crop + horizontal flip, BatchNorm in train mode,
-held-out validation -- or Adam, the default of the tiny presets (lr 1e-3 needs
-no tuning; on 16 x 16 clips SGD at lr 0.1 and Adam both left chance after about
-250 steps in our comparison, preset "tiny-nl-c2d-sgd").
+held-out validation -- or Adam.  SGD (lr 0.1) is the default: on 16 x 16
+clips NL C2D left chance after about 250 steps with either optimiser and SGD
+was ahead at step 400 (val. accuracy 0.89 vs 0.77, seed 0); Adam lr 1e-3 is
+preset "tiny-nl-c2d-adam".
 
 Everything random is a function of ``(seed, step)``: the batch of step ``s`` is
 clips ``s * B .. (s + 1) * B - 1`` of the train split, its augmentation and
@@ -90,11 +91,11 @@ class TrainConfig:
     size: int = 32
     channels: int = 3
     noise: float = 0.1
-    optimizer: str = "adam"
-    lr: float = 1e-3
+    optimizer: str = "sgd"
+    lr: float = 0.1
     momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_step: int = 0
+    weight_decay: float = 1e-4
+    lr_step: int = 750
     lr_gamma: float = 0.1
     batch_size: int = 32
     n_train: int = 0
@@ -144,19 +145,21 @@ def _check_config(cfg: TrainConfig) -> None:
                          f"{cfg.n_train}")
 
 
-_TINY = dict(layout="tiny", width=8, optimizer="adam", lr=1e-3, batch_size=32, steps=1000, eval_every=100)
+# the paper's recipe scaled down: SGD, momentum 0.9, weight decay 1e-4, lr / 10 after 3/4 of the steps
+_TINY = dict(layout="tiny", width=8, optimizer="sgd", lr=0.1, weight_decay=1e-4, lr_step=750, batch_size=32,
+             steps=1000, eval_every=100)
+_ADAM = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_step=0)
 #: Named configurations for ``nlref train --preset NAME``.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny-c2d": dict(_TINY, arch="c2d"),
     "tiny-nl-c2d": dict(_TINY, arch="c2d", nl_blocks=1),
     "tiny-i3d": dict(_TINY, arch="i3d"),
     "tiny-nl-i3d": dict(_TINY, arch="i3d", nl_blocks=1),
-    # the paper's recipe (SGD, momentum, weight decay, step schedule) on the tiny network
-    "tiny-nl-c2d-sgd": dict(_TINY, arch="c2d", nl_blocks=1, optimizer="sgd", lr=0.1, weight_decay=1e-4,
-                            lr_step=800, steps=1000),
+    # Adam lr 1e-3 (PAPER_NOTES' setting)
+    "tiny-nl-c2d-adam": dict(_TINY, **_ADAM, arch="c2d", nl_blocks=1),
     # a few seconds on a CPU (smoke tests, CI): memorises 16 fixed clips, so the loss visibly falls
-    "quick": dict(_TINY, arch="c2d", nl_blocks=1, width=4, size=16, batch_size=8, n_train=16, lr=3e-3, steps=30,
-                  eval_every=10, n_val=32),
+    "quick": dict(_TINY, **dict(_ADAM, lr=3e-3), arch="c2d", nl_blocks=1, width=4, size=16, batch_size=8,
+                  n_train=16, steps=30, eval_every=10, n_val=32),
     # the paper's C2D ResNet-50 layout (needs a GPU and real time)
     "resnet50-nl-c2d": dict(arch="c2d", layout="resnet50", width=64, nl_blocks=5, dropout=0.5, optimizer="sgd",
                             lr=0.01, weight_decay=1e-4, lr_step=15000, steps=40000, batch_size=8,
