@@ -128,7 +128,7 @@ def show_markdown(text: str) -> None:
         print(text)
 
 
-def show_source(obj, *, docstring: bool = False, start: str | None = None) -> str:
+def show_source(obj, *, docstring: bool = False, start: str | None = None, stop: str | None = None) -> str:
     """Print (and return) the source of a library function, without its docstring by default.
 
     Parameters
@@ -138,6 +138,8 @@ def show_source(obj, *, docstring: bool = False, start: str | None = None) -> st
         Keep the docstring.
     start : str, optional
         Print from the first line containing this text (e.g. ``"for t in"``).
+    stop : str, optional
+        Stop before the first line after ``start`` that contains this text.
     """
     import ast
     import inspect
@@ -157,6 +159,11 @@ def show_source(obj, *, docstring: bool = False, start: str | None = None) -> st
         if not hits:
             raise ValueError(f"start text {start!r} not found in the source of {obj!r}")
         lines = lines[hits[0]:]
+    if stop is not None:
+        ends = [i for i, ln in enumerate(lines) if i > 0 and stop in ln]
+        if not ends:
+            raise ValueError(f"stop text {stop!r} not found in the source of {obj!r}")
+        lines = lines[:ends[0]]
     text = "\n".join(lines)
     print(text)
     return text

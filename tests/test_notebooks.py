@@ -48,6 +48,19 @@ def test_notebook_executes_in_quick_mode(path, tmp_path, monkeypatch):
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()
+    # every figure is also saved as a PNG into nlref.notebooks.out_dir() (NLREF_OUT)
+    assert list(tmp_path.rglob("*.png")), f"{path.name} saved no figure into NLREF_OUT"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_opens_with_a_title_and_teaches_in_prose(path):
+    nb = json.loads(path.read_text())
+    first = nb["cells"][0]
+    src = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
+    assert first["cell_type"] == "markdown" and src.startswith("# "), f"{path.name} must open with a markdown title"
+    prose = sum(len("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+                for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert prose > 2000, f"{path.name} has only {prose} characters of markdown: a notebook must explain, not just run"
 
 
 def test_runner_executes_cells_in_order_and_skips_magics(tmp_path, capsys):
