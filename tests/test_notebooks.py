@@ -94,3 +94,37 @@ def test_strip_outputs_removes_outputs(tmp_path):
     cell = json.loads(path.read_text())["cells"][0]
     assert cell["outputs"] == [] and cell["execution_count"] is None
     assert strip_outputs(path) is False
+
+
+def test_markdown_table_formats_floats_and_other_cells():
+    from nlref.notebooks import markdown_table
+
+    text = markdown_table(["name", "value"], [["a", 0.123456], ["b", 7]], floatfmt=".2f")
+    assert text.splitlines() == ["| name | value |", "| --- | --- |", "| a | 0.12 |", "| b | 7 |"]
+
+
+def test_show_source_drops_the_docstring_and_cuts_between_markers(capsys):
+    from nlref.notebooks import show_source
+
+    text = show_source(strip_outputs)
+    assert '"""' not in text and text.startswith("def strip_outputs(")
+    part = show_source(strip_outputs, start="changed = False", stop="if changed:")
+    assert part.splitlines()[0].strip() == "changed = False" and "atomic_path(path)" not in part
+    with pytest.raises(ValueError, match="start text"):
+        show_source(strip_outputs, start="no such line")
+
+
+def test_save_figure_writes_a_png_into_out_dir(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nlref.notebooks import save_figure
+
+    monkeypatch.setenv("NLREF_OUT", str(tmp_path))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.set(title="t", xlabel="x", ylabel="y")
+    path = save_figure(fig, "line")
+    assert path == tmp_path / "line.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["line.png"]  # no temporary file left behind
