@@ -112,3 +112,10 @@ def test_kwargs_need_sigma_when_there_is_no_image():
     with pytest.raises(ValueError, match="--sigma"):
         nl_means_kwargs_from_args(_args())
     assert nl_means_kwargs_from_args(_args(sigma=0.0))["h"] == 0.1  # scikit-image's default
+
+
+def test_progress_bar_goes_to_stderr_when_asked(camera_png, tmp_path, capsys):
+    assert main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--sigma", "0.05",
+                 "--patch-distance", "2", "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "nl_means offsets" in err and "100%" in err
