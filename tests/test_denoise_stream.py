@@ -7,6 +7,7 @@ streaming path wrote (TIFF via tifffile, Zarr via zarr).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ from nlref.denoise import stream, tiled
 tifffile = pytest.importorskip("tifffile")
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("dask.array")
+import dask  # noqa: E402
 
 
 KW = dict(patch_size=3, patch_distance=4, h=0.15, sigma=0.0)
@@ -123,8 +125,7 @@ def test_grey_tiff_streams_to_the_in_memory_result(grey_tiff, tmp_path, capsys, 
     out = read_back(dst)
     assert out.dtype == np.float32 and max_diff(out, nl_means(image)) <= 1e-6
     assert leftovers(tmp_path, {"in.tif", dst.name}) == []
-    err = capsys.readouterr().err
-    assert "nlref denoise" in err and "100%" in err  # progress bar
+    assert "100%" in capsys.readouterr().err  # progress bar (tqdm for TIFF bands, Dask's for Zarr chunks)
 
 
 def test_zarr_input_streams_without_options(tmp_path, rng):
@@ -190,14 +191,33 @@ def test_volume_streams_to_tiff_pages_and_zarr(tmp_path, rng):
 
 def test_max_memory_sizes_the_chunks(grey_tiff, tmp_path):
     src, image = grey_tiff
-    small = stream.plan_chunks((4096, 4096), None, 7, 11, 2 * 10**9, threads=4)
-    large = stream.plan_chunks((4096, 4096), None, 7, 11, 16 * 10**9, threads=4)
-    assert small[0] < large[0] <= 4096
-    with pytest.raises(ValueError, match="too small"):
-        stream.plan_chunks((4096, 4096), None, 7, 11, 10**5, threads=4)
+    plan = functools.partial(stream.plan_chunks, (4096, 4096), None, 7, 11, threads=4, itemsize=4)
+    # 512 preferred; a 512-band of a TIFF costs 10 x 512 x 4096 x 4 B = 84 MB, 4 chunks 4 x 12 x 540^2 x 4 B = 56 MB
+    assert plan(10**9) == (512, 512) and plan(150 * 10**6) == (512, 512)
+    assert plan(130 * 10**6) == (256, 256)
+    assert plan(130 * 10**6, band=False) == (512, 512)  # Zarr is written chunk by chunk, without bands
+    with pytest.raises(ValueError, match="too little"):
+        plan(10**5)
+
+
+
+def test_max_memory_streams_in_the_planned_chunks(grey_tiff, tmp_path, monkeypatch, capsys):
+    src, image = grey_tiff
+    monkeypatch.setattr(stream, "_resident_bytes", lambda: 0)  # the budget is all for the work
     dst = tmp_path / "out.tif"
-    stream.run_streaming(make_args(src, dst, "--max-memory", "1MB"))
+    with dask.config.set(num_workers=2):
+        stream.run_streaming(make_args(src, dst, "--max-memory", "200kB"))
+    # 70x45 float32, halo 5, 2 threads: 35-pixel chunks need 257 kB, 17-pixel ones 101 kB
+    assert "chunks (17, 17)" in capsys.readouterr().out
     assert max_diff(read_back(dst), nl_means(image)) <= 1e-6
+
+
+def test_max_memory_below_what_python_uses_is_refused(grey_tiff, tmp_path, monkeypatch):
+    src, _ = grey_tiff
+    monkeypatch.setattr(stream, "_resident_bytes", lambda: 10**9)
+    with pytest.raises(ValueError, match="--max-memory must exceed what this process already uses"):
+        stream.run_streaming(make_args(src, tmp_path / "out.tif", "--max-memory", "500MB"))
+    assert leftovers(tmp_path, {"in.tif"}) == []
 
 
 def _refuse_work(monkeypatch):
