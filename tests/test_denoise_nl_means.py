@@ -162,12 +162,13 @@ def test_tiny_h_returns_the_input(xp, rng, fast_mode):
     np.testing.assert_allclose(to_numpy(out), image, rtol=0, atol=1e-12)
 
 
-def test_huge_h_gives_the_box_mean_over_the_search_window(xp, rng):
+@pytest.mark.parametrize("d", [3, 20])
+@pytest.mark.parametrize("batch_bytes", [None, 2**30])
+def test_huge_h_gives_the_box_mean_over_the_search_window(xp, rng, d, batch_bytes):
     image = rng.random((14, 15))
-    d = 3
     expected = np.array([[image[max(0, i - d):i + d + 1, max(0, j - d):j + d + 1].mean()
                           for j in range(15)] for i in range(14)])
-    out = nl_means(asarray(image, xp), 5, d, 1e6)
+    out = nl_means(asarray(image, xp), 5, d, 1e6, max_batch_bytes=batch_bytes)
     np.testing.assert_allclose(to_numpy(out), expected, rtol=0, atol=1e-9)
 
 
