@@ -160,7 +160,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     parts = list(dict.fromkeys(r["part"] for r in result["rows"]))
-    fig, axes = plt.subplots(1, len(parts), figsize=(4.2 * len(parts), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(parts), figsize=(max(4.2 * len(parts), 6.5), 4.3), squeeze=False)
     for ax, part in zip(axes[0], parts):
         rows = [r for r in result["rows"] if r["part"] == part]
         ax.bar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=4,
@@ -168,13 +168,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for i, r in enumerate(rows):
             ax.plot([i] * len(r["accuracies"]), r["accuracies"], "k.", ms=4)
         ax.axhline(0.5, color="tab:red", ls="--", lw=1, label="chance")
-        ax.set_xticks(range(len(rows)), [textwrap.fill(r["model"], 10) for r in rows], fontsize=8)
+        ax.set_xticks(range(len(rows)), [textwrap.fill(r["model"], 10, break_long_words=False) for r in rows], fontsize=8)
         ax.set_ylim(0.4, 1.02)
         ax.set_title(TITLES[part], fontsize=10)
         ax.set_xlabel("model")
         ax.set_ylabel("held-out accuracy")
     axes[0][0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("Non-local ablations on the synthetic long-range video task (mean +- std over seeds)")
+    fig.suptitle(textwrap.fill("Non-local ablations on the synthetic long-range video task "
+                               "(mean +- std over seeds, dots: single seeds)", 60 * len(parts)), fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
@@ -198,7 +199,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="override the learning rate")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (CPU: one per core)")
-    p.add_argument("--out", default="ablation_results", help="results folder")
+    p.add_argument("--out", default="benchmarks/results/ablation", help="results folder (created)")
     return p
 
 
