@@ -289,3 +289,15 @@ def test_backend_cupy_streams_with_gpu_chunks(grey_tiff, tmp_path):
     dst = tmp_path / "out.tif"
     stream.run_streaming(make_args(src, dst, "--chunks", "23,17", "--backend", "cupy"))
     assert max_diff(read_back(dst), nl_means(image)) <= 1e-5
+
+
+def test_sigma_is_estimated_once_on_a_central_crop(grey_tiff, tmp_path, monkeypatch):
+    from nlref.denoise import estimate_sigma
+
+    src, image = grey_tiff  # 70 x 45
+    monkeypatch.setattr(stream, "SIGMA_CROP_PIXELS", 400)  # a 20 x 20 crop
+    sigma = float(estimate_sigma(image[25:45, 12:32]))
+    dst = tmp_path / "out.tif"
+    stream.run_streaming(make_args(src, dst, "--chunks", "23", "--patch-size", "3", "--patch-distance", "4",
+                                   defaults=False))
+    assert max_diff(read_back(dst), nl_means(image, sigma=sigma, h=0.8 * sigma)) <= 1e-6  # the CLI's default h

@@ -10,10 +10,12 @@ would not fit in the default budget (half the machine's memory):
    they are; other formats (PNG) are small enough to read whole;
 2. :func:`nlref.denoise.tiled.nl_means_dask` builds the chunk-wise computation,
    exact to the in-memory result;
-3. the result is computed one band of chunks at a time (along the first axis;
-   Dask's threads work on the chunks of a band together) and each band is
-   appended to a tiled TIFF or written into a Zarr store, so only a band is
-   ever held;
+3. a TIFF is written one band of chunks at a time (a row of chunks along the
+   first axis, computed by Dask's threads together), its rows regrouped into
+   TIFF tiles, since a TIFF file is written in order; a Zarr store is written
+   chunk by chunk (``dask.array.store``).  Chunks are sized to a memory
+   budget (``--max-memory``, :func:`plan_chunks`), so only a few chunks and
+   one band are ever held;
 4. everything is written under a temporary name beside the output and renamed
    onto it at the end: on any error no partial output remains, and an existing
    output is refused without ``--overwrite`` before any work.
@@ -56,7 +58,7 @@ BAND_COPIES = 10
 # 512x512 (64^3) chunks: as fast as any on a CPU (their per-offset temporaries
 # stay in cache: 256-chunks ran 3x faster than 1024-chunks) and small halos.
 PREFERRED_CHUNK_PIXELS = 2**18
-SIGMA_CROP_PIXELS = 2**22  # the noise level is estimated once, on a central crop this large
+SIGMA_CROP_PIXELS = 2**18  # the noise level is estimated once, on a central crop this large
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -249,7 +251,7 @@ def _nl_means_kwargs(args: argparse.Namespace, image: Any) -> dict[str, Any]:
     """The ``nl_means`` keywords the in-memory command would use (the CLI's own helper).
 
     Without ``--sigma`` the noise level is estimated *once*, on a central crop
-    of at most about 4 million pixels, never chunk by chunk (every chunk must
+    of at most ``SIGMA_CROP_PIXELS`` pixels (512x512), never chunk by chunk (every chunk must
     be denoised with the same parameters for the result to be seamless).
     """
     from ..backend import as_float_image
@@ -274,10 +276,15 @@ def _default_budget() -> int:
 
 
 def _resident_bytes() -> int:
-    """Peak resident memory of this process so far (Python, NumPy, Dask... loaded), in bytes."""
-    try:
+    """Resident memory of this process now (Python, NumPy, Dask... loaded), in bytes."""
+    try:  # Linux: current resident pages
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:  # other Unix: the peak so far
         import resource
-    except ImportError:  # not on Unix
+    except ImportError:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
