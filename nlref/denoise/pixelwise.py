@@ -20,7 +20,7 @@ import itertools
 from typing import Any
 
 from ..backend import get_namespace
-from ._common import WEIGHTINGS, patch_kernel_1d, prepare, restore_layout, weights_from_distance
+from ._common import patch_kernel_1d, prepare, restore_layout, weights_from_distance
 
 __all__ = ["nl_means_pixelwise"]
 
@@ -88,8 +88,6 @@ def nl_means_pixelwise(
     """
     prep = prepare(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
                    preserve_range=preserve_range, weighting=weighting)
-    if weighting not in WEIGHTINGS:  # pragma: no cover - checked by prepare
-        raise ValueError(weighting)
     u = prep.u                                    # (C, *S)
     xp = get_namespace(u)
     n = u.ndim - 1
