@@ -36,5 +36,6 @@ def test_bench_help_lists_every_benchmark_script():
     out = run_cli("bench", "--help")
     assert out.returncode == 0
     benches = list_benchmarks()
+    assert {"nlm", "layers", "nonlocal"} <= set(benches), sorted(benches)
     for name in benches:
         assert name in out.stdout

@@ -24,10 +24,6 @@ from .pixelwise import nl_means_pixelwise
 
 __all__ = ["nl_means", "nl_means_pixelwise", "nl_means_ipol", "ipol_parameters", "IPOL_TABLE", "estimate_sigma"]
 
-try:  # larger-than-memory path (its own module; Dask itself is imported on use)
-    from .tiled import nl_means_dask  # noqa: F401
+from .tiled import nl_means_dask  # Dask itself is imported only when it is called
 
-    __all__ += ["nl_means_dask"]
-except ModuleNotFoundError as exc:  # pragma: no cover - depends on the checkout
-    if exc.name != f"{__name__}.tiled":
-        raise
+__all__ += ["nl_means_dask"]
