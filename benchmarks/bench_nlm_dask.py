@@ -120,14 +120,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="image side (default 4096, 512 with --quick)")
     parser.add_argument("--patch-size", type=int, default=5)
     parser.add_argument("--patch-distance", type=int, default=6)
-    parser.add_argument("--chunks", type=int, default=None, help="chunk side (default 1024, 256 with --quick)")
+    parser.add_argument("--chunks", type=int, default=None, help="chunk side (default 512, 256 with --quick)")
     parser.add_argument("--workers", type=int, default=2, help="threads of the dask-threads run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
     parser.add_argument("--_child", nargs=3, metavar=("CONFIG", "SRC", "DST"), help=argparse_hidden())
     args = parser.parse_args()
     n = args.size or (512 if args.quick else 4096)
-    chunks = args.chunks or (256 if args.quick else 1024)
+    chunks = args.chunks or (256 if args.quick else 512)
     kw = dict(patch_size=args.patch_size, patch_distance=args.patch_distance, h=0.08, sigma=0.1)
 
     if args._child:  # one configuration (or making the input), in this fresh process
