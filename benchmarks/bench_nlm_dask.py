@@ -17,7 +17,11 @@ RSS sampled every 20 ms with psutil (client + workers together).  The Dask
 outputs are compared with the in-memory output (``max_abs_diff``).
 
 Defaults: patch_size 5, patch_distance 6 (a 13x13 search window) to keep the
-in-memory run to about a minute on two cores; ``--quick`` uses 512x512.
+in-memory run to a few minutes on two cores, 512x512 chunks; ``--quick`` uses
+a 512x512 image and 256x256 chunks.  Each configuration is timed once, in its
+own fresh process (``--repeats``/``--warmup`` do not apply); the cluster's
+start-up is not timed.  The peer of nl_means_dask here is the in-memory
+nl_means: ratios are relative to it.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ def run_config(name: str, src: str, dst: str, kw: dict, chunks: int, workers: in
                     t0 = time.perf_counter()  # the cluster's start-up is not the algorithm's time
                     lazy.to_zarr(dst)
         seconds = time.perf_counter() - t0
-    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return {"seconds": seconds, "peak_rss_MiB": kib / 1024, "tree_rss_MiB": tree.peak / 2**20}
 
 

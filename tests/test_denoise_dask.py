@@ -133,6 +133,12 @@ def test_integer_image_and_sigma_pass_through(nl_means, rng):
     assert np.abs(out - nl_means(image, **{**kw, "sigma": 0.0})).max() > 1e-3  # sigma was used
 
 
+def test_ipol_weighting_passes_through(xp, nl_means, rng):
+    image = xp.asarray(rng.random((40, 38)).astype(np.float32))
+    kw = dict(patch_size=3, patch_distance=5, h=0.1, sigma=0.05, weighting="ipol")
+    assert_exact(nl_means_dask(image, chunks=(13, 11), **kw).compute(), nl_means(image, **kw), np.float32)
+
+
 def test_result_is_lazy_and_keeps_the_chunk_array_type(xp, rng):
     image = xp.asarray(rng.random((30, 30)).astype(np.float32))
     out = nl_means_dask(da.from_array(image, chunks=15), patch_size=3, patch_distance=2)
