@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Output must be .tif/.tiff or .zarr.",
     )
     group.add_argument("--chunks", type=parse_chunks, default=None,
-                       help="chunk shape of the spatial axes, e.g. 512 or 512,512 (implies streaming; default: sized to the memory budget)")
+                       help="chunk shape of the spatial axes, e.g. 512 or 512,512 "
+                            "(implies streaming; default: sized to the memory budget)")
     group.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
                        help="memory budget such as 2GB or 512MiB; chunks are sized to fit (implies streaming)")
 
