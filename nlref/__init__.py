@@ -30,6 +30,8 @@ _LAZY = {
     "nl_means_pixelwise": "nlref.denoise",
     "nl_means_ipol": "nlref.denoise",
     "estimate_sigma": "nlref.denoise",
+    "nl_means_dask": "nlref.denoise",
+    "attention_map": "nlref.viz",
     "psnr": "nlref.metrics",
     "ssim": "nlref.metrics",
 }
