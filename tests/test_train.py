@@ -221,3 +221,12 @@ def test_nlref_train_command_writes_checkpoint_and_metrics_and_resumes(tmp_path,
     assert load_checkpoint(out / "checkpoint.npz")["step"] == 3
     assert "val accuracy" in capsys.readouterr().out
     assert main(["train", "--preset", "quick", "--set", "width", "--out", str(out)]) == 2  # bad --set: clean error
+
+
+def test_training_and_checkpoints_work_on_each_backend(xp, tmp_path):
+    cfg = get_preset("quick").replace(**{**TINY, "steps": 2, "eval_every": 2})
+    out = train(cfg, out_dir=tmp_path, backend=xp.__name__, progress=False)
+    assert isinstance(out["params"]["fc.w"], xp.ndarray)
+    ck = load_checkpoint(tmp_path / "checkpoint.npz", params=out["params"], state=out["state"], xp=xp)
+    assert isinstance(ck["params"]["fc.w"], xp.ndarray) and ck["step"] == 2
+    np.testing.assert_array_equal(np.asarray(ck["params"]["fc.w"].tolist()), np.asarray(out["params"]["fc.w"].tolist()))
