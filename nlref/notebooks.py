@@ -28,8 +28,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
-__all__ = ["quick_mode", "pick_backend", "out_dir", "save_figure", "show_png", "markdown_table", "show_markdown", "show_source",
-           "code_cells", "run_notebook", "strip_outputs", "main"]
+__all__ = [
+    "quick_mode", "pick_backend", "out_dir", "save_figure", "show_png", "markdown_table", "show_markdown",
+    "show_source", "code_cells", "run_notebook", "strip_outputs", "main",
+]
 
 
 def quick_mode() -> bool:
