@@ -27,8 +27,11 @@ marks.  Global average pooling + fc then makes the logit additive,
 symmetric in the colours, i.e. constant: C2D stays at exactly 50 %.  (Its
 *spatial* receptive field, on the other hand, covers the whole 32 x 32 frame:
 only time separates the marks.)  A space-time non-local block relates every
-pair of positions and solves it; I3D (temporal kernels, receptive field > 6
-frames) solves it too, but later and less reliably.  Both marks start on even
+pair of positions and solves it; so does I3D, whose temporal kernels give a
+receptive field of 17 frames (PAPER_NOTES saw it escape chance late and
+seed-dependently with Adam on 32 x 32 clips; with SGD on 16 x 16 clips it was
+the fastest, see benchmarks/ablation.py).  A space-only non-local block (within
+each frame) cannot relate the marks and stays near chance.  Both marks start on even
 frames and stay away from the ends of the clip, so time pooling cannot tell
 early from late.
 
