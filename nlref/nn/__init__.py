@@ -43,17 +43,16 @@ __all__ = [
     "scope", "unscope", "merge", "to_backend", "params_to_numpy", "count_params",
 ]
 
-from importlib.util import find_spec as _fs  # noqa: E402
+from . import bridge, models, nonlocal_block, nonlocal_op, optim, train  # noqa: E402
+from .bridge import *  # noqa: E402,F401,F403
+from .models import *  # noqa: E402,F401,F403
+from .nonlocal_block import *  # noqa: E402,F401,F403
+from .nonlocal_op import *  # noqa: E402,F401,F403
+from .optim import *  # noqa: E402,F401,F403
+from .train import *  # noqa: E402,F401,F403
 
-# Optional modules written alongside (non-local block, NLM bridge, video models,
-# training loop): re-exported only once they exist and import.
-for _name in ("optim", "nonlocal_op", "nonlocal_block", "bridge", "models", "train"):
-    if _fs(f"nlref.nn.{_name}"):
-        try:
-            _m = __import__(f"nlref.nn.{_name}", fromlist=["__all__"])
-        except ImportError:  # a module still being written; import it directly to see why
-            continue
-        globals().update({k: getattr(_m, k) for k in _m.__all__})
-        __all__ += list(_m.__all__)
-_m = None
-del _fs, _name, _m
+# ``train`` leaves its function ``train`` out of __all__ so that ``nlref.nn.train``
+# stays the module; call it as ``nlref.nn.train.train(config)``.
+for _m in (optim, nonlocal_op, nonlocal_block, bridge, models, train):
+    __all__ += list(_m.__all__)
+del _m
