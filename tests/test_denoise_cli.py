@@ -81,8 +81,15 @@ def test_unreadable_input_is_reported_with_its_path(tmp_path, capsys, content):
 def test_bad_option_values_are_refused(camera_png, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--sigma", "abc"])
-    assert main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--patch-size", "4", "--sigma", "0.1"]) == 2
-    assert "patch_size" in capsys.readouterr().err
+    capsys.readouterr()
+    # checked while parsing, before the image is read or sigma estimated
+    for option, value, word in (("--patch-size", "4", "odd"), ("--patch-distance", "-1", ">= 0"), ("--h", "0", "> 0")):
+        with pytest.raises(SystemExit) as info:
+            main(["denoise", str(camera_png), str(tmp_path / "o.png"), option, value, "--sigma", "0.1"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert option in err and word in err, err
+    assert not (tmp_path / "o.png").exists()
 
 
 def _args(**kw):

@@ -69,6 +69,30 @@ def _ints(text: str) -> int | tuple[int, ...]:
     return values[0] if len(values) == 1 else values
 
 
+def _patch_size(text: str) -> int | tuple[int, ...]:
+    """``--patch-size``: odd positive ints, checked while parsing (before any work)."""
+    value = _ints(text)
+    if any(v <= 0 or v % 2 == 0 for v in ((value,) if isinstance(value, int) else value)):
+        raise argparse.ArgumentTypeError(f"patch size must be odd and positive (the patch is centred), received {text!r}")
+    return value
+
+
+def _patch_distance(text: str) -> int | tuple[int, ...]:
+    """``--patch-distance``: ints >= 0, checked while parsing."""
+    value = _ints(text)
+    if any(v < 0 for v in ((value,) if isinstance(value, int) else value)):
+        raise argparse.ArgumentTypeError(f"patch distance must be >= 0, received {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """``--h``: a number > 0, checked while parsing."""
+    value = _scalar(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"h must be > 0, received {text!r}")
+    return value
+
+
 def _channel_axis(text: str) -> int | str | None:
     if text in ("auto", "none", "None"):
         return None if text.lower() == "none" else "auto"
@@ -92,11 +116,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("output", help="output image; same bit depth as the input")
     p.add_argument("--sigma", type=_sigma, default=None, metavar="S",
                    help="noise standard deviation ('auto' or absent: estimated with estimate_sigma)")
-    p.add_argument("--h", type=_scalar, default=None, metavar="H",
+    p.add_argument("--h", type=_positive, default=None, metavar="H",
                    help="filtering parameter (default 0.8 * sigma; the IPOL table with --preset ipol)")
-    p.add_argument("--patch-size", type=_ints, default=None, metavar="P",
+    p.add_argument("--patch-size", type=_patch_size, default=None, metavar="P",
                    help="odd patch side, or per axis such as 1,7,7 (default 7)")
-    p.add_argument("--patch-distance", type=_ints, default=None, metavar="D",
+    p.add_argument("--patch-distance", type=_patch_distance, default=None, metavar="D",
                    help="half-width of the search window, or per axis (default 11)")
     p.add_argument("--preset", choices=["ipol"], default=None,
                    help="IPOL 2011 weights and parameter table (chosen from sigma)")
