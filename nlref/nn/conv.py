@@ -124,7 +124,7 @@ def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
     return xp.ascontiguousarray(_swap_nc(out.reshape((C_out, N) + o_shape))), cache
 
 
-def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
+def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any, dict[str, Any]]:
     """Gradients of :func:`conv_forward`.
 
     With ``out = W cols + b`` (``W: (C_out, C_in*K)``, ``cols: (C_in*K, N*P)``):
@@ -142,10 +142,13 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     ----------
     dout : ndarray, shape (N, C_out, *O)
     cache : tuple from :func:`conv_forward`
+    need_dx : bool
+        False skips ``dx`` (returned as None): the first layer of a network
+        needs only the weight gradients, and ``dx`` is half of its backward.
 
     Returns
     -------
-    dx : ndarray, shape (N, C_in, *S)
+    dx : ndarray, shape (N, C_in, *S), or None when ``need_dx`` is False
     grads : dict
         ``{"w": (C_out, C_in, *k), "b": (C_out,)}`` (``"b"`` only when the forward had a bias).
     """
@@ -159,6 +162,8 @@ def conv_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     grads = {"w": (cols @ d2.T).T.reshape(w_shape)}
     if has_bias:
         grads["b"] = d2.sum(axis=1)
+    if not need_dx:
+        return None, grads
     dcols = w2.T @ d2  # (C*K, N*P)
     padded = (C, N) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
     if K == 1 and all(si == 1 for si in s):

@@ -302,10 +302,10 @@ def _conv(x, w, stride, t_pad):
     return out, (cache, 0)
 
 
-def _conv_backward(dout, cache):
+def _conv_backward(dout, cache, need_dx=True):
     cache, pt = cache
-    dx, grads = conv_backward(dout, cache)
-    if pt:  # fold the gradient of the repeated edge frames back onto them
+    dx, grads = conv_backward(dout, cache, need_dx=need_dx)
+    if pt and need_dx:  # fold the gradient of the repeated edge frames back onto them
         inner = dx[:, :, pt:-pt].copy()
         inner[:, :, :1] += dx[:, :, :pt].sum(axis=2, keepdims=True)
         inner[:, :, -1:] += dx[:, :, -pt:].sum(axis=2, keepdims=True)
@@ -320,11 +320,11 @@ def _conv_bn(x, params, state, conv, bn, stride, t_pad, train, new_state):
     return out, (conv, bn, c1, c2)
 
 
-def _conv_bn_backward(dout, cache, grads):
+def _conv_bn_backward(dout, cache, grads, need_dx=True):
     conv, bn, c1, c2 = cache
     dout, g = batch_norm_backward(dout, c2)
     grads.update(unscope(g, bn))
-    dx, g = _conv_backward(dout, c1)
+    dx, g = _conv_backward(dout, c1, need_dx)
     grads[f"{conv}.w"] = g["w"]
     return dx
 
@@ -478,7 +478,8 @@ def model_backward(dlogits: Any, cache: list, *, return_dx: bool = False):
             d, _ = max_pool_backward(d, c)
         else:  # stem
             d, _ = relu_backward(d, c[1])
-            d = _conv_bn_backward(d, c[0], grads)
+            # the clip needs no gradient unless asked for: skip the stem's dx
+            d = _conv_bn_backward(d, c[0], grads, need_dx=return_dx)
     return (d, grads) if return_dx else grads
 
 
