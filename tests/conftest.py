@@ -57,3 +57,24 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A seeded generator: every random test input is reproducible."""
     return np.random.default_rng(12345)
+
+
+class _FakeCupyArray:
+    """Looks like a ``cupy.ndarray`` to nlref.backend (its type lives in module "cupy").
+
+    Lets the mixed-backend errors be tested on machines without CuPy or a GPU.
+    """
+
+    __module__ = "cupy"
+
+    def __init__(self, a):
+        self.shape, self.dtype, self.ndim = a.shape, a.dtype, a.ndim
+
+
+_FakeCupyArray.__name__ = _FakeCupyArray.__qualname__ = "ndarray"
+
+
+@pytest.fixture
+def fake_cupy_array():
+    """Factory: ``fake_cupy_array(a)`` is a stand-in CuPy array with ``a``'s shape and dtype."""
+    return _FakeCupyArray

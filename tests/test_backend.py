@@ -49,11 +49,10 @@ def test_get_namespace_rejects_mixed_backends(xp):
         get_namespace(np.zeros(2), xp.zeros(2))
 
 
-def test_mixed_backend_error_names_both_types(monkeypatch):
-    # A stand-in class whose module is "cupy" exercises the check without a GPU.
-    FakeCupyArray = type("ndarray", (), {"__module__": "cupy", "shape": (2,), "dtype": np.float32})
+def test_mixed_backend_error_names_both_types(fake_cupy_array):
+    # a stand-in whose type lives in module "cupy" exercises the check without a GPU
     with pytest.raises(TypeError) as info:
-        get_namespace(np.zeros(2), FakeCupyArray())
+        get_namespace(np.zeros(2), fake_cupy_array(np.zeros(2, np.float32)))
     message = str(info.value)
     assert "numpy.ndarray" in message and "cupy.ndarray" in message
 

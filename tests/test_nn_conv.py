@@ -104,16 +104,6 @@ def test_conv_float32_stays_float32(xp, rng):
     assert out.dtype == dx.dtype == grads["w"].dtype == np.float32
 
 
-class _FakeCupyArray:
-    """Looks like a CuPy array to nlref.backend (module name 'cupy...'); no GPU needed."""
-
-    def __init__(self, a):
-        self.shape, self.dtype, self.ndim = a.shape, a.dtype, a.ndim
-
-
-_FakeCupyArray.__module__ = "cupy._core.core"
-
-
 @pytest.mark.parametrize(
     "x_shape,w_shape,kwargs,error,match",
     [
@@ -133,14 +123,14 @@ def test_conv_rejects_bad_arguments(x_shape, w_shape, kwargs, error, match):
         conv_forward(np.zeros(x_shape), {"w": np.zeros(w_shape)}, **kwargs)
 
 
-def test_conv_rejects_float16_mixed_dtypes_and_mixed_backends():
+def test_conv_rejects_float16_mixed_dtypes_and_mixed_backends(fake_cupy_array):
     x, w = np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 3, 3))
     with pytest.raises(TypeError, match="float16"):
         conv_forward(x.astype(np.float16), {"w": w.astype(np.float16)})
     with pytest.raises(TypeError, match="dtype"):
         conv_forward(x.astype(np.float32), {"w": w})
     with pytest.raises(TypeError, match="mixed array backends"):
-        conv_forward(x, {"w": _FakeCupyArray(w)})
+        conv_forward(x, {"w": fake_cupy_array(w)})
     with pytest.raises(ValueError, match="'w'"):
         conv_forward(x, {"b": np.zeros(1)})
     with pytest.raises(ValueError, match="params\\['b'\\]"):

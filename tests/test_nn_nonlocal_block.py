@@ -262,12 +262,7 @@ def test_bad_input_is_rejected_with_named_arguments(rng):
         init_nonlocal_params(4, mode="cosine")
 
 
-def fake_cupy_array(a):
-    """A stand-in whose type lives in module "cupy": nlref.backend takes it for a cupy.ndarray."""
-    return type("ndarray", (), {"__module__": "cupy", "shape": a.shape, "dtype": a.dtype, "ndim": a.ndim})()
-
-
-def test_mixed_backends_raise_type_error(rng):
+def test_mixed_backends_raise_type_error(rng, fake_cupy_array):
     x, p, s = random_block(rng, np, "embedded_gaussian", 2)
     p["theta.w"] = fake_cupy_array(p["theta.w"])
     with pytest.raises(TypeError, match="mixed array backends"):

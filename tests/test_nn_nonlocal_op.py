@@ -214,12 +214,7 @@ def test_bad_input_is_rejected_with_named_arguments(rng):
             nonlocal_op_forward(args.pop("query"), args.pop("key"), args.pop("value"), **args)
 
 
-def fake_cupy_array(a):
-    """A stand-in whose type lives in module "cupy": nlref.backend takes it for a cupy.ndarray."""
-    return type("ndarray", (), {"__module__": "cupy", "shape": a.shape, "dtype": a.dtype, "ndim": a.ndim})()
-
-
-def test_mixed_backends_raise_type_error(rng):
+def test_mixed_backends_raise_type_error(rng, fake_cupy_array):
     (q, k, v), _ = make_inputs(rng, np)
     with pytest.raises(TypeError, match="mixed array backends"):
         nonlocal_op_forward(q, fake_cupy_array(k), v, f="embedded_gaussian")
