@@ -49,6 +49,22 @@ class Prepared:
     channel_axis: int | None
 
 
+def image_layout(image: Any, channel_axis: Any) -> tuple[int | None, int]:
+    """``(channel axis as a non-negative int or None, number of spatial axes)``.
+
+    Raises ``ValueError`` unless the image has 2 or 3 spatial axes besides the
+    optional channel axis (which must be in range).
+    """
+    ch = check_channel_axis(channel_axis, image.ndim)
+    n_spatial = image.ndim - (ch is not None)
+    if n_spatial not in (2, 3):
+        raise ValueError(
+            "image must have 2 or 3 spatial dimensions plus an optional channel axis, received shape "
+            f"{tuple(image.shape)} with channel_axis={channel_axis} ({n_spatial} spatial)"
+        )
+    return ch, n_spatial
+
+
 def prepare(
     image: Any,
     patch_size: Any,
@@ -79,13 +95,7 @@ def prepare(
             "image must have 2 or 3 spatial dimensions plus an optional channel axis, "
             f"received shape {tuple(image.shape)} ({image.ndim}-D)"
         )
-    ch = check_channel_axis(channel_axis, image.ndim)
-    n_spatial = image.ndim - (ch is not None)
-    if n_spatial not in (2, 3):
-        raise ValueError(
-            f"image must have 2 or 3 spatial dimensions, received shape {tuple(image.shape)} "
-            f"with channel_axis={channel_axis} ({n_spatial} spatial)"
-        )
+    ch, n_spatial = image_layout(image, channel_axis)
     spatial_shape = tuple(n for ax, n in enumerate(image.shape) if ax != ch)
     patch = as_tuple(patch_size, n_spatial, "patch_size")
     if any(p <= 0 or p % 2 == 0 for p in patch):

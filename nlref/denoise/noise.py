@@ -31,8 +31,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._validation import check_array, check_channel_axis, check_finite
+from .._validation import check_array, check_finite
 from ..backend import as_float_image, get_namespace, ndimage_for
+from ._common import image_layout
 
 __all__ = ["estimate_sigma"]
 
@@ -88,13 +89,7 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     0.1
     """
     check_array(image, "image")
-    ch = check_channel_axis(channel_axis, image.ndim)
-    n_spatial = image.ndim - (ch is not None)
-    if n_spatial not in (2, 3):
-        raise ValueError(
-            f"image must have 2 or 3 spatial dimensions plus an optional channel axis, "
-            f"received shape {tuple(image.shape)} with channel_axis={channel_axis}"
-        )
+    ch, n_spatial = image_layout(image, channel_axis)
     spatial = [ax for ax in range(image.ndim) if ax != ch]
     if any(image.shape[ax] < 3 for ax in spatial):
         raise ValueError(f"image must be at least 3 pixels along every spatial axis, received shape {tuple(image.shape)}")
