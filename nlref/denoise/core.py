@@ -114,10 +114,10 @@ def nl_means(
     >>> out.shape == clean.shape
     True
     """
-    prep = prepare(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
-                   preserve_range=preserve_range, weighting=weighting)
     if max_batch_bytes is not None:
         check_positive(max_batch_bytes, "max_batch_bytes")
+    prep = prepare(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
+                   preserve_range=preserve_range, weighting=weighting)
     batched = offsets_per_batch(prep.u, prep.patch_distance, max_batch_bytes) > 1
     loop = offset_loop_batched if batched else offset_loop
     extra = {"max_batch_bytes": max_batch_bytes} if batched else {}
