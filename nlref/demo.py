@@ -13,8 +13,14 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .backend import backend_report
+from .data import add_gaussian_noise, load_image
+from .denoise import nl_means
+from .io import atomic_path
+from .metrics import psnr
 
 SIGMA = 20 / 255
 
@@ -25,11 +31,19 @@ def _out_dir() -> Path:
     return (repo_data if repo_data.is_dir() else Path("data")) / "out"
 
 
-def save_figure(path: Path, noisy, denoised, title: str) -> None:
-    """Noisy | denoised | method noise, side by side, written atomically."""
-    from matplotlib.figure import Figure
+def save_figure(path: Path, noisy: np.ndarray, denoised: np.ndarray, title: str) -> None:
+    """Noisy | denoised | method noise, side by side, written atomically.
 
-    from .io import atomic_path
+    Parameters
+    ----------
+    path : Path
+        The PNG to write (its folder is created).
+    noisy, denoised : ndarray
+        ``(H, W)`` images in [0, 1].
+    title : str
+        The figure's title.
+    """
+    from matplotlib.figure import Figure
 
     method_noise = noisy - denoised
     fig = Figure(figsize=(13, 4.8), layout="constrained")
@@ -52,13 +66,10 @@ def save_figure(path: Path, noisy, denoised, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo: print versions and PSNRs, write the figure; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m nlref.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=_out_dir() / "demo_nlm.png", help="figure path")
     args = parser.parse_args(argv)
-
-    from .data import add_gaussian_noise, load_image
-    from .denoise import nl_means
-    from .metrics import psnr
 
     print(f"nlref {__version__}")
     for key, value in backend_report().items():

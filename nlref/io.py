@@ -1,8 +1,21 @@
-"""Atomic file writing shared by the CLI, figures and checkpoints.
+"""Files in and out: atomic writes, and images read from and written to files.
 
-A file is written to a temporary name in the destination folder and renamed
-over the destination only once it is complete, so a crash or an interrupt
-never leaves a half-written file behind and never clobbers a good one.
+Where nlref meets the disk.  Two ideas live here:
+
+* **Atomic writes** (:func:`atomic_path`, :func:`save_npz_atomic`): a file is
+  written under a temporary name in the destination folder and renamed over
+  the destination only once it is complete, so a crash or an interrupt never
+  leaves a half-written file behind and never clobbers a good one.  Used by
+  the CLI, figures and checkpoints.
+* **Images as files** (:func:`read_image`, :func:`write_image`,
+  :func:`to_float`, :func:`from_float`): PNG/JPEG/BMP through imageio's Pillow
+  plugin, TIFF through tifffile; integers scaled to [0, 1] and back.  Used by
+  both ``nlref denoise`` paths (in memory and streaming, :mod:`nlref.cli`).
+  What can be checked is checked before any work: :func:`check_output` (the
+  one "output exists" check) and :func:`check_writable` (the format can hold
+  the image exactly).
+
+tifffile and imageio are optional dependencies, imported where they are used.
 """
 
 from __future__ import annotations
@@ -14,6 +27,68 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from .backend import as_float_image
+
+__all__ = ["atomic_path", "save_npz_atomic", "check_output", "check_writable", "read_image", "write_image",
+           "to_float", "from_float", "peek_shape", "TIFF_SUFFIXES", "PILLOW_SUFFIXES", "ZARR_SUFFIX"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+ZARR_SUFFIX = ".zarr"
+#: Read through imageio's Pillow plugin.
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: What each non-TIFF format holds exactly: ``{suffix: {dtype: channel counts}}``; 1 is a 2-D grey image,
+#: 2 grey + alpha, 3 RGB, 4 RGBA.  TIFF holds every unsigned or float dtype and any shape.
+PILLOW_WRITES = {
+    ".png": {"uint8": (1, 2, 3, 4), "uint16": (1,)},
+    ".jpg": {"uint8": (1, 3)},
+    ".jpeg": {"uint8": (1, 3)},
+    ".bmp": {"uint8": (1, 3)},
+}
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool = False, folder: bool = False) -> Path:
+    """Check that ``path`` can be written, before any work; return it as a ``Path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file (or folder, such as a Zarr store, with ``folder=True``).
+    overwrite : bool
+        If False, an existing ``path`` is refused.
+    folder : bool
+        The output is itself a folder (replaced as a whole with ``overwrite``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    IsADirectoryError
+        ``path`` is a folder but a file is to be written.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    FileNotFoundError, NotADirectoryError, PermissionError
+        The parent folder does not exist, is not a folder, or is not writable.
+    """
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise IsADirectoryError(f"output {str(path)!r} is a folder; name a file to write")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"output {str(path)!r} already exists; pass overwrite=True (CLI: --overwrite)")
+    parent = path.parent  # Path("out.png").parent is Path(".")
+    if not parent.exists():
+        raise FileNotFoundError(f"output folder {str(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"output folder {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {str(parent)!r} is not writable")
+    return path
 
 
 @contextlib.contextmanager
@@ -27,20 +102,20 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     overwrite : bool
         If False and ``path`` exists, raise ``FileExistsError`` before any work.
 
+    Yields
+    ------
+    Path
+        The temporary file to write (it exists, empty).
+
     Notes
     -----
     The temporary file keeps ``path``'s suffix so that writers choosing a
     format from the extension (imageio, matplotlib, tifffile) still work.
     On any exception the temporary file is removed and the destination is
-    left untouched.
+    left untouched.  :func:`check_output` runs first.
     """
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"output {str(path)!r} already exists; pass overwrite=True (CLI: --overwrite)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"output folder {str(parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
+    path = check_output(path, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the result the usual permissions (0666 & ~umask)
@@ -67,3 +142,129 @@ def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, c
             save(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------- images
+
+
+def _channels(shape: tuple[int, ...]) -> int | None:
+    """1 for a 2-D image, the last axis for grey+alpha/RGB/RGBA, None for anything else (a volume)."""
+    if len(shape) == 2:
+        return 1
+    if len(shape) == 3 and shape[-1] in (2, 3, 4):
+        return int(shape[-1])
+    return None
+
+
+def check_writable(path: str | os.PathLike, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Check that the format chosen by ``path``'s suffix holds such an image exactly.
+
+    Raises
+    ------
+    ValueError
+        Unknown suffix, or a dtype/shape the format cannot hold (a 16-bit or
+        float image to JPEG, alpha to JPEG/BMP, a volume to PNG): TIFF holds all.
+    """
+    suffix, dtype = Path(path).suffix.lower(), np.dtype(dtype)
+    if dtype.kind not in "uf":
+        raise ValueError(f"cannot write images of dtype {dtype}; expected unsigned integers or floats")
+    if suffix in TIFF_SUFFIXES:
+        return
+    holds = PILLOW_WRITES.get(suffix)
+    if holds is None:
+        known = ", ".join((*TIFF_SUFFIXES, *PILLOW_WRITES))
+        raise ValueError(f"output {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}; expected {known}")
+    if _channels(tuple(shape)) not in holds.get(dtype.name, ()):
+        can = "; ".join(f"{name} with {', '.join(map(str, counts))} channel(s)" for name, counts in holds.items())
+        raise ValueError(f"output {str(path)!r} cannot hold a {dtype} image of shape {tuple(shape)} "
+                         f"({suffix} holds {can}); write a .tif instead")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF (or other imageio format) as it is stored.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is missing or not a file.
+    ValueError
+        The file cannot be decoded (the message names the path).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input {str(path)!r} does not exist or is not a file")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        import imageio.v3 as iio
+
+        plugin = "pillow" if path.suffix.lower() in PILLOW_SUFFIXES else None
+        return np.asarray(iio.imread(path, plugin=plugin))
+    except Exception as exc:  # decoder errors differ by format and library
+        raise ValueError(f"input {str(path)!r} could not be read as an image: {exc}") from exc
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write ``image`` atomically (TIFF via tifffile, others via imageio's Pillow plugin).
+
+    Raises
+    ------
+    ValueError
+        The format cannot hold the image (:func:`check_writable`), before writing.
+    FileExistsError, IsADirectoryError, FileNotFoundError, NotADirectoryError, PermissionError
+        From :func:`check_output`, before writing.
+    OSError
+        The write itself failed (disk full, encoder error); the message names ``path``.
+    """
+    path = Path(path)
+    check_writable(path, image.dtype, image.shape)
+    check_output(path, overwrite=overwrite)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            if path.suffix.lower() in TIFF_SUFFIXES:
+                import tifffile
+
+                rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+                tifffile.imwrite(tmp, image, photometric="rgb" if rgb else None)
+            else:
+                import imageio.v3 as iio
+
+                iio.imwrite(tmp, image, plugin="pillow")
+    except (OSError, ValueError, TypeError) as exc:  # encoder errors differ by format and library
+        raise OSError(f"output {str(path)!r} could not be written: {exc}") from exc
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """Integers to [0, 1] (``img_as_float``), floats unchanged (as float32/float64)."""
+    return as_float_image(image)
+
+
+def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Back to the input's dtype: unsigned integers are rounded and clipped (inverse of :func:`to_float`)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        top = np.iinfo(dtype).max
+        return np.clip(np.rint(image * top), 0, top).astype(dtype)
+    if dtype.kind == "f":
+        return image.astype(dtype, copy=False)
+    raise TypeError(f"cannot write images of dtype {dtype}; expected unsigned integers or floats")
+
+
+def peek_shape(path: str | os.PathLike | None) -> tuple[int, ...] | None:
+    """The image shape from a TIFF's header or a ``.npy`` without reading pixels (None if unknown)."""
+    if path is None or not Path(path).is_file():
+        return None
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return tuple(tif.series[0].shape)
+        if suffix == ".npy":
+            return tuple(np.load(path, mmap_mode="r").shape)
+    except Exception:  # unreadable: the reader reports it, naming the file
+        return None
+    return None

@@ -12,7 +12,7 @@ import tifffile
 from nlref.cli import main
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import estimate_sigma, ipol_parameters, nl_means
-from nlref.denoise.cli import nl_means_kwargs_from_args
+from nlref.cli.options import nl_means_kwargs_from_args
 
 
 @pytest.fixture

@@ -13,7 +13,10 @@ import os
 import numpy as np
 import pytest
 
-from nlref.denoise import stream, tiled
+from nlref.cli import denoise as cli
+from nlref.cli import stream, stream_files
+from nlref.denoise import tiled
+from nlref.io import from_float
 
 tifffile = pytest.importorskip("tifffile")
 zarr = pytest.importorskip("zarr")
@@ -35,13 +38,11 @@ def nl_means(image, **kw):
 @pytest.fixture(autouse=True)
 def small_tiff_tiles(monkeypatch):
     """16-pixel TIFF tiles, so that small test images span several rows of tiles."""
-    monkeypatch.setattr(stream, "TIFF_TILE", 16)
+    monkeypatch.setattr(stream_files, "TIFF_TILE", 16)
 
 
 def make_args(src, dst, *options, defaults=True):
     """``nlref denoise SRC DST OPTIONS`` parsed by the CLI's own parser."""
-    from nlref.denoise import cli
-
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     return parser.parse_args(["denoise", str(src), str(dst), *(OPTIONS if defaults else []), *options])
@@ -112,7 +113,7 @@ def test_tiff_input_is_opened_lazily_tile_by_tile(grey_tiff):
 
     src, image = grey_tiff
     with contextlib.ExitStack() as stack:
-        x = stream._open_lazy(src, da, stack)
+        x = stream_files.open_lazy(src, da, stack)
         assert isinstance(x, da.Array) and x.chunksize == (16, 16)  # one chunk per TIFF tile
         np.testing.assert_array_equal(x.compute(), image)
 
@@ -129,8 +130,6 @@ def test_grey_tiff_streams_to_the_in_memory_result(grey_tiff, tmp_path, capsys, 
 
 
 def test_zarr_input_streams_without_options(tmp_path, rng):
-    from nlref.denoise import cli
-
     image = rng.random((50, 41)).astype(np.float32)
     src = tmp_path / "in.zarr"
     zarr.open_array(str(src), mode="w", shape=image.shape, dtype=image.dtype, chunks=(16, 16))[...] = image
@@ -150,8 +149,6 @@ def test_streamed_tiff_is_tiled(grey_tiff, tmp_path):
 
 def test_streaming_writes_what_the_in_memory_command_writes(tmp_path, rng):
     """16-bit in, 16-bit out; sigma estimated once (here on the whole, small image) as in memory."""
-    from nlref.denoise import cli
-
     image = (rng.random((48, 40)) * 65535).astype(np.uint16)
     src = tmp_path / "in.tif"
     tifffile.imwrite(src, image)
@@ -165,8 +162,6 @@ def test_streaming_writes_what_the_in_memory_command_writes(tmp_path, rng):
 
 def test_colour_png_streams_to_tiff(tmp_path, rng):
     import imageio.v3 as iio
-
-    from nlref.denoise.cli import from_float
 
     image = (rng.random((40, 37, 3)) * 255).astype(np.uint8)
     src, dst = tmp_path / "in.png", tmp_path / "out.tif"

@@ -1,8 +1,20 @@
 """Command-line interface: ``nlref info | bench | denoise | train | ablate``.
 
-Each subcommand lives beside the code it drives and registers itself here
-through a ``register(subparsers)`` function that returns nothing and sets
-``func`` on its parser; this module only assembles them.
+The face of nlref: it imports the library, the library never imports it.
+``info`` and ``bench`` live here; every other subcommand lives in its own
+module of this package and registers itself through ``register(subparsers)``,
+which returns nothing and sets ``func`` on its parser:
+
+* :mod:`nlref.cli.denoise` -- ``nlref denoise`` (with :mod:`nlref.cli.stream`,
+  the larger-than-memory path, and :mod:`nlref.cli.options`, shared by both);
+* ``nlref.cli.train`` -- ``nlref train`` and ``nlref ablate`` (skipped when absent).
+
+Exit status: 0 on success; 2 when the command line asks for something that
+cannot be done, found before any work (bad option values, a missing input, an
+existing output without ``--overwrite``, an output folder that does not exist,
+an output format that cannot hold the image); 1 when the system refuses during
+the work (permission denied, disk full, an I/O error); 130 on Ctrl-C.  Errors
+are printed as one line, ``nlref: error: ...``, naming the path.
 """
 
 from __future__ import annotations
@@ -10,19 +22,26 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import runpy
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from .. import __version__
+from ..backend import backend_report
+
+__all__ = ["build_parser", "main", "benchmarks_dir", "list_benchmarks"]
 
 # Modules that contribute subcommands through ``register(subparsers)``.
-_SUBCOMMAND_MODULES = ("nlref.denoise.cli", "nlref.nn.cli")
+_SUBCOMMAND_MODULES = ("nlref.cli.denoise", "nlref.cli.train")
+# Errors that mean "this request cannot be done" (exit status 2); other OSErrors are failures (1).
+_USAGE_ERRORS = (ValueError, TypeError, RuntimeError, FileNotFoundError, FileExistsError,
+                 IsADirectoryError, NotADirectoryError)
 
 
 def benchmarks_dir() -> Path:
     """The repository's ``benchmarks/`` folder (beside the ``nlref`` package)."""
-    return Path(__file__).resolve().parent.parent / "benchmarks"
+    return Path(__file__).resolve().parent.parent.parent / "benchmarks"
 
 
 def list_benchmarks() -> dict[str, Path]:
@@ -34,8 +53,6 @@ def list_benchmarks() -> dict[str, Path]:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .backend import backend_report
-
     report = backend_report()
     report["nlref"] = __version__
     if args.json:
@@ -49,8 +66,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import runpy
-
     benches = list_benchmarks()
     if args.name is None or args.name not in benches:
         if args.name is not None:
@@ -100,8 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_line(exc: BaseException) -> str:
+    """``nlref: error: ...``, with the file named when the library put it only in ``exc.filename``."""
+    message = str(exc)
+    filename = getattr(exc, "filename", None)
+    if filename is not None and str(filename) not in message:
+        message = f"{message}: {filename}"
+    return f"nlref: error: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nlref`` console script."""
+    """Entry point of the ``nlref`` console script; returns the exit status (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -112,9 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        print(f"nlref: error: {exc}", file=sys.stderr)
+    except _USAGE_ERRORS as exc:
+        print(_error_line(exc), file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(_error_line(exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
