@@ -45,6 +45,9 @@ PILLOW_WRITES = {
     ".jpeg": {"uint8": (1, 3)},
     ".bmp": {"uint8": (1, 3)},
 }
+#: Formats (and dtypes) that also hold a stack of such frames: a volume as an animated PNG (8-bit only:
+#: Pillow writes the later frames of a 16-bit one lossily).
+PILLOW_STACKS = {".png": ("uint8",)}
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -147,12 +150,17 @@ def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, c
 # ---------------------------------------------------------------- images
 
 
-def _channels(shape: tuple[int, ...]) -> int | None:
-    """1 for a 2-D image, the last axis for grey+alpha/RGB/RGBA, None for anything else (a volume)."""
+def _frame_channels(shape: tuple[int, ...], stacks: bool) -> int | None:
+    """Channels of one frame: 1 (2-D grey), 2/3/4 (last axis: grey+alpha, RGB, RGBA); None if unheld.
+
+    With ``stacks`` (APNG), a 3-D ``(frames, H, W)`` or 4-D ``(frames, H, W, C)`` array is a stack of frames.
+    """
     if len(shape) == 2:
         return 1
     if len(shape) == 3 and shape[-1] in (2, 3, 4):
         return int(shape[-1])
+    if stacks and len(shape) in (3, 4):
+        return _frame_channels(shape[1:], False)
     return None
 
 
@@ -163,7 +171,8 @@ def check_writable(path: str | os.PathLike, dtype: np.dtype, shape: tuple[int, .
     ------
     ValueError
         Unknown suffix, or a dtype/shape the format cannot hold (a 16-bit or
-        float image to JPEG, alpha to JPEG/BMP, a volume to PNG): TIFF holds all.
+        float image to JPEG, alpha to JPEG/BMP, 16-bit RGB to PNG, a volume to
+        JPEG): TIFF holds all (:data:`PILLOW_WRITES`, :data:`PILLOW_STACKS`).
     """
     suffix, dtype = Path(path).suffix.lower(), np.dtype(dtype)
     if dtype.kind not in "uf":
@@ -174,7 +183,7 @@ def check_writable(path: str | os.PathLike, dtype: np.dtype, shape: tuple[int, .
     if holds is None:
         known = ", ".join((*TIFF_SUFFIXES, *PILLOW_WRITES))
         raise ValueError(f"output {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}; expected {known}")
-    if _channels(tuple(shape)) not in holds.get(dtype.name, ()):
+    if _frame_channels(tuple(shape), dtype.name in PILLOW_STACKS.get(suffix, ())) not in holds.get(dtype.name, ()):
         can = "; ".join(f"{name} with {', '.join(map(str, counts))} channel(s)" for name, counts in holds.items())
         raise ValueError(f"output {str(path)!r} cannot hold a {dtype} image of shape {tuple(shape)} "
                          f"({suffix} holds {can}); write a .tif instead")

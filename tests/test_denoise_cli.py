@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
 
+from nlref.cli import denoise as denoise_cli
 from nlref.cli import main
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import estimate_sigma, ipol_parameters, nl_means
@@ -126,3 +129,115 @@ def test_progress_bar_goes_to_stderr_when_asked(camera_png, tmp_path, capsys):
                  "--patch-distance", "2", "--progress"]) == 0
     err = capsys.readouterr().err
     assert "nl_means offsets" in err and "100%" in err
+
+
+# ---------------------------------------------------------------- alpha (issue #15, point 5)
+
+
+@pytest.mark.parametrize("colours", [1, 3], ids=["grey+alpha", "rgba"])
+def test_alpha_is_copied_and_only_the_colours_are_denoised(tmp_path, rng, colours):
+    colour = load_image("astronaut", dtype=None)[:40, :48]
+    colour = colour[..., 0] if colours == 1 else colour
+    alpha = (rng.random((40, 48)) * 255).astype(np.uint8)
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    iio.imwrite(src, np.dstack([colour, alpha]))
+    assert main(["denoise", str(src), str(out), "--sigma", "0.05", "--patch-distance", "3"]) == 0
+    result = iio.imread(out)
+    assert result.shape == (40, 48, colours + 1) and result.dtype == np.uint8
+    np.testing.assert_array_equal(result[..., -1], alpha)
+    expected = nl_means(colour, 7, 3, 0.04, sigma=0.05, channel_axis=-1 if colours == 3 else None)
+    expected = np.clip(np.rint(expected * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(result[..., :-1].reshape(expected.shape), expected)
+
+
+def test_explicit_channel_axis_denoises_the_alpha_too(tmp_path, rng):
+    image = (rng.random((30, 33, 4)) * 255).astype(np.uint8)
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    iio.imwrite(src, image)
+    assert main(["denoise", str(src), str(out), "--sigma", "0.1", "--patch-distance", "2",
+                 "--channel-axis", "-1"]) == 0
+    expected = nl_means(image, 7, 2, 0.08, sigma=0.1, channel_axis=-1)
+    np.testing.assert_array_equal(iio.imread(out), np.clip(np.rint(expected * 255), 0, 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------- errors (issue #15, point 3)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if denoising starts."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("nl_means was called")
+
+    monkeypatch.setattr(denoise_cli, "nl_means", refuse)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nlref: error: "), err
+    return err[0]
+
+
+@pytest.fixture
+def moon_16bit(tmp_path):
+    path = tmp_path / "moon16.tif"
+    tifffile.imwrite(path, (load_image("moon", dtype=np.float64)[:32, :32] * 65535).astype(np.uint16))
+    return path
+
+
+@pytest.mark.parametrize("name, word", [("out.jpg", "cannot hold a uint16"), ("out.xyz", "unknown image format"),
+                                        ("out.png", "cannot hold a uint16")])
+def test_format_that_cannot_hold_the_image_is_refused_before_any_work(
+        moon_16bit, tmp_path, capsys, no_work, name, word):
+    tifffile.imwrite(moon_16bit, np.zeros((32, 32, 3), np.uint16), photometric="rgb")  # 16-bit RGB: not PNG
+    assert main(["denoise", str(moon_16bit), str(tmp_path / name), "--sigma", "0.1"]) == 2
+    line = one_error_line(capsys)
+    assert word in line and name in line
+    assert not (tmp_path / name).exists()
+
+
+def test_output_folder_with_overwrite_is_refused_before_any_work(camera_png, tmp_path, capsys, no_work):
+    (tmp_path / "out.png").mkdir()
+    assert main(["denoise", str(camera_png), str(tmp_path / "out.png"), "--overwrite"]) == 2
+    assert "is a folder" in one_error_line(capsys)
+    assert (tmp_path / "out.png").is_dir()
+
+
+@pytest.mark.parametrize("parent", ["missing", "a_file"])
+def test_output_folder_that_is_missing_or_a_file_is_refused_before_any_work(
+        camera_png, tmp_path, capsys, no_work, parent):
+    (tmp_path / "a_file").write_bytes(b"")
+    out = tmp_path / parent / "out.png"
+    assert main(["denoise", str(camera_png), str(out), "--sigma", "0.1"]) == 2
+    assert f"{parent}'" in one_error_line(capsys)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_output_folder_is_refused_before_any_work(camera_png, tmp_path, capsys, no_work):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    assert main(["denoise", str(camera_png), str(folder / "out.png"), "--sigma", "0.1"]) == 1
+    assert "not writable" in one_error_line(capsys)
+
+
+def test_write_failure_during_the_work_exits_1_with_one_line_naming_the_output(
+        moon_16bit, tmp_path, capsys, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", disk_full)
+    out = tmp_path / "out.tif"
+    assert main(["denoise", str(moon_16bit), str(out), "--sigma", "0.1", "--patch-distance", "1"]) == 1
+    line = one_error_line(capsys)
+    assert "No space left on device" in line and str(out) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moon16.tif"]  # no temporary file left
+
+
+def test_ctrl_c_exits_130_without_output(camera_png, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(denoise_cli, "nl_means", interrupted)
+    assert main(["denoise", str(camera_png), str(tmp_path / "out.png"), "--sigma", "0.1"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -296,3 +297,31 @@ def test_sigma_is_estimated_once_on_a_central_crop(grey_tiff, tmp_path, monkeypa
     stream.run_streaming(make_args(src, dst, "--chunks", "23", "--patch-size", "3", "--patch-distance", "4",
                                    defaults=False))
     assert max_diff(read_back(dst), nl_means(image, sigma=sigma, h=0.8 * sigma)) <= 1e-6  # the CLI's default h
+
+
+@pytest.mark.parametrize("with_zarr", [True, False], ids=["zarr-view", "memmap"])
+def test_truncated_tiff_is_refused_before_any_work_naming_the_file(tmp_path, rng, monkeypatch, with_zarr):
+    src = tmp_path / "cut.tif"
+    tifffile.imwrite(src, rng.random((64, 64)).astype(np.float32))
+    os.truncate(src, src.stat().st_size // 2)
+    if not with_zarr:
+        monkeypatch.setitem(sys.modules, "zarr", None)  # tifffile.memmap: "mmap length is greater than file size"
+    _refuse_work(monkeypatch)
+    with pytest.raises(ValueError, match=r"cut\.tif.*truncated"):
+        stream.run_streaming(make_args(src, tmp_path / "out.tif", "--chunks", "32"))
+    assert leftovers(tmp_path, {"cut.tif"}) == []
+
+
+@pytest.mark.parametrize("colours", [1, 3], ids=["grey+alpha", "rgba"])
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_alpha_streams_copied_as_the_in_memory_command_writes_it(tmp_path, rng, colours, suffix):
+    import imageio.v3 as iio
+
+    image = (rng.random((40, 37, colours + 1)) * 255).astype(np.uint8)
+    src = tmp_path / "in.png"
+    iio.imwrite(src, image)
+    assert cli.run(make_args(src, tmp_path / "memory.tif")) == 0
+    assert stream.run_streaming(make_args(src, tmp_path / f"stream{suffix}", "--chunks", "15,14")) == 0
+    streamed = read_back(tmp_path / f"stream{suffix}")
+    np.testing.assert_array_equal(streamed[..., -1], image[..., -1])
+    np.testing.assert_array_equal(streamed, read_back(tmp_path / "memory.tif"))

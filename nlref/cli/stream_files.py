@@ -51,6 +51,7 @@ def open_lazy(path: Path, da: Any, stack: contextlib.ExitStack) -> Any:
     import tifffile
 
     try:
+        _check_tiff_complete(tifffile, path)
         try:
             import zarr
         except ImportError:  # uncompressed contiguous TIFFs still map lazily
@@ -60,6 +61,21 @@ def open_lazy(path: Path, da: Any, stack: contextlib.ExitStack) -> Any:
         return da.from_zarr(zarr.open(store, mode="r"))
     except Exception as exc:  # tifffile's errors differ by what is wrong with the file
         raise ValueError(f"input {str(path)!r} could not be read as a TIFF: {exc}") from exc
+
+
+def _check_tiff_complete(tifffile: Any, path: Path) -> None:
+    """Refuse a truncated TIFF before any work: every strip/tile must end within the file.
+
+    Read lazily, a truncated file would otherwise fail midway, chunk by chunk,
+    with a message from the decoder that does not name it.
+    """
+    size = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.pages:
+            ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+            if ends and max(ends) > size:
+                raise ValueError(f"the file is truncated: its image data end at byte {max(ends)}, "
+                                 f"the file has {size} bytes")
 
 
 def _bands(result: Any, progress: bool = True) -> Iterator[np.ndarray]:
@@ -103,11 +119,14 @@ def write_tiff(result: Any, dst: Path, overwrite: bool, has_channels: bool, prog
 
     spatial_ndim = result.ndim - has_channels
     photometric = "rgb" if has_channels and result.shape[-1] in (3, 4) else "minisblack"
+    samples = {}  # channels last ("contig"); a 2nd channel is grey+alpha's alpha
+    if has_channels:
+        samples = dict(planarconfig="contig", extrasamples=("unassalpha",) if result.shape[-1] == 2 else None)
     with atomic_path(dst, overwrite=overwrite) as tmp:
         tifffile.imwrite(
             tmp, _tiff_tiles(_bands(result, progress), 3 if spatial_ndim == 3 else 2, TIFF_TILE),
             shape=result.shape, dtype=result.dtype, tile=(TIFF_TILE, TIFF_TILE),
-            photometric=photometric, bigtiff=result.nbytes > 2**31,
+            photometric=photometric, bigtiff=result.nbytes > 2**31, **samples,
         )
 
 
