@@ -51,7 +51,8 @@ def save_figure(path: Path, noisy: np.ndarray, denoised: np.ndarray, title: str)
     panels = [
         (noisy, "noisy", dict(cmap="gray", vmin=0, vmax=1)),
         (denoised, "denoised (nl_means)", dict(cmap="gray", vmin=0, vmax=1)),
-        (method_noise, "method noise: noisy - denoised", dict(cmap="RdBu_r", vmin=-3 * SIGMA, vmax=3 * SIGMA)),
+        (method_noise, "method noise: noisy - denoised",
+         dict(cmap="RdBu_r", vmin=-3 * SIGMA, vmax=3 * SIGMA)),
     ]
     for ax, (image, name, style) in zip(axes, panels):
         shown = ax.imshow(image, **style)
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  PSNR noisy    {before:6.2f} dB")
     print(f"  PSNR denoised {after:6.2f} dB   ({seconds:.2f} s)")
     save_figure(args.out, noisy, denoised,
-                f"nlref.denoise.nl_means on camera, sigma 20/255: {before:.2f} dB -> {after:.2f} dB in {seconds:.2f} s")
+                f"nlref.denoise.nl_means on camera, sigma 20/255: {before:.2f} dB -> {after:.2f} dB "
+                f"in {seconds:.2f} s")
     print(f"  wrote {args.out}")
     return 0
 

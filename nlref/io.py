@@ -134,11 +134,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         raise
 
 
-def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, compressed: bool = False) -> None:
+def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], *,
+                    compressed: bool = False) -> None:
     """Save a flat dict of NumPy arrays to ``.npz`` atomically (no pickles)."""
     for key, value in arrays.items():
         if not isinstance(value, np.ndarray) or value.dtype == object:
-            raise TypeError(f"array {key!r} must be a non-object NumPy array, received {type(value).__name__}")
+            raise TypeError(f"array {key!r} must be a non-object NumPy array, "
+                            f"received {type(value).__name__}")
     save = np.savez_compressed if compressed else np.savez
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -182,9 +184,12 @@ def check_writable(path: str | os.PathLike, dtype: np.dtype, shape: tuple[int, .
     holds = PILLOW_WRITES.get(suffix)
     if holds is None:
         known = ", ".join((*TIFF_SUFFIXES, *PILLOW_WRITES))
-        raise ValueError(f"output {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}; expected {known}")
-    if _frame_channels(tuple(shape), dtype.name in PILLOW_STACKS.get(suffix, ())) not in holds.get(dtype.name, ()):
-        can = "; ".join(f"{name} with {', '.join(map(str, counts))} channel(s)" for name, counts in holds.items())
+        raise ValueError(f"output {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}; "
+                         f"expected {known}")
+    channels = _frame_channels(tuple(shape), dtype.name in PILLOW_STACKS.get(suffix, ()))
+    if channels not in holds.get(dtype.name, ()):
+        can = "; ".join(f"{name} with {', '.join(map(str, counts))} channel(s)"
+                        for name, counts in holds.items())
         raise ValueError(f"output {str(path)!r} cannot hold a {dtype} image of shape {tuple(shape)} "
                          f"({suffix} holds {can}); write a .tif instead")
 
@@ -235,7 +240,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool =
             if path.suffix.lower() in TIFF_SUFFIXES:
                 import tifffile
 
-                rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+                rgb = image.ndim in (3, 4) and image.shape[-1] in (3, 4)  # colour last, frames first
                 tifffile.imwrite(tmp, image, photometric="rgb" if rgb else None)
             else:
                 import imageio.v3 as iio

@@ -51,7 +51,9 @@ def make_args(src, dst, *options, defaults=True):
 
 def read_back(path):
     path = str(path)
-    return np.asarray(zarr.open_array(path, mode="r")[...]) if path.endswith(".zarr") else tifffile.imread(path)
+    if path.endswith(".zarr"):
+        return np.asarray(zarr.open_array(path, mode="r")[...])
+    return tifffile.imread(path)
 
 
 def leftovers(folder, keep):
@@ -188,7 +190,8 @@ def test_volume_streams_to_tiff_pages_and_zarr(tmp_path, rng):
 def test_max_memory_sizes_the_chunks(grey_tiff, tmp_path):
     src, image = grey_tiff
     plan = functools.partial(stream.plan_chunks, (4096, 4096), None, 7, 11, threads=4, itemsize=4)
-    # 512 preferred; a 512-band of a TIFF costs 10 x 512 x 4096 x 4 B = 84 MB, 4 chunks 4 x 12 x 540^2 x 4 B = 56 MB
+    # 512 preferred; a 512-band of a TIFF costs 10 x 512 x 4096 x 4 B = 84 MB,
+    # 4 chunks 4 x 12 x 540^2 x 4 B = 56 MB
     assert plan(10**9) == (512, 512) and plan(150 * 10**6) == (512, 512)
     assert plan(130 * 10**6) == (256, 256)
     assert plan(130 * 10**6, band=False) == (512, 512)  # Zarr is written chunk by chunk, without bands
@@ -224,7 +227,8 @@ def _refuse_work(monkeypatch):
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])
-def test_existing_output_without_overwrite_is_refused_before_any_work(grey_tiff, tmp_path, monkeypatch, suffix):
+def test_existing_output_without_overwrite_is_refused_before_any_work(grey_tiff, tmp_path, monkeypatch,
+                                                                     suffix):
     src, _ = grey_tiff
     dst = tmp_path / f"old{suffix}"
     dst.mkdir() if suffix == ".zarr" else dst.write_bytes(b"keep me")
@@ -296,7 +300,8 @@ def test_sigma_is_estimated_once_on_a_central_crop(grey_tiff, tmp_path, monkeypa
     dst = tmp_path / "out.tif"
     stream.run_streaming(make_args(src, dst, "--chunks", "23", "--patch-size", "3", "--patch-distance", "4",
                                    defaults=False))
-    assert max_diff(read_back(dst), nl_means(image, sigma=sigma, h=0.8 * sigma)) <= 1e-6  # the CLI's default h
+    # h: the CLI's default, 0.8 sigma
+    assert max_diff(read_back(dst), nl_means(image, sigma=sigma, h=0.8 * sigma)) <= 1e-6
 
 
 @pytest.mark.parametrize("with_zarr", [True, False], ids=["zarr-view", "memmap"])
@@ -305,7 +310,8 @@ def test_truncated_tiff_is_refused_before_any_work_naming_the_file(tmp_path, rng
     tifffile.imwrite(src, rng.random((64, 64)).astype(np.float32))
     os.truncate(src, src.stat().st_size // 2)
     if not with_zarr:
-        monkeypatch.setitem(sys.modules, "zarr", None)  # tifffile.memmap: "mmap length is greater than file size"
+        # tifffile.memmap then: "mmap length is greater than file size"
+        monkeypatch.setitem(sys.modules, "zarr", None)
     _refuse_work(monkeypatch)
     with pytest.raises(ValueError, match=r"cut\.tif.*truncated"):
         stream.run_streaming(make_args(src, tmp_path / "out.tif", "--chunks", "32"))

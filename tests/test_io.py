@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from nlref.io import (atomic_path, check_output, check_writable, from_float, read_image, save_npz_atomic, to_float,
-                      write_image)
+from nlref.io import (atomic_path, check_output, check_writable, from_float, read_image, save_npz_atomic,
+                      to_float, write_image)
 
 
 def test_failed_write_leaves_destination_untouched(tmp_path):
@@ -77,12 +77,14 @@ def test_check_output_refuses_an_unwritable_folder(tmp_path):
 # ---------------------------------------------------------------- images
 
 
-GREY, GREY_ALPHA, RGB, RGBA, VOLUME, RGB_FRAMES = (6, 5), (6, 5, 2), (6, 5, 3), (6, 5, 4), (7, 6, 5), (7, 6, 5, 3)
+SHAPES = {"grey": (6, 5), "grey+alpha": (6, 5, 2), "rgb": (6, 5, 3), "rgba": (6, 5, 4),
+          "volume": (7, 6, 5), "rgb frames": (7, 6, 5, 3)}
 CASES = [(suffix, dtype, shape) for suffix in (".png", ".jpg", ".bmp", ".tif")
-         for dtype in ("uint8", "uint16", "float32") for shape in (GREY, GREY_ALPHA, RGB, RGBA, VOLUME, RGB_FRAMES)]
+         for dtype in ("uint8", "uint16", "float32") for shape in SHAPES.values()]
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # imageio after a refused write
+# imageio's writer raises again when collected after a refused write
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("suffix, dtype, shape", CASES)
 def test_check_writable_accepts_exactly_what_the_writer_round_trips(tmp_path, rng, suffix, dtype, shape):
     """Oracle: Pillow/tifffile themselves, without nlref's checks, on the same image."""
@@ -92,7 +94,10 @@ def test_check_writable_accepts_exactly_what_the_writer_round_trips(tmp_path, rn
     image = (rng.random(shape) * (255 if dtype == "uint8" else 1000)).astype(dtype)
     path = tmp_path / f"x{suffix}"
     try:
-        (tifffile.imwrite(path, image) if suffix == ".tif" else iio.imwrite(path, image, plugin="pillow"))
+        if suffix == ".tif":
+            tifffile.imwrite(path, image, photometric="rgb" if image.shape[-1] in (3, 4) else None)
+        else:
+            iio.imwrite(path, image, plugin="pillow")
         back = tifffile.imread(path) if suffix == ".tif" else iio.imread(path, plugin="pillow")
         kept = back.shape == image.shape and back.dtype == image.dtype and (
             suffix == ".jpg" or np.array_equal(back, image))  # JPEG is lossy by design

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nlref",
         description="Non-local means and non-local neural networks on NumPy/CuPy.",
+        epilog="exit status: 0 done; 2 a request that cannot be done, found before any work; "
+               "1 a failure during the work (permission denied, disk full); 130 interrupted (Ctrl-C)",
     )
     parser.add_argument("--version", action="version", version=f"nlref {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

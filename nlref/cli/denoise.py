@@ -75,9 +75,11 @@ def register(subparsers: Any) -> None:
     mode.add_argument("--slow", dest="fast_mode", action="store_false",
                       help="Gaussian patch kernel (scikit-image's slow mode)")
     p.add_argument("--channel-axis", type=options.channel_axis, default="auto", metavar="AXIS",
-                   help="colour axis: auto (default: the last axis if it has 3 or 4 entries, the 2nd "
-                        "or 4th being alpha, copied unchanged), none, or an int (all channels denoised)")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array backend (default numpy)")
+                   help="colour axis: auto (default: a last axis of 3 or 4 entries is RGB/RGBA, of 2 "
+                        "grey+alpha; alpha is copied unchanged, not denoised), none, or an int "
+                        "(every channel denoised, alpha included)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
+                   help="array backend (default numpy)")
     p.add_argument("--add-noise", type=options.scalar, default=None, metavar="SIGMA",
                    help="add Gaussian noise of this sigma first and print the PSNR before and after")
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")

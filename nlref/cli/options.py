@@ -37,7 +37,8 @@ def scalar(text: str) -> float:
         else:
             value = float(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number such as 0.08 or 20/255, received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number such as 0.08 or 20/255, received {text!r}") from None
     if not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, received {text!r}")
     return value
@@ -53,7 +54,8 @@ def _ints(text: str) -> int | tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int or comma-separated ints, received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an int or comma-separated ints, received {text!r}") from None
     return values[0] if len(values) == 1 else values
 
 

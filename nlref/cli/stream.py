@@ -78,7 +78,8 @@ def parse_chunks(text: str) -> tuple[int, ...]:
     parts = re.split(r"[,x]", str(text).strip().lower())
     if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(
-            f"--chunks must be positive integers (one, or one per spatial axis, e.g. 512 or 512,512), received {text!r}"
+            "--chunks must be positive integers (one, or one per spatial axis, e.g. 512 or 512,512), "
+            f"received {text!r}"
         )
     return tuple(int(p) for p in parts)
 
@@ -94,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="chunk shape of the spatial axes, e.g. 512 or 512,512 "
                             "(implies streaming; default: sized to the memory budget)")
     group.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
-                       help="memory budget such as 2GB or 512MiB; chunks are sized to fit (implies streaming)")
+                       help="memory budget such as 2GB or 512MiB; chunks are sized to fit "
+                            "(implies streaming)")
 
 
 def wants_streaming(args: argparse.Namespace) -> bool:
@@ -106,7 +108,8 @@ def wants_streaming(args: argparse.Namespace) -> bool:
     """
     if getattr(args, "chunks", None) is not None or getattr(args, "max_memory", None) is not None:
         return True
-    if any(str(getattr(args, name, "")).rstrip("/\\").lower().endswith(ZARR_SUFFIX) for name in ("input", "output")):
+    names = (str(getattr(args, name, "")).rstrip("/\\").lower() for name in ("input", "output"))
+    if any(name.endswith(ZARR_SUFFIX) for name in names):
         return True
     shape = peek_shape(getattr(args, "input", None))
     return shape is not None and (WORK_COPIES - 3) * 8 * int(np.prod(shape)) > _default_budget()
@@ -117,11 +120,13 @@ def _check_request(args: argparse.Namespace) -> tuple[Path, Path]:
     src, dst = Path(args.input), Path(str(args.output).rstrip("/\\"))
     if dst.suffix.lower() not in (*TIFF_SUFFIXES, ZARR_SUFFIX):
         raise ValueError(f"streamed output must be a .tif, .tiff or .zarr path, received {str(dst)!r}")
-    check_output(dst, overwrite=bool(getattr(args, "overwrite", False)), folder=dst.suffix.lower() == ZARR_SUFFIX)
+    check_output(dst, overwrite=bool(getattr(args, "overwrite", False)),
+                 folder=dst.suffix.lower() == ZARR_SUFFIX)
     if not src.exists():
         raise FileNotFoundError(f"input {str(src)!r} does not exist")
     if getattr(args, "add_noise", None) is not None:
-        raise ValueError("--add-noise is not available when streaming (--chunks/--max-memory); denoise a noisy file")
+        raise ValueError("--add-noise is not available when streaming (--chunks/--max-memory); "
+                         "denoise a noisy file")
     return src, dst
 
 
@@ -159,7 +164,8 @@ def run_streaming(args: argparse.Namespace) -> int:
         result, kwargs, has_channels = _lazy_result(args, image, da, threads, to_tiff)
         print(
             f"nlref denoise (streaming): {src} {image.shape} {image.dtype}, sigma={kwargs['sigma']:.5g} "
-            f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} patch_distance={kwargs['patch_distance']}, "
+            f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} "
+            f"patch_distance={kwargs['patch_distance']}, "
             f"chunks {result.chunksize} on {threads} threads", flush=True,
         )
         with dask.config.set(scheduler="threads"):
@@ -179,7 +185,8 @@ def _lazy_result(args: argparse.Namespace, image: Any, da: Any, threads: int,
     before the work and joined back unchanged.
     """
     if image.dtype.kind not in "uf":
-        raise ValueError(f"input {str(args.input)!r} has dtype {image.dtype}; expected unsigned integers or floats")
+        raise ValueError(f"input {str(args.input)!r} has dtype {image.dtype}; "
+                         "expected unsigned integers or floats")
     alpha = None
     if has_alpha(getattr(args, "channel_axis", "auto"), image.shape):
         image, alpha = split_alpha(image)
@@ -206,7 +213,8 @@ def _lazy_result(args: argparse.Namespace, image: Any, da: Any, threads: int,
     gpu = getattr(args, "backend", None) == "cupy"
     result = nl_means_dask(_to_gpu(image) if gpu else image, chunks=chunks, **kwargs)
     if gpu:  # written from host memory
-        result = result.map_blocks(to_numpy, dtype=result.dtype, meta=np.empty((0,) * result.ndim, result.dtype))
+        result = result.map_blocks(to_numpy, dtype=result.dtype,
+                                   meta=np.empty((0,) * result.ndim, result.dtype))
     # back to the input's bit depth, as the in-memory command writes it
     result = result.map_blocks(functools.partial(from_float, dtype=image.dtype), dtype=image.dtype,
                                meta=np.empty((0,) * result.ndim, image.dtype))
@@ -257,7 +265,8 @@ def plan_chunks(
         c = max(16, c // 2)
     if cost(c) > budget:
         raise ValueError(
-            f"--max-memory leaves {budget} bytes for the work, too little for this image (shape {tuple(shape)}) "
+            f"--max-memory leaves {budget} bytes for the work, too little for this image "
+            f"(shape {tuple(shape)}) "
             f"with {threads} threads: even 16-pixel chunks need about {cost(16)} bytes"
         )
     return tuple(min(n, c) for n in spatial)
