@@ -173,6 +173,15 @@ def gradcheck(
         Worst relative error overall and, per input/parameter, its worst
         element (or direction) with the analytic and numeric values there.
 
+    Raises
+    ------
+    TypeError
+        When ``forward`` / ``backward`` is not callable or returns something
+        other than ``(out, cache)`` / ``(dx, grads)`` (the message names which
+        and what it received), or an input is not a floating array.
+    GradcheckError
+        When a gradient is wrong and ``raise_on_failure`` is set.
+
     Notes
     -----
     Inputs and parameters are copied to float64 on their own device and
@@ -181,6 +190,10 @@ def gradcheck(
     called with ``dout = R``.  Kinks (ReLU at 0, ties in a max-pool) make
     finite differences meaningless there: choose inputs away from them.
     """
+    for name, fn, want in (("forward", forward, "forward(*inputs, params) -> (out, cache)"),
+                           ("backward", backward, "backward(dout, cache) -> (dx, grads)")):
+        if not callable(fn):
+            raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
     if mode not in ("full", "random"):
         raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
     for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
@@ -200,7 +213,7 @@ def gradcheck(
     params = {k: v.astype(xp.float64, copy=True) for k, v in params.items()}
     rng = np.random.default_rng(seed)
 
-    out, cache = forward(*inputs, params)[:2]
+    out, cache = _checked_forward(forward(*inputs, params))
     R = asarray(rng.standard_normal(np.shape(out)), xp=xp) if hasattr(out, "shape") else 1.0
 
     def output() -> Any:
@@ -212,7 +225,7 @@ def gradcheck(
         change = (plus - minus) * R
         return float(change.sum()) if hasattr(change, "sum") else float(change)
 
-    dxs, grads = backward(R, cache)
+    dxs, grads = _checked_backward(backward(R, cache), single, len(inputs))
     dxs = [dxs] if single else list(dxs)
     dxs += [None] * (len(inputs) - len(dxs))  # a missing input gradient is reported, not skipped
     grads = grads or {}
@@ -238,6 +251,40 @@ def gradcheck(
     if raise_on_failure and not report.passed:
         raise GradcheckError(str(report))
     return report
+
+
+def _describe(value: Any) -> str:
+    """``tuple of 3``, ``ndarray of shape (2, 3)``, ``NoneType``: what a caller returned, in a few words."""
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__} of {len(value)}"
+    if hasattr(value, "shape"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _checked_forward(result: Any) -> tuple[Any, Any]:
+    """``(out, cache)`` from what ``forward`` returned, or a TypeError saying what it returned."""
+    if not isinstance(result, tuple) or len(result) not in (2, 3):
+        raise TypeError(f"gradcheck: forward must return (out, cache) or (out, cache, state), "
+                        f"received {_describe(result)}")
+    out = result[0]
+    if not (hasattr(out, "shape") or isinstance(out, (int, float, np.number))) or isinstance(out, bool):
+        raise TypeError(f"gradcheck: forward's out must be an array or a float, received {_describe(out)}")
+    return result[0], result[1]
+
+
+def _checked_backward(result: Any, single: bool, n_inputs: int) -> tuple[Any, Any]:
+    """``(dx, grads)`` from what ``backward`` returned, or a TypeError saying what it returned."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise TypeError(f"gradcheck: backward must return (dx, grads), received {_describe(result)}")
+    dxs, grads = result
+    if not single and not isinstance(dxs, (tuple, list)):
+        raise TypeError(f"gradcheck: backward's dx must be a tuple of {n_inputs} input gradients for "
+                        f"{n_inputs} inputs, received {_describe(dxs)}")
+    if grads is not None and not isinstance(grads, dict):
+        raise TypeError(f"gradcheck: backward's grads must be a dict of parameter gradients (or None), "
+                        f"received {_describe(grads)}")
+    return dxs, grads
 
 
 def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp) -> GradcheckEntry:

@@ -178,3 +178,49 @@ def test_fails_on_a_nan_gradient(linear_case):
 
     report = gradcheck(linear_forward, nan_backward, x, params, raise_on_failure=False)
     assert report.failed == ["b"] and report.worst_error == float("inf")
+
+
+def _linear_case(rng):
+    x = rng.standard_normal((2, 3))
+    return x, {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(4)}
+
+
+@pytest.mark.parametrize("which", ["forward", "backward"])
+def test_non_callable_forward_or_backward_is_named(rng, which):
+    x, params = _linear_case(rng)
+    fns = {"forward": linear_forward, "backward": linear_backward, which: "not a function"}
+    with pytest.raises(TypeError, match=f"gradcheck: {which} must be a callable .*received str"):
+        gradcheck(fns["forward"], fns["backward"], x, params)
+
+
+@pytest.mark.parametrize("returned,received", [(None, "NoneType"), ((1, 2, 3), "tuple of 3"), ([1, 2], "list of 2")])
+def test_backward_returning_the_wrong_structure_is_named(rng, returned, received):
+    x, params = _linear_case(rng)
+    with pytest.raises(TypeError, match=rf"backward must return \(dx, grads\), received {received}$"):
+        gradcheck(linear_forward, lambda dout, cache: returned, x, params)
+
+
+def test_backward_grads_that_are_not_a_dict_are_named(rng):
+    x, params = _linear_case(rng)
+
+    def list_grads(dout, cache):
+        dx, grads = linear_backward(dout, cache)
+        return dx, list(grads.values())
+
+    with pytest.raises(TypeError, match="backward's grads must be a dict .*received list of 2"):
+        gradcheck(linear_forward, list_grads, x, params)
+
+
+def test_one_dx_array_for_two_inputs_is_named(rng):
+    a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    with pytest.raises(TypeError, match=r"tuple of 2 input gradients for 2 inputs, received ndarray of shape \(3, 3\)"):
+        gradcheck(matmul_forward, lambda dout, cache: (dout, {}), (a, b))
+
+
+@pytest.mark.parametrize("returned,received", [(None, "NoneType"), ("out", "str")])
+def test_forward_returning_the_wrong_structure_is_named(rng, returned, received):
+    x, params = _linear_case(rng)
+    with pytest.raises(TypeError, match=f"forward must return \\(out, cache\\).*received {received}$"):
+        gradcheck(lambda x, p: returned, linear_backward, x, params)
+    with pytest.raises(TypeError, match=f"forward's out must be an array or a float, received {received}$"):
+        gradcheck(lambda x, p: (returned, None), linear_backward, x, params)
