@@ -26,7 +26,8 @@ What counts as one operation (one kernel on CuPy)
       ``std``, ``argmax``, ``argmin``, ``clip``, ``cumsum``, ``fill``, ``sort``,
       ``argsort``, ``take``, ``repeat``, ``nonzero``, ``flatten``, ``dot``;
     * ``reshape`` / ``ravel`` (method or function) and ``np.ascontiguousarray``
-      / ``np.asarray`` / ``np.array`` only when they copy;
+      / ``np.asarray`` / ``np.array`` only when they copy an array or convert a
+      list (a scalar such as ``np.asarray(step)`` is host metadata, not counted);
     * an assignment ``a[...] = b`` and an advanced (integer-array or boolean)
       index ``a[idx]``;
     * ``np.zeros``, ``np.empty``, ``np.ones``, ``np.full``, ``np.arange``,
@@ -79,6 +80,7 @@ _COUNTED_METHODS = (
 _CREATION = ("zeros", "empty", "ones", "full", "arange", "eye", "identity", "linspace")
 _CONVERSION = ("asarray", "asanyarray", "ascontiguousarray", "array")
 _asarray = np.asarray  # the original, also while count_ops has replaced np.asarray
+_HOST_SCALARS = (int, float, bool, np.generic)  # np.asarray(0): host metadata such as a step count
 _BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
 
 
@@ -301,7 +303,7 @@ def _counted_function(counter: OpCounter, name: str, original: Callable) -> Call
             return original(*args, **kwargs)
         with counter.op(name, counted=False):
             result = original(*args, **kwargs)
-        if not (converts and args and _shares(result, args[0])):
+        if not converts or not (_shares(result, args[0]) or isinstance(args[0], _HOST_SCALARS)):
             counter.count(name)
         return counter.wrap(result)
 
