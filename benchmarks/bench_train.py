@@ -26,7 +26,16 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from common import backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json
+from common import (
+    backends_from,
+    bench_parser,
+    environment,
+    measure,
+    print_table,
+    ratio,
+    try_import,
+    write_json,
+)
 
 from nlref.backend import asarray, to_numpy
 from nlref.data.synthetic_video import make_clips
@@ -74,8 +83,9 @@ def op_count_rows(case, model, params, state, x, y):
         modules = ops.by_module()
         optimiser = modules.pop("nlref.nn.optim_flat" if flat else "nlref.nn.optim", 0)
         top = ", ".join(f"{m.removeprefix('nlref.nn.')} {n}" for m, n in modules.most_common(6))
-        rows.append({"case": case, "optimiser": "flat Adam" if flat else "per-tensor Adam", "ops/step": ops.total,
-                     "optimiser ops": optimiser, "host syncs": ops.syncs, "rest by module": top})
+        rows.append({"case": case, "optimiser": "flat Adam" if flat else "per-tensor Adam",
+                     "ops/step": ops.total, "optimiser ops": optimiser, "host syncs": ops.syncs,
+                     "rest by module": top})
     return rows
 
 
@@ -86,7 +96,8 @@ def torch_forward(torch, x, P, S, model, train):
     def conv_bn(h, conv, bn, stride):
         w = P[f"{conv}.w"]
         h = F.conv3d(h, w, stride=stride, padding=tuple(k // 2 for k in w.shape[2:]))
-        return F.batch_norm(h, S[f"{bn}.running_mean"], S[f"{bn}.running_var"], P[f"{bn}.gamma"], P[f"{bn}.beta"],
+        return F.batch_norm(h, S[f"{bn}.running_mean"], S[f"{bn}.running_var"], P[f"{bn}.gamma"],
+                            P[f"{bn}.beta"],
                             training=train, momentum=0.1, eps=1e-5)
 
     def pointwise(h, name):
@@ -108,13 +119,15 @@ def torch_forward(torch, x, P, S, model, train):
             short = conv_bn(h, f"{name}.proj", f"{name}.proj_bn", spec["stride"]) if spec["proj"] else h
             h = F.relu(out + short)
         elif op == "nonlocal":
-            assert spec["mode"] == "embedded_gaussian" and spec["space_time"] == "spacetime" and not spec["subsample"]
+            assert spec["mode"] == "embedded_gaussian" and spec["space_time"] == "spacetime"
+            assert not spec["subsample"]
             n, name = h.shape, spec["name"]
             theta, phi, g = (pointwise(h, f"{name}.{b}").flatten(2) for b in ("theta", "phi", "g"))
             f = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (N, P, P)
             y = (g @ f.transpose(1, 2)).reshape(n[0], -1, *n[2:])  # (N, C_i, T, H, W)
             z = pointwise(y, f"{name}.w_z")
-            h = h + F.batch_norm(z, S[f"{name}.bn.running_mean"], S[f"{name}.bn.running_var"], P[f"{name}.bn.gamma"],
+            h = h + F.batch_norm(z, S[f"{name}.bn.running_mean"], S[f"{name}.bn.running_var"],
+                                 P[f"{name}.bn.gamma"],
                                  P[f"{name}.bn.beta"], training=train, momentum=0.1, eps=1e-5)
         else:
             h = F.linear(h.mean(dim=(2, 3, 4)), P["fc.w"], P["fc.b"])
@@ -161,8 +174,10 @@ def main() -> None:
             params = {k: asarray(v, xp=xp) for k, v in params0.items()}
             state = {k: asarray(v, xp=xp) for k, v in state0.items()}
             x, y = asarray(x_host, xp=xp), asarray(y_host, xp=xp)
-            res = measure(nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup, repeats=args.repeats)
-            row = {"case": case, "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None, "max_dlogit": None}
+            res = measure(nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup,
+                          repeats=args.repeats)
+            row = {"case": case, "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None,
+                   "max_dlogit": None}
             if torch is not None and (device == "cpu" or torch.cuda.is_available()):
                 run, eval_logits = torch_step(torch, device, model, params0, state0, x_host, y_host)
                 # same weights on both sides (nlref_step never mutates `params`), eval mode
@@ -183,7 +198,8 @@ def main() -> None:
     elif rows:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (NumPy: OMP_NUM_THREADS="
               f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); vs_torch = nlref time / torch "
-              "time per training step; max_dlogit = largest |logit difference| of the two forwards (eval mode)")
+              "time per training step; max_dlogit = largest |logit difference| of the two forwards "
+              "(eval mode)")
     print("\narray operations per training step (nlref.opcount on NumPy; a proxy for GPU kernel launches):")
     print_table(op_rows)
     write_json(args.json, {"rows": rows, "op_counts": op_rows, "env": environment(), "args": vars(args)})

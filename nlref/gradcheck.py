@@ -104,8 +104,9 @@ class GradcheckReport:
         )
         rows = [("name", "kind", "rel. error", f"worst {where}", "analytic", "numeric", "checked", "ok")]
         for e in self.entries:
+            ok = ("yes" if e.passed else "NO") + (f" ({e.note})" if e.note else "")
             rows.append((e.name, e.kind, f"{e.worst_error:.3e}", str(e.where), f"{e.analytic:.6g}",
-                         f"{e.numeric:.6g}", str(e.n_checked), ("yes" if e.passed else "NO") + (f" ({e.note})" if e.note else "")))
+                         f"{e.numeric:.6g}", str(e.n_checked), ok))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         return "\n".join([head, *lines])
@@ -206,8 +207,8 @@ def gradcheck(
     params = {} if params is None else dict(params)
     for a in [*inputs, *params.values()]:
         if not hasattr(a, "dtype") or np.dtype(a.dtype).kind != "f":
-            raise TypeError(f"gradcheck: inputs and params must be floating arrays, received {type(a).__name__} "
-                            f"{getattr(a, 'dtype', '')}".rstrip())
+            raise TypeError("gradcheck: inputs and params must be floating arrays, "
+                            f"received {type(a).__name__} {getattr(a, 'dtype', '')}".rstrip())
     xp = get_namespace(*inputs, *params.values())
     inputs = [a.astype(xp.float64, copy=True) for a in inputs]  # contiguous float64 copies
     params = {k: v.astype(xp.float64, copy=True) for k, v in params.items()}
@@ -230,27 +231,34 @@ def gradcheck(
     dxs += [None] * (len(inputs) - len(dxs))  # a missing input gradient is reported, not skipped
     grads = grads or {}
     # float64 copies of the gradients, taken before any input is perturbed
-    copy = lambda g: None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)  # noqa: E731
+    def copy(g: Any) -> Any:
+        return None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)
+
     names = ["x"] if single else [f"x{i}" for i in range(len(inputs))]
     targets = [(n, "input", a, copy(g)) for n, a, g in zip(names, inputs, dxs)]
     targets += [(k, "param", v, copy(grads.get(k))) for k, v in params.items()]
 
     report = GradcheckReport(mode=mode, eps=eps, rtol=rtol, atol=atol)
+    check = _check_full if mode == "full" else _check_random
     for name, kind, a, g in targets:
         if g is None or tuple(g.shape) != tuple(a.shape):
             got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}"
-            report.entries.append(GradcheckEntry(name, kind, float("inf"), None, float("nan"), float("nan"), 0, False,
-                                                 f"{got}, expected shape {tuple(a.shape)}"))
-            continue
-        check = _check_full if mode == "full" else _check_random
-        report.entries.append(check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp))
+            report.entries.append(_failed_entry(name, kind, f"{got}, expected shape {tuple(a.shape)}"))
+        else:
+            report.entries.append(check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions,
+                                        rng, xp))
     extra = sorted(set(grads) - set(params))
     if extra:
-        report.entries.append(GradcheckEntry(",".join(extra), "param", float("inf"), None, float("nan"), float("nan"),
-                                             0, False, "gradients for names that are not params"))
+        note = "gradients for names that are not params"
+        report.entries.append(_failed_entry(",".join(extra), "param", note))
     if raise_on_failure and not report.passed:
         raise GradcheckError(str(report))
     return report
+
+
+def _failed_entry(name: str, kind: str, note: str) -> GradcheckEntry:
+    """An entry that could not be checked (no gradient, wrong shape, unknown name)."""
+    return GradcheckEntry(name, kind, float("inf"), None, float("nan"), float("nan"), 0, False, note)
 
 
 def _describe(value: Any) -> str:
@@ -287,7 +295,8 @@ def _checked_backward(result: Any, single: bool, n_inputs: int) -> tuple[Any, An
     return dxs, grads
 
 
-def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp) -> GradcheckEntry:
+def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng,
+                xp) -> GradcheckEntry:
     """Perturb every element of ``a`` in place, one at a time."""
     flat, g_flat = a.reshape(-1), g.reshape(-1)  # views: a is a contiguous copy
     worst = (-1.0, None, float("nan"), float("nan"))
@@ -306,7 +315,8 @@ def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directi
     return GradcheckEntry(name, kind, max(err, 0.0), where, analytic, numeric, int(flat.size), err <= rtol)
 
 
-def _check_random(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp) -> GradcheckEntry:
+def _check_random(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng,
+                  xp) -> GradcheckEntry:
     """Directional derivatives ``<g, v>`` along random unit vectors ``v``."""
     worst = (-1.0, None, float("nan"), float("nan"))
     original = a.copy()

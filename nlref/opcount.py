@@ -126,7 +126,7 @@ class OpCounter:
             self._depth -= 1
 
     def track(self, obj: Any) -> Any:
-        """``obj`` with every ndarray in it (nested dicts, lists, tuples) viewed as a :class:`CountedArray`."""
+        """``obj`` with every ndarray in it (nested dicts, lists, tuples) as a :class:`CountedArray` view."""
         if isinstance(obj, dict):
             return {k: self.track(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
@@ -163,7 +163,7 @@ class OpCounter:
 
 
 def _site() -> str:
-    """``"module.function"`` of the innermost caller inside nlref (not this module), else the outermost caller."""
+    """``"module.function"`` of the innermost nlref caller (not this module), else the first other caller."""
     frame = sys._getframe(2)
     fallback = None
     while frame is not None:

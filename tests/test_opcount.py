@@ -1,4 +1,4 @@
-"""nlref.opcount counts array operations (the GPU kernel-launch proxy) as documented, and guards the counts."""
+"""nlref.opcount counts array operations (the GPU kernel-launch proxy) as documented; guards on the counts."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_operators_reductions_and_functions_count_one_each():
         c = np.concatenate([a, b])  # 1
         e = np.exp(a)          # 1
     assert ops.total == 7
-    assert dict(ops.by_op) == {"multiply": 1, "add": 2, "add.reduce": 1, "mean": 1, "concatenate": 1, "exp": 1}
+    expected = {"multiply": 1, "add": 2, "add.reduce": 1, "mean": 1, "concatenate": 1, "exp": 1}
+    assert dict(ops.by_op) == expected
     np.testing.assert_array_equal(np.asarray(b), x * 3 + 1)  # results are NumPy's
     np.testing.assert_array_equal(np.asarray(s), (x * 3 + 1).sum(axis=0))
     assert float(m) == x.mean() and c.shape == (4, 3) and isinstance(e, CountedArray)
@@ -123,7 +124,7 @@ def test_tiny_nl_c2d_train_step_stays_under_its_operation_bound():
     model, params, state = build_model("c2d", layout="tiny", width=8, nl_blocks=1, rng=0)
     expected = model_forward(make_clips(4, seed=0, size=32)[0], params, state, model, train=True)[0]
     np.testing.assert_array_equal(np.asarray(logits), expected)  # counting changes no number
-    assert ops.total <= TRAIN_STEP_BOUND, f"{ops.total} operations per step (was {TRAIN_STEP_OPS}):\n{ops.table()}"
+    assert ops.total <= TRAIN_STEP_BOUND, f"{ops.total} ops per step (was {TRAIN_STEP_OPS}):\n{ops.table()}"
     assert ops.by_prefix("nlref.nn.optim.sgd_step") == 6 * n_params  # per-tensor SGD: 6 operations per tensor
 
 
@@ -141,5 +142,6 @@ def test_nl_means_64_stays_under_its_operation_bound(rng, batched):
     image = rng.random((64, 64)).astype(np.float32)
     with count_ops() as ops:
         out = nl_means(ops.track(image), h=0.1, max_batch_bytes=GPU_MAX_BATCH_BYTES)
-    np.testing.assert_array_equal(np.asarray(out), nl_means(image, h=0.1, max_batch_bytes=GPU_MAX_BATCH_BYTES))
+    expected = nl_means(image, h=0.1, max_batch_bytes=GPU_MAX_BATCH_BYTES)
+    np.testing.assert_array_equal(np.asarray(out), expected)
     assert ops.total <= NL_MEANS_64_BOUND, f"{ops.total} operations (was {NL_MEANS_64_OPS}):\n{ops.table()}"

@@ -21,7 +21,8 @@ from nlref.nn.optim_flat import (
 )
 
 SGD = (sgd_init, sgd_step, flat_sgd_init, flat_sgd_step, dict(lr=0.05, momentum=0.9, weight_decay=1e-2))
-ADAM = (adam_init, adam_step, flat_adam_init, flat_adam_step, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2))
+ADAM = (adam_init, adam_step, flat_adam_init, flat_adam_step,
+        dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2))
 
 
 def network_params(xp, dtype=np.float64):
