@@ -191,17 +191,7 @@ def gradcheck(
     called with ``dout = R``.  Kinks (ReLU at 0, ties in a max-pool) make
     finite differences meaningless there: choose inputs away from them.
     """
-    for name, fn, want in (("forward", forward, "forward(*inputs, params) -> (out, cache)"),
-                           ("backward", backward, "backward(dout, cache) -> (dx, grads)")):
-        if not callable(fn):
-            raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
-    if mode not in ("full", "random"):
-        raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
-    for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f"{name} must be a positive number, received {v!r}")
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive int, received {n_directions!r}")
+    _check_arguments(forward, backward, mode, eps, rtol, atol, n_directions)
     single = hasattr(inputs, "shape")
     inputs = [inputs] if single else list(inputs)
     params = {} if params is None else dict(params)
@@ -254,6 +244,21 @@ def gradcheck(
     if raise_on_failure and not report.passed:
         raise GradcheckError(str(report))
     return report
+
+
+def _check_arguments(forward: Any, backward: Any, mode: str, eps: float, rtol: float, atol: float,
+                     n_directions: int) -> None:
+    for name, fn, want in (("forward", forward, "forward(*inputs, params) -> (out, cache)"),
+                           ("backward", backward, "backward(dout, cache) -> (dx, grads)")):
+        if not callable(fn):
+            raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
+    if mode not in ("full", "random"):
+        raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
+    for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
+        if not (isinstance(v, (int, float)) and v > 0):
+            raise ValueError(f"{name} must be a positive number, received {v!r}")
+    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
+        raise ValueError(f"n_directions must be a positive int, received {n_directions!r}")
 
 
 def _failed_entry(name: str, kind: str, note: str) -> GradcheckEntry:
