@@ -9,9 +9,16 @@ the *same* network (same weights, built from nlref's parameter dict with
 process.  Before timing, the two forwards are compared (eval mode) and the
 largest logit difference is printed: the networks are the same.
 
+Then it counts the array operations of one step (:mod:`nlref.opcount`, on
+NumPy: the proxy for GPU kernel launches, ~10-20 us each on a GPU whatever
+their size), with the per-tensor Adam of :mod:`nlref.nn.optim` and with the
+multi-tensor Adam of :mod:`nlref.nn.optim_flat`, the optimiser's share, and
+where the rest goes, by nlref module (issue #14 aims at <= 200 per step).
+
     python benchmarks/bench_train.py            # batch 32, 16 x 32 x 32 clips, width 8
     python benchmarks/bench_train.py --quick    # batch 4, 16 x 16 x 16 clips, width 4
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --threads 1   # one core each, a fair CPU comparison
+    python benchmarks/bench_train.py --ops-only # only the operation counts (seconds, no timing)
 """
 
 from __future__ import annotations
@@ -19,12 +26,23 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from common import backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json
+from common import (
+    backends_from,
+    bench_parser,
+    environment,
+    measure,
+    print_table,
+    ratio,
+    try_import,
+    write_json,
+)
 
 from nlref.backend import asarray, to_numpy
 from nlref.data.synthetic_video import make_clips
 from nlref.nn import adam_init, adam_step, softmax_cross_entropy
 from nlref.nn.models import build_model, model_backward, model_forward
+from nlref.nn.optim_flat import flat_adam_init, flat_adam_step, flatten_grads, flatten_params
+from nlref.opcount import count_ops
 
 
 def nlref_step(model, params, state, x, y):
@@ -40,6 +58,37 @@ def nlref_step(model, params, state, x, y):
     return run
 
 
+def count_step_ops(model, params, state, x, y, flat):
+    """Array operations of one training step on NumPy (per-tensor or flat Adam); returns the counter."""
+    buf, views = flatten_params(params)
+    opt = flat_adam_init(buf) if flat else adam_init(params)
+    with count_ops() as ops:
+        x, y, params, views, state, buf, opt = ops.track((x, y, params, views, state, buf, opt))
+        params = views if flat else params
+        logits, cache, _ = model_forward(x, params, state, model, train=True)
+        _, dlogits = softmax_cross_entropy(logits, y)
+        grads = model_backward(dlogits, cache)
+        if flat:
+            flat_adam_step(buf, flatten_grads(grads, views), opt, lr=1e-3)
+        else:
+            adam_step(params, grads, opt, lr=1e-3)
+    return ops
+
+
+def op_count_rows(case, model, params, state, x, y):
+    """One row per optimiser: total operations per step, the optimiser's share, the rest by module."""
+    rows = []
+    for flat in (False, True):
+        ops = count_step_ops(model, params, state, x, y, flat)
+        modules = ops.by_module()
+        optimiser = modules.pop("nlref.nn.optim_flat" if flat else "nlref.nn.optim", 0)
+        top = ", ".join(f"{m.removeprefix('nlref.nn.')} {n}" for m, n in modules.most_common(6))
+        rows.append({"case": case, "optimiser": "flat Adam" if flat else "per-tensor Adam",
+                     "ops/step": ops.total, "optimiser ops": optimiser, "host syncs": ops.syncs,
+                     "rest by module": top})
+    return rows
+
+
 def torch_forward(torch, x, P, S, model, train):
     """The nlref model spec run with torch.nn.functional (embedded-Gaussian non-local blocks only)."""
     F = torch.nn.functional
@@ -47,7 +96,8 @@ def torch_forward(torch, x, P, S, model, train):
     def conv_bn(h, conv, bn, stride):
         w = P[f"{conv}.w"]
         h = F.conv3d(h, w, stride=stride, padding=tuple(k // 2 for k in w.shape[2:]))
-        return F.batch_norm(h, S[f"{bn}.running_mean"], S[f"{bn}.running_var"], P[f"{bn}.gamma"], P[f"{bn}.beta"],
+        return F.batch_norm(h, S[f"{bn}.running_mean"], S[f"{bn}.running_var"], P[f"{bn}.gamma"],
+                            P[f"{bn}.beta"],
                             training=train, momentum=0.1, eps=1e-5)
 
     def pointwise(h, name):
@@ -69,13 +119,15 @@ def torch_forward(torch, x, P, S, model, train):
             short = conv_bn(h, f"{name}.proj", f"{name}.proj_bn", spec["stride"]) if spec["proj"] else h
             h = F.relu(out + short)
         elif op == "nonlocal":
-            assert spec["mode"] == "embedded_gaussian" and spec["space_time"] == "spacetime" and not spec["subsample"]
+            assert spec["mode"] == "embedded_gaussian" and spec["space_time"] == "spacetime"
+            assert not spec["subsample"]
             n, name = h.shape, spec["name"]
             theta, phi, g = (pointwise(h, f"{name}.{b}").flatten(2) for b in ("theta", "phi", "g"))
             f = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (N, P, P)
             y = (g @ f.transpose(1, 2)).reshape(n[0], -1, *n[2:])  # (N, C_i, T, H, W)
             z = pointwise(y, f"{name}.w_z")
-            h = h + F.batch_norm(z, S[f"{name}.bn.running_mean"], S[f"{name}.bn.running_var"], P[f"{name}.bn.gamma"],
+            h = h + F.batch_norm(z, S[f"{name}.bn.running_mean"], S[f"{name}.bn.running_var"],
+                                 P[f"{name}.bn.gamma"],
                                  P[f"{name}.bn.beta"], training=train, momentum=0.1, eps=1e-5)
         else:
             h = F.linear(h.mean(dim=(2, 3, 4)), P["fc.w"], P["fc.b"])
@@ -105,23 +157,27 @@ def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None,
                         help="PyTorch CPU threads (set NumPy's with OMP_NUM_THREADS before starting)")
+    parser.add_argument("--ops-only", action="store_true", help="only count array operations per step")
     args = parser.parse_args()
     torch = try_import("torch")
     if torch is not None and args.threads:
         torch.set_num_threads(args.threads)
     batch, size, width = (4, 16, 4) if args.quick else (32, 32, 8)
     x_host, y_host = make_clips(batch, seed=0, size=size)
-    rows = []
+    rows, op_rows = [], []
     for arch in ("c2d", "i3d"):
         case = f"NL {arch.upper()} w={width} {batch}x3x16x{size}x{size}"
         model, params0, state0 = build_model(arch, width=width, nl_blocks=1, rng=0)
-        for xp in backends_from(args.backend):
+        op_rows += op_count_rows(case, model, params0, state0, x_host, y_host)
+        for xp in ([] if args.ops_only else backends_from(args.backend)):
             device = "cpu" if xp is np else "cuda"
             params = {k: asarray(v, xp=xp) for k, v in params0.items()}
             state = {k: asarray(v, xp=xp) for k, v in state0.items()}
             x, y = asarray(x_host, xp=xp), asarray(y_host, xp=xp)
-            res = measure(nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup, repeats=args.repeats)
-            row = {"case": case, "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None, "max_dlogit": None}
+            res = measure(nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup,
+                          repeats=args.repeats)
+            row = {"case": case, "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None,
+                   "max_dlogit": None}
             if torch is not None and (device == "cpu" or torch.cuda.is_available()):
                 run, eval_logits = torch_step(torch, device, model, params0, state0, x_host, y_host)
                 # same weights on both sides (nlref_step never mutates `params`), eval mode
@@ -135,14 +191,18 @@ def main() -> None:
                              "max_dlogit": row["max_dlogit"]})
             else:
                 rows.append(row)
-    print_table(rows)
-    if torch is None:
+    if rows:
+        print_table(rows)
+    if rows and torch is None:
         print("torch not importable: PyTorch columns left out")
-    else:
+    elif rows:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (NumPy: OMP_NUM_THREADS="
               f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); vs_torch = nlref time / torch "
-              "time per training step; max_dlogit = largest |logit difference| of the two forwards (eval mode)")
-    write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
+              "time per training step; max_dlogit = largest |logit difference| of the two forwards "
+              "(eval mode)")
+    print("\narray operations per training step (nlref.opcount on NumPy; a proxy for GPU kernel launches):")
+    print_table(op_rows)
+    write_json(args.json, {"rows": rows, "op_counts": op_rows, "env": environment(), "args": vars(args)})
 
 
 if __name__ == "__main__":

@@ -104,8 +104,9 @@ class GradcheckReport:
         )
         rows = [("name", "kind", "rel. error", f"worst {where}", "analytic", "numeric", "checked", "ok")]
         for e in self.entries:
+            ok = ("yes" if e.passed else "NO") + (f" ({e.note})" if e.note else "")
             rows.append((e.name, e.kind, f"{e.worst_error:.3e}", str(e.where), f"{e.analytic:.6g}",
-                         f"{e.numeric:.6g}", str(e.n_checked), ("yes" if e.passed else "NO") + (f" ({e.note})" if e.note else "")))
+                         f"{e.numeric:.6g}", str(e.n_checked), ok))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         return "\n".join([head, *lines])
@@ -173,6 +174,15 @@ def gradcheck(
         Worst relative error overall and, per input/parameter, its worst
         element (or direction) with the analytic and numeric values there.
 
+    Raises
+    ------
+    TypeError
+        When ``forward`` / ``backward`` is not callable or returns something
+        other than ``(out, cache)`` / ``(dx, grads)`` (the message names which
+        and what it received), or an input is not a floating array.
+    GradcheckError
+        When a gradient is wrong and ``raise_on_failure`` is set.
+
     Notes
     -----
     Inputs and parameters are copied to float64 on their own device and
@@ -181,26 +191,20 @@ def gradcheck(
     called with ``dout = R``.  Kinks (ReLU at 0, ties in a max-pool) make
     finite differences meaningless there: choose inputs away from them.
     """
-    if mode not in ("full", "random"):
-        raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
-    for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f"{name} must be a positive number, received {v!r}")
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive int, received {n_directions!r}")
+    _check_arguments(forward, backward, mode, eps, rtol, atol, n_directions)
     single = hasattr(inputs, "shape")
     inputs = [inputs] if single else list(inputs)
     params = {} if params is None else dict(params)
     for a in [*inputs, *params.values()]:
         if not hasattr(a, "dtype") or np.dtype(a.dtype).kind != "f":
-            raise TypeError(f"gradcheck: inputs and params must be floating arrays, received {type(a).__name__} "
-                            f"{getattr(a, 'dtype', '')}".rstrip())
+            raise TypeError("gradcheck: inputs and params must be floating arrays, "
+                            f"received {type(a).__name__} {getattr(a, 'dtype', '')}".rstrip())
     xp = get_namespace(*inputs, *params.values())
     inputs = [a.astype(xp.float64, copy=True) for a in inputs]  # contiguous float64 copies
     params = {k: v.astype(xp.float64, copy=True) for k, v in params.items()}
     rng = np.random.default_rng(seed)
 
-    out, cache = forward(*inputs, params)[:2]
+    out, cache = _checked_forward(forward(*inputs, params))
     R = asarray(rng.standard_normal(np.shape(out)), xp=xp) if hasattr(out, "shape") else 1.0
 
     def output() -> Any:
@@ -212,35 +216,92 @@ def gradcheck(
         change = (plus - minus) * R
         return float(change.sum()) if hasattr(change, "sum") else float(change)
 
-    dxs, grads = backward(R, cache)
+    dxs, grads = _checked_backward(backward(R, cache), single, len(inputs))
     dxs = [dxs] if single else list(dxs)
     dxs += [None] * (len(inputs) - len(dxs))  # a missing input gradient is reported, not skipped
     grads = grads or {}
     # float64 copies of the gradients, taken before any input is perturbed
-    copy = lambda g: None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)  # noqa: E731
+    def copy(g: Any) -> Any:
+        return None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)
+
     names = ["x"] if single else [f"x{i}" for i in range(len(inputs))]
     targets = [(n, "input", a, copy(g)) for n, a, g in zip(names, inputs, dxs)]
     targets += [(k, "param", v, copy(grads.get(k))) for k, v in params.items()]
 
     report = GradcheckReport(mode=mode, eps=eps, rtol=rtol, atol=atol)
+    check = _check_full if mode == "full" else _check_random
     for name, kind, a, g in targets:
         if g is None or tuple(g.shape) != tuple(a.shape):
             got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}"
-            report.entries.append(GradcheckEntry(name, kind, float("inf"), None, float("nan"), float("nan"), 0, False,
-                                                 f"{got}, expected shape {tuple(a.shape)}"))
-            continue
-        check = _check_full if mode == "full" else _check_random
-        report.entries.append(check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp))
+            report.entries.append(_failed_entry(name, kind, f"{got}, expected shape {tuple(a.shape)}"))
+        else:
+            report.entries.append(check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions,
+                                        rng, xp))
     extra = sorted(set(grads) - set(params))
     if extra:
-        report.entries.append(GradcheckEntry(",".join(extra), "param", float("inf"), None, float("nan"), float("nan"),
-                                             0, False, "gradients for names that are not params"))
+        note = "gradients for names that are not params"
+        report.entries.append(_failed_entry(",".join(extra), "param", note))
     if raise_on_failure and not report.passed:
         raise GradcheckError(str(report))
     return report
 
 
-def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp) -> GradcheckEntry:
+def _check_arguments(forward: Any, backward: Any, mode: str, eps: float, rtol: float, atol: float,
+                     n_directions: int) -> None:
+    for name, fn, want in (("forward", forward, "forward(*inputs, params) -> (out, cache)"),
+                           ("backward", backward, "backward(dout, cache) -> (dx, grads)")):
+        if not callable(fn):
+            raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
+    if mode not in ("full", "random"):
+        raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
+    for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
+        if not (isinstance(v, (int, float)) and v > 0):
+            raise ValueError(f"{name} must be a positive number, received {v!r}")
+    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
+        raise ValueError(f"n_directions must be a positive int, received {n_directions!r}")
+
+
+def _failed_entry(name: str, kind: str, note: str) -> GradcheckEntry:
+    """An entry that could not be checked (no gradient, wrong shape, unknown name)."""
+    return GradcheckEntry(name, kind, float("inf"), None, float("nan"), float("nan"), 0, False, note)
+
+
+def _describe(value: Any) -> str:
+    """``tuple of 3``, ``ndarray of shape (2, 3)``, ``NoneType``: what a caller returned, in a few words."""
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__} of {len(value)}"
+    if hasattr(value, "shape"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _checked_forward(result: Any) -> tuple[Any, Any]:
+    """``(out, cache)`` from what ``forward`` returned, or a TypeError saying what it returned."""
+    if not isinstance(result, tuple) or len(result) not in (2, 3):
+        raise TypeError(f"gradcheck: forward must return (out, cache) or (out, cache, state), "
+                        f"received {_describe(result)}")
+    out = result[0]
+    if not (hasattr(out, "shape") or isinstance(out, (int, float, np.number))) or isinstance(out, bool):
+        raise TypeError(f"gradcheck: forward's out must be an array or a float, received {_describe(out)}")
+    return result[0], result[1]
+
+
+def _checked_backward(result: Any, single: bool, n_inputs: int) -> tuple[Any, Any]:
+    """``(dx, grads)`` from what ``backward`` returned, or a TypeError saying what it returned."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise TypeError(f"gradcheck: backward must return (dx, grads), received {_describe(result)}")
+    dxs, grads = result
+    if not single and not isinstance(dxs, (tuple, list)):
+        raise TypeError(f"gradcheck: backward's dx must be a tuple of {n_inputs} input gradients for "
+                        f"{n_inputs} inputs, received {_describe(dxs)}")
+    if grads is not None and not isinstance(grads, dict):
+        raise TypeError(f"gradcheck: backward's grads must be a dict of parameter gradients (or None), "
+                        f"received {_describe(grads)}")
+    return dxs, grads
+
+
+def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng,
+                xp) -> GradcheckEntry:
     """Perturb every element of ``a`` in place, one at a time."""
     flat, g_flat = a.reshape(-1), g.reshape(-1)  # views: a is a contiguous copy
     worst = (-1.0, None, float("nan"), float("nan"))
@@ -259,7 +320,8 @@ def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directi
     return GradcheckEntry(name, kind, max(err, 0.0), where, analytic, numeric, int(flat.size), err <= rtol)
 
 
-def _check_random(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp) -> GradcheckEntry:
+def _check_random(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng,
+                  xp) -> GradcheckEntry:
     """Directional derivatives ``<g, v>`` along random unit vectors ``v``."""
     worst = (-1.0, None, float("nan"), float("nan"))
     original = a.copy()

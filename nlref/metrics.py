@@ -14,43 +14,72 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_array, check_positive
+from ._validation import check_array, check_channel_axis, check_finite, check_positive
 from .backend import get_namespace, to_numpy
 
 __all__ = ["psnr", "ssim", "default_data_range"]
 
 
 def _check_pair(reference: Any, image: Any) -> Any:
+    """Both real, non-empty, finite arrays of one shape on one backend; returns their namespace."""
     check_array(reference, "reference")
     check_array(image, "image")
     xp = get_namespace(reference, image)  # TypeError for a NumPy/CuPy mix
+    for a, name in ((reference, "reference"), (image, "image")):
+        kind = np.dtype(a.dtype).kind
+        if kind == "c":
+            raise TypeError(f"{name} must be a real image, received complex dtype {a.dtype}")
+        if kind not in "biuf":
+            raise TypeError(f"{name} must have a boolean, integer or floating dtype, received {a.dtype}")
+        if a.size == 0:
+            raise ValueError(f"{name} must not be empty, received shape {tuple(a.shape)}")
     if tuple(reference.shape) != tuple(image.shape):
         raise ValueError(
             f"image must have the shape of reference {tuple(reference.shape)}, received {tuple(image.shape)}"
         )
+    check_finite(reference, "reference")
+    check_finite(image, "image")
     return xp
 
 
 def default_data_range(reference: Any) -> float:
-    """The data range scikit-image assumes when none is given.
+    """The data range ``skimage.metrics.peak_signal_noise_ratio`` assumes when none is given.
 
-    Integer dtypes: the dtype's range (255 for uint8).  Floating images:
-    1 when ``reference >= 0`` (images in [0, 1]), 2 when it has negative values
-    (images in [-1, 1]).  Floating values outside [-1, 1] raise ``ValueError``
-    asking for an explicit ``data_range``.
+    scikit-image takes the range ``[dmin, dmax]`` of the reference's dtype
+    (``skimage.util.dtype_range``: the integer dtype's limits, ``[-1, 1]`` for
+    floats, ``[0, 1]`` for booleans) and returns ``dmax`` when the reference has
+    no negative value, else ``dmax - dmin``: 255 for uint8, 32767 for a
+    non-negative int16 image and 65535 for an int16 image with negative values,
+    1 for floats in [0, 1] and 2 for floats in [-1, 1].  Floating values outside
+    [-1, 1] raise ``ValueError`` asking for an explicit ``data_range`` (as
+    scikit-image does).
+    """
+    dtype = np.dtype(reference.dtype)
+    lo, hi = float(reference.min()), float(reference.max())
+    if dtype.kind in "ui":
+        dmin, dmax = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+    elif dtype.kind == "b":
+        dmin, dmax = 0.0, 1.0
+    else:
+        dmin, dmax = -1.0, 1.0
+        if lo < dmin or hi > dmax:
+            raise ValueError(
+                "data_range must be given for a floating reference outside [-1, 1], "
+                f"received values in [{lo:g}, {hi:g}]"
+            )
+    return dmax if lo >= 0 else dmax - dmin
+
+
+def _ssim_default_data_range(reference: Any) -> float:
+    """``skimage.metrics.structural_similarity``'s default: the integer dtype's full range.
+
+    scikit-image's SSIM refuses floats without a ``data_range``; nlref then
+    falls back to :func:`default_data_range` (1 or 2).
     """
     dtype = np.dtype(reference.dtype)
     if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        return float(info.max) if dtype.kind == "u" else float(info.max) - float(info.min)
-    if dtype.kind == "b":
-        return 1.0
-    lo, hi = float(reference.min()), float(reference.max())
-    if lo < -1 or hi > 1:
-        raise ValueError(
-            f"data_range must be given for a floating reference outside [-1, 1], received values in [{lo:g}, {hi:g}]"
-        )
-    return 1.0 if lo >= 0 else 2.0
+        return float(np.iinfo(dtype).max) - float(np.iinfo(dtype).min)
+    return 1.0 if dtype.kind == "b" else default_data_range(reference)
 
 
 def psnr(reference: Any, image: Any, *, data_range: float | None = None) -> float:
@@ -61,13 +90,22 @@ def psnr(reference: Any, image: Any, *, data_range: float | None = None) -> floa
     reference, image : ndarray (NumPy or CuPy, same backend and shape)
         Clean image and its estimate.
     data_range : float, optional
-        Peak-to-peak range of the signal; default :func:`default_data_range`.
+        Peak-to-peak range of the signal; default :func:`default_data_range`,
+        which is scikit-image's default (``peak_signal_noise_ratio``) for every dtype.
 
     Returns
     -------
     float
         PSNR in dB (``inf`` for identical images).  Computed in float64 on the
         arrays' own device; only the scalar comes back.
+
+    Raises
+    ------
+    TypeError
+        For non-arrays, complex or non-numeric dtypes, a NumPy/CuPy mix.
+    ValueError
+        For different shapes, empty arrays, NaN/inf values, or a ``data_range``
+        that is not > 0 (or cannot be defaulted: floats outside [-1, 1]).
 
     Examples
     --------
@@ -101,9 +139,11 @@ def ssim(
     reference, image : ndarray (NumPy or CuPy, same backend and shape)
         Clean image and its estimate.
     data_range : float, optional
-        Default :func:`default_data_range` (scikit-image needs it for floats).
+        Default: scikit-image's SSIM default for integer and boolean images (the
+        dtype's full range, e.g. 65535 for int16); :func:`default_data_range`
+        (1 or 2) for floats, where scikit-image requires one.
     channel_axis : int or None
-        Axis of the colour channels.
+        Axis of the colour channels, in ``[-ndim, ndim)``.
     **kwargs
         Passed to :func:`skimage.metrics.structural_similarity`
         (``win_size``, ``gaussian_weights``, ...).
@@ -113,6 +153,15 @@ def ssim(
     float
         Mean SSIM.
 
+    Raises
+    ------
+    TypeError
+        For non-arrays, complex or non-numeric dtypes, a NumPy/CuPy mix, a
+        non-int ``channel_axis``.
+    ValueError
+        For different shapes, empty arrays, NaN/inf values, an out-of-range
+        ``channel_axis`` or a ``data_range`` that is not > 0.
+
     Notes
     -----
     Backend choice: SSIM is always computed by scikit-image on the CPU.  CuPy
@@ -121,8 +170,10 @@ def ssim(
     the same on both backends.
     """
     _check_pair(reference, image)
+    # caught here, with nlref's message, rather than deep inside scikit-image
+    channel_axis = check_channel_axis(channel_axis, reference.ndim, "channel_axis")
     if data_range is None:
-        data_range = default_data_range(reference)
+        data_range = _ssim_default_data_range(reference)
     check_positive(data_range, "data_range")
     from skimage.metrics import structural_similarity
 

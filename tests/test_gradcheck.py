@@ -7,7 +7,13 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import GradcheckError, GradcheckReport, gradcheck
-from nlref.nn import batch_norm_backward, batch_norm_forward, linear_backward, linear_forward, softmax_cross_entropy
+from nlref.nn import (
+    batch_norm_backward,
+    batch_norm_forward,
+    linear_backward,
+    linear_forward,
+    softmax_cross_entropy,
+)
 
 
 def matmul_forward(a, b, params):
@@ -145,8 +151,9 @@ def test_caller_arrays_are_neither_modified_nor_required_float64(xp, rng):
 
 def test_random_mode_is_seeded(linear_case):
     x, params = linear_case
-    a = gradcheck(linear_forward, factor_two_w_backward, x, params, mode="random", seed=3, raise_on_failure=False)
-    b = gradcheck(linear_forward, factor_two_w_backward, x, params, mode="random", seed=3, raise_on_failure=False)
+    options = dict(mode="random", seed=3, raise_on_failure=False)
+    a = gradcheck(linear_forward, factor_two_w_backward, x, params, **options)
+    b = gradcheck(linear_forward, factor_two_w_backward, x, params, **options)
     assert a["w"].analytic == b["w"].analytic and a["w"].where == b["w"].where
 
 
@@ -163,7 +170,8 @@ def test_rejects_bad_arguments(linear_case):
 def test_checks_a_scalar_loss_returned_as_a_float(xp, rng):
     labels = xp.asarray(np.array([0, 2, 1]))
     forward = lambda z, _: softmax_cross_entropy(z, labels)  # noqa: E731  (loss, dlogits)
-    assert gradcheck(forward, lambda dout, dz: (dout * dz, {}), xp.asarray(rng.standard_normal((3, 4)))).passed
+    x = xp.asarray(rng.standard_normal((3, 4)))
+    assert gradcheck(forward, lambda dout, dz: (dout * dz, {}), x).passed
     wrong = gradcheck(forward, lambda dout, dz: (2 * dout * dz, {}), xp.asarray(rng.standard_normal((3, 4))),
                       raise_on_failure=False)
     assert wrong.failed == ["x"]
@@ -178,3 +186,51 @@ def test_fails_on_a_nan_gradient(linear_case):
 
     report = gradcheck(linear_forward, nan_backward, x, params, raise_on_failure=False)
     assert report.failed == ["b"] and report.worst_error == float("inf")
+
+
+def _linear_case(rng):
+    x = rng.standard_normal((2, 3))
+    return x, {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(4)}
+
+
+@pytest.mark.parametrize("which", ["forward", "backward"])
+def test_non_callable_forward_or_backward_is_named(rng, which):
+    x, params = _linear_case(rng)
+    fns = {"forward": linear_forward, "backward": linear_backward, which: "not a function"}
+    with pytest.raises(TypeError, match=f"gradcheck: {which} must be a callable .*received str"):
+        gradcheck(fns["forward"], fns["backward"], x, params)
+
+
+@pytest.mark.parametrize("returned,received",
+                         [(None, "NoneType"), ((1, 2, 3), "tuple of 3"), ([1, 2], "list of 2")])
+def test_backward_returning_the_wrong_structure_is_named(rng, returned, received):
+    x, params = _linear_case(rng)
+    with pytest.raises(TypeError, match=rf"backward must return \(dx, grads\), received {received}$"):
+        gradcheck(linear_forward, lambda dout, cache: returned, x, params)
+
+
+def test_backward_grads_that_are_not_a_dict_are_named(rng):
+    x, params = _linear_case(rng)
+
+    def list_grads(dout, cache):
+        dx, grads = linear_backward(dout, cache)
+        return dx, list(grads.values())
+
+    with pytest.raises(TypeError, match="backward's grads must be a dict .*received list of 2"):
+        gradcheck(linear_forward, list_grads, x, params)
+
+
+def test_one_dx_array_for_two_inputs_is_named(rng):
+    a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    match = r"tuple of 2 input gradients for 2 inputs, received ndarray of shape \(3, 3\)"
+    with pytest.raises(TypeError, match=match):
+        gradcheck(matmul_forward, lambda dout, cache: (dout, {}), (a, b))
+
+
+@pytest.mark.parametrize("returned,received", [(None, "NoneType"), ("out", "str")])
+def test_forward_returning_the_wrong_structure_is_named(rng, returned, received):
+    x, params = _linear_case(rng)
+    with pytest.raises(TypeError, match=f"forward must return \\(out, cache\\).*received {received}$"):
+        gradcheck(lambda x, p: returned, linear_backward, x, params)
+    with pytest.raises(TypeError, match=f"forward's out must be an array or a float, received {received}$"):
+        gradcheck(lambda x, p: (returned, None), linear_backward, x, params)

@@ -35,7 +35,8 @@ def test_sgd_returns_new_dicts_and_keeps_float32(xp):
     state = sgd_init(params)
     grads = {"res2.0.conv1.w": xp.ones((2, 3), dtype=np.float32)}
     new_params, new_state = sgd_step(params, grads, state, lr=0.1)
-    assert float(params["res2.0.conv1.w"][0, 0]) == 1.0 and float(state["velocity.res2.0.conv1.w"][0, 0]) == 0.0
+    assert float(params["res2.0.conv1.w"][0, 0]) == 1.0
+    assert float(state["velocity.res2.0.conv1.w"][0, 0]) == 0.0
     assert int(state["step"]) == 0
     assert new_params["res2.0.conv1.w"].dtype == new_state["velocity.res2.0.conv1.w"].dtype == np.float32
 
@@ -54,7 +55,8 @@ def test_adam_two_steps_by_hand(xp):
     params = scalar_params(xp, 1.0)
     state = adam_init(params)
     b1, b2, lr, eps = 0.9, 0.999, 0.1, 1e-8
-    p1, s1 = adam_step(params, {"res2.0.conv1.w": xp.full((2, 3), 0.5)}, state, lr=lr, betas=(b1, b2), eps=eps)
+    grads = {"res2.0.conv1.w": xp.full((2, 3), 0.5)}
+    p1, s1 = adam_step(params, grads, state, lr=lr, betas=(b1, b2), eps=eps)
     # m = 0.05, v = 0.00025; m_hat = 0.5, v_hat = 0.25: p = 1 - 0.1 * 0.5 / (0.5 + 1e-8)
     np.testing.assert_allclose(to_numpy(p1["res2.0.conv1.w"]), 1 - 0.1 * 0.5 / (0.5 + 1e-8), rtol=1e-12)
     p2, s2 = adam_step(p1, {"res2.0.conv1.w": xp.full((2, 3), -1.0)}, s1, lr=lr, betas=(b1, b2), eps=eps)
@@ -67,7 +69,8 @@ def test_adam_two_steps_by_hand(xp):
 
 def test_adam_weight_decay_is_added_to_the_gradient(xp):
     params = scalar_params(xp, 2.0)
-    a, _ = adam_step(params, {"res2.0.conv1.w": xp.full((2, 3), 0.0)}, adam_init(params), lr=0.1, weight_decay=0.5)
+    zero = {"res2.0.conv1.w": xp.full((2, 3), 0.0)}
+    a, _ = adam_step(params, zero, adam_init(params), lr=0.1, weight_decay=0.5)
     b, _ = adam_step(params, {"res2.0.conv1.w": xp.full((2, 3), 1.0)}, adam_init(params), lr=0.1)
     np.testing.assert_allclose(to_numpy(a["res2.0.conv1.w"]), to_numpy(b["res2.0.conv1.w"]), rtol=1e-12)
 
@@ -79,7 +82,8 @@ def test_state_saves_to_npz_and_training_resumes_exactly(xp, rng, tmp_path, init
     p, s = params, init(params)
     for g in grads[:2]:
         p, s = step(p, g, s, lr=0.01)
-    save_npz_atomic(tmp_path / "ckpt.npz", {**params_to_numpy(p), **{f"opt.{k}": v for k, v in params_to_numpy(s).items()}})
+    opt = {f"opt.{k}": v for k, v in params_to_numpy(s).items()}
+    save_npz_atomic(tmp_path / "ckpt.npz", {**params_to_numpy(p), **opt})
     with np.load(tmp_path / "ckpt.npz", allow_pickle=False) as f:
         loaded = {k: f[k] for k in f.files}
     p_r = to_backend({k: v for k, v in loaded.items() if not k.startswith("opt.")}, xp)
