@@ -17,7 +17,7 @@ from typing import Sequence
 from . import __version__
 
 # Modules that contribute subcommands through ``register(subparsers)``.
-_SUBCOMMAND_MODULES = ("nlref.denoise.cli", "nlref.nn.cli")
+_SUBCOMMAND_MODULES = ("nlref.denoise.cli", "nlref.cli_train")
 
 
 def benchmarks_dir() -> Path:
