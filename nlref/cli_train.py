@@ -47,8 +47,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg, name = get_preset(args.preset, **overrides), args.preset
     out = args.out or f"runs/{name}"
-    print(f"training {cfg.arch} ({cfg.layout}, width {cfg.width}, {cfg.nl_blocks} non-local) for {cfg.steps} steps "
-          f"on {args.backend}; checkpoints and metrics in {out}/", flush=True)
+    print(f"training {cfg.arch} ({cfg.layout}, width {cfg.width}, {cfg.nl_blocks} non-local) for "
+          f"{cfg.steps} steps on {args.backend}; checkpoints and metrics in {out}/", flush=True)
     try:
         train(cfg, out_dir=out, resume=args.resume, backend=args.backend, progress=not args.no_progress)
     except TrainingInterrupted as exc:  # SIGTERM: train() saved the checkpoint and said so
@@ -62,7 +62,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     rows = select_rows(args.parts, args.models)
     base = ablation_config(quick=args.quick, width=args.width, size=args.size, steps=args.steps,
                            batch_size=args.batch_size, n_val=args.n_val, optimizer=args.optimizer, lr=args.lr)
-    result = run_ablation(base, rows, seeds=args.seeds, backend=args.backend, jobs=args.jobs, quick=args.quick)
+    result = run_ablation(base, rows, seeds=args.seeds, backend=args.backend, jobs=args.jobs,
+                          quick=args.quick)
     paths = write_results(result, args.out)
     print(markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -93,10 +94,11 @@ def _add_train_parser(subparsers: Any) -> None:
 def _add_ablate_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "ablate", help="the paper's Table 2 ablations at teaching scale",
-        description="Teaching-scale reproduction of Table 2 of Non-local Neural Networks (nlref.nn.ablation): "
-                    "writes ablation.md, ablation.json and ablation.png into --out.",
+        description="Teaching-scale reproduction of Table 2 of Non-local Neural Networks "
+                    "(nlref.nn.ablation): writes ablation.md, ablation.json and ablation.png into --out.",
     )
-    p.add_argument("--quick", action="store_true", help="tiny nets, few steps (CI smoke test, ~1 min on a CPU)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny nets, few steps (CI smoke test, ~1 min on a CPU)")
     p.add_argument("--parts", default="acdf", help="ablations to run, any of 'acdf' (default all)")
     p.add_argument("--models", default=None, help="comma-separated row labels to keep, e.g. 'C2D,NL C2D'")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")

@@ -118,20 +118,23 @@ def test_training_and_checkpoints_work_on_each_backend(xp, tmp_path):
     assert isinstance(out["params"]["fc.w"], xp.ndarray)
     ck = load_checkpoint(tmp_path / "checkpoint.npz", params=out["params"], state=out["state"], xp=xp)
     assert isinstance(ck["params"]["fc.w"], xp.ndarray) and ck["step"] == 2
-    np.testing.assert_array_equal(np.asarray(ck["params"]["fc.w"].tolist()), np.asarray(out["params"]["fc.w"].tolist()))
+    np.testing.assert_array_equal(np.asarray(ck["params"]["fc.w"].tolist()),
+                                  np.asarray(out["params"]["fc.w"].tolist()))
 
 
-# ----------------------------------------------------------------------------- same trajectory as before the split
+# ----------------------------------------------------------------------------- same path as before the split
 
 # losses of the first four steps and sum(fc.w) after them, recorded from nlref before train.py was split
 # into config / checkpoint / step / loop (commit e1499d8, NumPy, one BLAS thread)
 PINNED = {
-    "adam, crop and dropout": (dict(crop_pad=1, dropout=0.5),
-                               [0.6978655457496643, 0.6985085010528564, 0.6900933980941772, 0.6914008855819702],
-                               0.029729632660746574),
-    "sgd, step schedule": (dict(optimizer="sgd", lr=0.1, lr_step=2, weight_decay=1e-4),
-                           [0.7000775337219238, 0.7322113513946533, 0.7373910546302795, 0.7306382060050964],
-                           0.029728572815656662),
+    "adam, crop and dropout": (
+        dict(crop_pad=1, dropout=0.5),
+        [0.6978655457496643, 0.6985085010528564, 0.6900933980941772, 0.6914008855819702],
+        0.029729632660746574),
+    "sgd, step schedule": (
+        dict(optimizer="sgd", lr=0.1, lr_step=2, weight_decay=1e-4),
+        [0.7000775337219238, 0.7322113513946533, 0.7373910546302795, 0.7306382060050964],
+        0.029728572815656662),
 }
 
 
@@ -150,8 +153,9 @@ def test_the_same_seed_gives_the_same_trajectory_as_before(changes, losses, fc_s
 def test_first_evaluation_comes_at_step_25_unless_eval_every_is_sooner():
     cfg = get_preset("quick").replace(**{**TINY, "steps": 26, "n_val": 8})
     assert FIRST_EVAL == 25
-    assert [r["step"] for r in train(cfg.replace(eval_every=100), progress=False, verbose=False)["metrics"]] == [25, 26]
-    assert [r["step"] for r in train(cfg.replace(eval_every=20), progress=False, verbose=False)["metrics"]] == [20, 26]
+    for eval_every, expected in ((100, [25, 26]), (20, [20, 26])):
+        rows = train(cfg.replace(eval_every=eval_every), progress=False, verbose=False)["metrics"]
+        assert [r["step"] for r in rows] == expected
 
 
 def test_without_progress_bar_each_evaluation_and_the_summary_are_printed(tmp_path, capsys):
@@ -186,8 +190,8 @@ def test_resume_refuses_non_finite_weights(tmp_path):
     cfg = get_preset("quick").replace(**{**TINY, "steps": 2, "eval_every": 2})
     out = train(cfg, out_dir=tmp_path, progress=False, verbose=False)
     params = dict(out["params"], **{"fc.b": np.array([np.nan, 0.0], dtype=np.float32)})
-    save_checkpoint(tmp_path / "checkpoint.npz", params=params, opt_state=out["opt_state"], state=out["state"],
-                    step=2, config=cfg)
+    save_checkpoint(tmp_path / "checkpoint.npz", params=params, opt_state=out["opt_state"],
+                    state=out["state"], step=2, config=cfg)
     with pytest.raises(ValueError, match=r"key 'param/fc\.b' holds 1 non-finite value"):
         train(cfg.replace(steps=3), out_dir=tmp_path, resume=True, progress=False)
 
@@ -218,7 +222,8 @@ def test_train_installs_its_sigterm_handler_only_while_it_runs():
     try:
         during = []
         cfg = get_preset("quick").replace(**{**TINY, "steps": 1, "eval_every": 1})
-        train(cfg, progress=False, verbose=False, callback=lambda s, i: during.append(signal.getsignal(signal.SIGTERM)))
+        train(cfg, progress=False, verbose=False,
+              callback=lambda s, i: during.append(signal.getsignal(signal.SIGTERM)))
         assert during[0] is not mine and callable(during[0])
         assert signal.getsignal(signal.SIGTERM) is mine
 

@@ -61,8 +61,8 @@ PARTS: dict[str, list[tuple[str, dict]]] = {
           ("spacetime", dict(_NL, nl_space_time="spacetime"))],
     "f": [("C2D", {}), ("I3D", dict(arch="i3d")), ("NL C2D", _NL), ("NL I3D", dict(_NL, arch="i3d"))],
 }
-TITLES = {"a": "(a) instantiations, 1 block", "c": "(c) number of blocks", "d": "(d) space vs time vs spacetime",
-          "f": "(f) C2D vs I3D"}
+TITLES = {"a": "(a) instantiations, 1 block", "c": "(c) number of blocks",
+          "d": "(d) space vs time vs spacetime", "f": "(f) C2D vs I3D"}
 
 
 def ablation_config(*, quick: bool = False, width: int | None = None, size: int | None = None,
@@ -135,13 +135,13 @@ def _train_all(unique: dict[str, TrainConfig], backend: str, jobs: int) -> dict[
         futures = {pool.submit(train_summary, cfg, backend=backend): key for key, cfg in unique.items()}
         for fut in cf.as_completed(futures):
             results[futures[fut]] = r = fut.result()
-            print(f"  done {len(results)}/{len(unique)}: val acc {r['val_accuracy']:.3f} ({r['seconds']:.0f} s)",
-                  flush=True)
+            print(f"  done {len(results)}/{len(unique)}: val acc {r['val_accuracy']:.3f} "
+                  f"({r['seconds']:.0f} s)", flush=True)
     return results
 
 
-def run_ablation(base: TrainConfig, rows: list[tuple[str, str, dict]], *, seeds: int = 3, backend: str = "numpy",
-                 jobs: int = 1, quick: bool = False) -> dict[str, Any]:
+def run_ablation(base: TrainConfig, rows: list[tuple[str, str, dict]], *, seeds: int = 3,
+                 backend: str = "numpy", jobs: int = 1, quick: bool = False) -> dict[str, Any]:
     """Train every row over ``seeds`` seeds and aggregate mean +- sample std of the held-out accuracy.
 
     Identical configurations (C2D in (a) and (f); NL C2D = embedded Gaussian =
@@ -163,7 +163,8 @@ def run_ablation(base: TrainConfig, rows: list[tuple[str, str, dict]], *, seeds:
         for s in seed_list:
             cfg = base.replace(**kw, seed=s)
             unique.setdefault(_key(cfg), cfg)
-    print(f"{len(unique)} training runs ({seeds} seeds), {base.steps} steps each, backend {backend}", flush=True)
+    print(f"{len(unique)} training runs ({seeds} seeds), {base.steps} steps each, backend {backend}",
+          flush=True)
     t0 = time.perf_counter()
     results = _train_all(unique, backend, jobs)
     table = []
@@ -185,9 +186,9 @@ def markdown(result: dict[str, Any]) -> str:
         "# Non-local ablations at teaching scale (paper Table 2)",
         "",
         f"Synthetic same-or-different-colour task, clips {b['channels']} x {b['n_frames']} x {b['size']} x "
-        f"{b['size']}; tiny networks (width {b['width']}), {b['optimizer']} lr {b['lr']}, batch {b['batch_size']}, "
-        f"{b['steps']} steps; held-out accuracy on {b['n_val']} clips, mean +- std over seeds "
-        f"{result['seeds']}; backend {result['backend']}{quick}; "
+        f"{b['size']}; tiny networks (width {b['width']}), {b['optimizer']} lr {b['lr']}, "
+        f"batch {b['batch_size']}, {b['steps']} steps; held-out accuracy on {b['n_val']} clips, "
+        f"mean +- std over seeds {result['seeds']}; backend {result['backend']}{quick}; "
         f"{result['seconds']:.0f} s in all. Chance is 0.500.",
         "",
     ]
@@ -198,7 +199,8 @@ def markdown(result: dict[str, Any]) -> str:
         for r in (r for r in result["rows"] if r["part"] == part):
             per = ", ".join(f"{a:.3f}" for a in r["accuracies"])
             paper = r["paper_top1"] if r["paper_top1"] is not None else "-"
-            lines.append(f"| {r['model']} | {r['mean']:.3f} +- {r['std']:.3f} | {per} | {r['step_s']:.3f} | {paper} |")
+            lines.append(f"| {r['model']} | {r['mean']:.3f} +- {r['std']:.3f} | {per} | {r['step_s']:.3f} | "
+                         f"{paper} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -212,8 +214,9 @@ def plot(result: dict[str, Any], path: str | os.PathLike) -> None:
     axes = fig.subplots(1, len(parts), squeeze=False)
     for ax, part in zip(axes[0], parts):
         rows = [r for r in result["rows"] if r["part"] == part]
+        colours = ["tab:gray" if "NL" not in r["model"] and r["part"] in "af" else "tab:blue" for r in rows]
         ax.bar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=4,
-               color=["tab:gray" if "NL" not in r["model"] and r["part"] in "af" else "tab:blue" for r in rows])
+               color=colours)
         for i, r in enumerate(rows):
             ax.plot([i] * len(r["accuracies"]), r["accuracies"], "k.", ms=4)
         ax.axhline(0.5, color="tab:red", ls="--", lw=1, label="chance")

@@ -79,7 +79,8 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise ValueError(f"checkpoint {path!r} is corrupt or truncated (cannot read it as .npz: {exc})") from None
+        raise ValueError(f"checkpoint {path!r} is corrupt or truncated (cannot read it as .npz: {exc})") \
+            from None
 
 
 def _scalar(arrays: dict, key: str, kind: str, path: str) -> Any:
@@ -90,8 +91,8 @@ def _scalar(arrays: dict, key: str, kind: str, path: str) -> Any:
     ok = a.ndim == 0 and (a.dtype.kind == "U" if kind == "U" else a.dtype.kind in "iu")
     if not ok:
         what = "a 0-d string" if kind == "U" else "a 0-d integer"
-        raise ValueError(f"checkpoint {path!r}: key {key!r} must be {what}, received {a.dtype} array of shape "
-                         f"{a.shape}")
+        raise ValueError(f"checkpoint {path!r}: key {key!r} must be {what}, received {a.dtype} array "
+                         f"of shape {a.shape}")
     return str(a[()]) if kind == "U" else int(a[()])
 
 
@@ -101,7 +102,8 @@ def _config(text: str, path: str) -> TrainConfig | dict:
     except json.JSONDecodeError as exc:
         raise ValueError(f"checkpoint {path!r}: key 'config' is not valid JSON ({exc})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"checkpoint {path!r}: key 'config' must be a JSON object, received {type(d).__name__}")
+        raise ValueError(f"checkpoint {path!r}: key 'config' must be a JSON object, "
+                         f"received {type(d).__name__}")
     try:
         return config_from_dict(d)
     except (ValueError, TypeError):
@@ -185,7 +187,8 @@ def load_checkpoint(path: str | os.PathLike, *, params: dict | None = None, opt_
     arrays = _read_npz(path)
     if "format" not in arrays or arrays["format"].dtype.kind != "U" \
             or str(arrays["format"][()]) != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path!r} is not an nlref checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        raise ValueError(f"checkpoint {path!r} is not an nlref checkpoint "
+                         f"(expected format {CHECKPOINT_FORMAT!r})")
     _scalar(arrays, "format", "U", path)
     step = _scalar(arrays, "step", "i", path)
     if step < 0:

@@ -44,9 +44,18 @@ from ..data.synthetic_video import make_clips
 from ..io import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, TrainConfig, check_config, get_preset, load_config
-from .models import model_forward
 from .layers import softmax_cross_entropy
-from .step import AUG, DROPOUT, SHUFFLE, build_from_config, learning_rate, optimizer_init, step_rng, train_step
+from .models import model_forward
+from .step import (
+    AUG,
+    DROPOUT,
+    SHUFFLE,
+    build_from_config,
+    learning_rate,
+    optimizer_init,
+    step_rng,
+    train_step,
+)
 
 # ``train`` itself is left out of __all__: nlref.nn star-imports this module, and exporting
 # a function named ``train`` would hide the module ``nlref.nn.train`` behind it.
@@ -125,8 +134,8 @@ def _batch(cfg: TrainConfig, step: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
         epochs, slots = np.divmod(indices, cfg.n_train)
         perms = {e: step_rng(cfg.seed, SHUFFLE, e).permutation(cfg.n_train) for e in set(epochs.tolist())}
         indices = np.array([perms[e][j] for e, j in zip(epochs.tolist(), slots.tolist())])
-    x, y = make_clips(cfg.batch_size, seed=cfg.seed, split="train", indices=indices,
-                      n_frames=cfg.n_frames, size=cfg.size, channels=cfg.channels, noise=cfg.noise, dtype=dtype)
+    x, y = make_clips(cfg.batch_size, seed=cfg.seed, split="train", indices=indices, n_frames=cfg.n_frames,
+                      size=cfg.size, channels=cfg.channels, noise=cfg.noise, dtype=dtype)
     x = random_crop_flip(x, step_rng(cfg.seed, AUG, step), pad=cfg.crop_pad, flip=cfg.flip)
     return asarray(x, xp), asarray(y, xp)
 
@@ -140,7 +149,8 @@ def _val_set(cfg: TrainConfig, xp: Any, dtype: Any) -> tuple[Any, Any]:
 # ----------------------------------------------------------------------------- evaluation and files
 
 
-def evaluate(model: list, params: dict, state: dict, x: Any, y: Any, *, batch_size: int = 64) -> dict[str, float]:
+def evaluate(model: list, params: dict, state: dict, x: Any, y: Any, *,
+             batch_size: int = 64) -> dict[str, float]:
     """Loss and accuracy of a model in eval mode (BN running statistics) on ``(x, y)``."""
     total_loss, correct = 0.0, 0
     for i in range(0, x.shape[0], batch_size):
@@ -205,8 +215,8 @@ def _check_resumable(saved: Any, cfg: TrainConfig, path: Path) -> None:
     now = dataclasses.asdict(cfg)
     diff = sorted(k for k in set(saved_d) | set(now) if k != "steps" and saved_d.get(k) != now.get(k))
     if diff:
-        raise ValueError(f"cannot resume from {str(path)!r}: its config differs in {diff} "
-                         f"(checkpoint {[saved_d.get(k) for k in diff]}, requested {[now.get(k) for k in diff]})")
+        raise ValueError(f"cannot resume from {str(path)!r}: its config differs in {diff} (checkpoint "
+                         f"{[saved_d.get(k) for k in diff]}, requested {[now.get(k) for k in diff]})")
 
 
 def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[str, Any]:
@@ -222,7 +232,8 @@ def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[st
         run.update(params=ck["params"], opt_state=ck["opt_state"], state=ck["state"], step=ck["step"],
                    meter=ck["meter"])
         if (out / "metrics.json").exists():
-            run["rows"] = [r for r in json.loads((out / "metrics.json").read_text()) if r["step"] <= ck["step"]]
+            rows = json.loads((out / "metrics.json").read_text())
+            run["rows"] = [r for r in rows if r["step"] <= ck["step"]]
         print(f"resuming from step {ck['step']} ({ckpt})", flush=True)
     dtype = np.dtype(cfg.dtype)
     run["val_x"], run["val_y"] = _val_set(cfg, xp, dtype)
@@ -346,8 +357,8 @@ def train(
         _save(run, cfg)
     if verbose:
         print(_summary_line(cfg, run, time.perf_counter() - t_start), flush=True)
-    return {"params": run["params"], "state": run["state"], "opt_state": run["opt_state"], "model": run["model"],
-            "step": run["step"], "metrics": run["rows"], "config": cfg}
+    return {"params": run["params"], "state": run["state"], "opt_state": run["opt_state"],
+            "model": run["model"], "step": run["step"], "metrics": run["rows"], "config": cfg}
 
 
 def train_summary(cfg: TrainConfig, *, backend: str = "numpy") -> dict[str, Any]:
@@ -364,5 +375,6 @@ def train_summary(cfg: TrainConfig, *, backend: str = "numpy") -> dict[str, Any]
     out = train(cfg, backend=backend, progress=False, verbose=False)
     seconds = time.perf_counter() - t0
     last = out["metrics"][-1]
-    return {"config": dataclasses.asdict(cfg), "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
-            "metrics": out["metrics"], "seconds": seconds, "step_s": last["time_s"] / max(out["step"], 1)}
+    return {"config": dataclasses.asdict(cfg), "val_accuracy": last["val_accuracy"],
+            "val_loss": last["val_loss"], "metrics": out["metrics"], "seconds": seconds,
+            "step_s": last["time_s"] / max(out["step"], 1)}
