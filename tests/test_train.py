@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 
 import numpy as np
@@ -209,6 +210,7 @@ def test_sigterm_saves_a_checkpoint_and_raises_with_exit_code_143(tmp_path, caps
     with pytest.raises(TrainingInterrupted) as info:
         train(cfg, out_dir=tmp_path, progress=False, verbose=False, callback=terminate_after_three)
     assert info.value.exit_code == 143 and isinstance(info.value, KeyboardInterrupt)
+    assert pickle.loads(pickle.dumps(info.value)).exit_code == 143
     assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 3
     assert capsys.readouterr().out == (f"stopped by SIGTERM after step 3; checkpoint saved to "
                                        f"{tmp_path / 'checkpoint.npz'} (resume with --resume)\n")

@@ -82,6 +82,9 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.exit_code = 128 + self.signum
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
+    def __reduce__(self) -> tuple:  # picklable, e.g. out of an ablation worker process
+        return (TrainingInterrupted, (self.signum,))
+
 
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
