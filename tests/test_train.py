@@ -1,17 +1,20 @@
-"""Training loop and checkpoints: resumable bit for bit, atomic, strict on load."""
+"""The training loop: resumable bit for bit, the same path as before, honest about interruptions."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import signal
 
 import numpy as np
 import pytest
 
-from nlref.nn.models import build_model
 from nlref.nn.train import (
+    FIRST_EVAL,
     PRESETS,
     TrainConfig,
+    TrainingInterrupted,
     get_preset,
     load_checkpoint,
     load_config,
@@ -22,101 +25,6 @@ from nlref.nn.train import (
 
 # a few-second configuration: NL C2D, width 4, 16 x 16 frames
 TINY = dict(width=4, size=16, batch_size=8, n_train=12, steps=6, eval_every=4, n_val=16)
-
-
-def _model(**kw):
-    return build_model("c2d", width=2, **kw)
-
-
-def _checkpoint(tmp_path, **kw):
-    _, params, state = _model(**kw)
-    opt = {"velocity.fc.w": np.ones_like(params["fc.w"]), "step": np.asarray(3)}
-    path = tmp_path / "ck.npz"
-    save_checkpoint(path, params=params, opt_state=opt, state=state, step=3, config=TrainConfig())
-    return path, params, opt, state
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def test_checkpoint_round_trip_restores_every_array_step_and_config(tmp_path):
-    path, params, opt, state = _checkpoint(tmp_path)
-    ck = load_checkpoint(path, params=params, opt_state=opt, state=state)
-    assert ck["step"] == 3 and ck["config"] == TrainConfig()
-    for saved, loaded in ((params, ck["params"]), (opt, ck["opt_state"]), (state, ck["state"])):
-        assert set(saved) == set(loaded)
-        for k in saved:
-            np.testing.assert_array_equal(loaded[k], saved[k])
-            assert loaded[k].dtype == saved[k].dtype
-
-
-def test_checkpoint_holds_no_pickled_object(tmp_path):
-    path, *_ = _checkpoint(tmp_path)
-    with np.load(path, allow_pickle=False) as npz:
-        assert all(npz[k].dtype != object for k in npz.files)
-        assert json.loads(str(npz["config"][()]))["arch"] == "c2d"
-
-
-def test_load_rejects_a_missing_key_and_names_it(tmp_path):
-    path, params, opt, state = _checkpoint(tmp_path)
-    _, params_nl, state_nl = _model(nl_blocks=1)
-    with pytest.raises(ValueError, match=r"missing params key 'res3\.0\.nl\."):
-        load_checkpoint(path, params=params_nl, opt_state=opt, state=state_nl)
-
-
-def test_load_rejects_an_unexpected_key_and_names_it(tmp_path):
-    path, params, opt, state = _checkpoint(tmp_path)
-    smaller = {k: v for k, v in params.items() if k != "fc.b"}
-    with pytest.raises(ValueError, match=r"unexpected params key 'fc\.b'"):
-        load_checkpoint(path, params=smaller)
-
-
-def test_load_rejects_a_wrong_shape_and_names_the_key(tmp_path):
-    path, params, opt, state = _checkpoint(tmp_path)
-    _, wider, _ = build_model("c2d", width=3)
-    with pytest.raises(ValueError, match=r"params key 'conv1\.w' has shape \(2, 3, 1, 5, 5\).*expected \(3, 3, 1, 5, 5\)"):
-        load_checkpoint(path, params=wider)
-
-
-def test_load_rejects_corrupt_and_truncated_files(tmp_path):
-    path, *_ = _checkpoint(tmp_path)
-    data = path.read_bytes()
-    truncated = tmp_path / "truncated.npz"
-    truncated.write_bytes(data[: len(data) // 2])
-    garbage = tmp_path / "garbage.npz"
-    garbage.write_bytes(b"not a zip file at all" * 10)
-    for bad in (truncated, garbage):
-        with pytest.raises(ValueError, match="corrupt or truncated"):
-            load_checkpoint(bad)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_checkpoint(tmp_path / "nothing.npz")
-
-
-def test_load_refuses_pickled_arrays_and_foreign_npz(tmp_path):
-    pickled = tmp_path / "pickled.npz"
-    np.savez(pickled, format=np.array("nlref-checkpoint-v1"), step=np.array(1), config=np.array("{}"),
-             **{"param/x": np.array([{"a": 1}], dtype=object)})
-    with pytest.raises(ValueError, match="corrupt or truncated"):
-        load_checkpoint(pickled)
-    foreign = tmp_path / "foreign.npz"
-    np.savez(foreign, a=np.zeros(2))
-    with pytest.raises(ValueError, match="not an nlref checkpoint"):
-        load_checkpoint(foreign)
-
-
-def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
-    path, params, opt, state = _checkpoint(tmp_path)
-    before = path.read_bytes()
-
-    def broken_savez(fh, **arrays):
-        fh.write(b"PK half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(np, "savez", broken_savez)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, params=params, opt_state=opt, state=state, step=4, config=TrainConfig())
-    assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["ck.npz"]  # no temporary file left behind
 
 
 # ----------------------------------------------------------------------------- configs
@@ -205,28 +113,127 @@ def test_training_loss_decreases_in_quick_mode():
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.1
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def test_nlref_train_command_writes_checkpoint_and_metrics_and_resumes(tmp_path, capsys):
-    from nlref.cli import main
-
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"preset": "quick", "steps": 2, "eval_every": 1}))
-    out = tmp_path / "run"
-    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--set", "n_val=8"]) == 0
-    assert {"checkpoint.npz", "metrics.csv", "metrics.json"} <= set(os.listdir(out))
-    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--set", "n_val=8",
-                 "--steps", "3", "--resume"]) == 0
-    assert load_checkpoint(out / "checkpoint.npz")["step"] == 3
-    assert "val accuracy" in capsys.readouterr().out
-    assert main(["train", "--preset", "quick", "--set", "width", "--out", str(out)]) == 2  # bad --set: clean error
-
-
 def test_training_and_checkpoints_work_on_each_backend(xp, tmp_path):
     cfg = get_preset("quick").replace(**{**TINY, "steps": 2, "eval_every": 2})
     out = train(cfg, out_dir=tmp_path, backend=xp.__name__, progress=False)
     assert isinstance(out["params"]["fc.w"], xp.ndarray)
     ck = load_checkpoint(tmp_path / "checkpoint.npz", params=out["params"], state=out["state"], xp=xp)
     assert isinstance(ck["params"]["fc.w"], xp.ndarray) and ck["step"] == 2
-    np.testing.assert_array_equal(np.asarray(ck["params"]["fc.w"].tolist()), np.asarray(out["params"]["fc.w"].tolist()))
+    np.testing.assert_array_equal(np.asarray(ck["params"]["fc.w"].tolist()),
+                                  np.asarray(out["params"]["fc.w"].tolist()))
+
+
+# ----------------------------------------------------------------------------- same path as before the split
+
+# losses of the first four steps and sum(fc.w) after them, recorded from nlref before train.py was split
+# into config / checkpoint / step / loop (commit e1499d8, NumPy, one BLAS thread)
+PINNED = {
+    "adam, crop and dropout": (
+        dict(crop_pad=1, dropout=0.5),
+        [0.6978655457496643, 0.6985085010528564, 0.6900933980941772, 0.6914008855819702],
+        0.029729632660746574),
+    "sgd, step schedule": (
+        dict(optimizer="sgd", lr=0.1, lr_step=2, weight_decay=1e-4),
+        [0.7000775337219238, 0.7322113513946533, 0.7373910546302795, 0.7306382060050964],
+        0.029728572815656662),
+}
+
+
+@pytest.mark.parametrize("changes, losses, fc_sum", PINNED.values(), ids=PINNED.keys())
+def test_the_same_seed_gives_the_same_trajectory_as_before(changes, losses, fc_sum):
+    cfg = get_preset("quick").replace(**{**TINY, "steps": 4, "eval_every": 4}, **changes)
+    seen = []
+    out = train(cfg, progress=False, verbose=False, callback=lambda step, info: seen.append(info["loss"]))
+    np.testing.assert_allclose(seen, losses, rtol=1e-5)
+    assert float(out["params"]["fc.w"].sum()) == pytest.approx(fc_sum, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- what the user sees
+
+
+def test_first_evaluation_comes_at_step_25_unless_eval_every_is_sooner():
+    cfg = get_preset("quick").replace(**{**TINY, "steps": 26, "n_val": 8})
+    assert FIRST_EVAL == 25
+    for eval_every, expected in ((100, [25, 26]), (20, [20, 26])):
+        rows = train(cfg.replace(eval_every=eval_every), progress=False, verbose=False)["metrics"]
+        assert [r["step"] for r in rows] == expected
+
+
+def test_without_progress_bar_each_evaluation_and_the_summary_are_printed(tmp_path, capsys):
+    cfg = get_preset("quick").replace(**TINY)
+    out = train(cfg, out_dir=tmp_path, progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    rows = out["metrics"]
+    assert [ln.split(":")[0] for ln in lines[:2]] == ["step 4/6", "step 6/6"]
+    best = max(r["val_accuracy"] for r in rows)
+    assert lines[2].startswith("done: step 6/6 in ")
+    assert f"val accuracy last {rows[-1]['val_accuracy']:.3f}, best {best:.3f}" in lines[2]
+    assert lines[2].endswith(f"checkpoint {tmp_path / 'checkpoint.npz'}") and len(lines) == 3
+
+
+def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    cfg = get_preset("quick").replace(**TINY)
+    with pytest.raises(FileNotFoundError, match=r"cannot resume: there is no checkpoint '.*checkpoint\.npz'"):
+        train(cfg, out_dir=tmp_path / "empty", resume=True, progress=False)
+    assert not (tmp_path / "empty").exists()
+    with pytest.raises(ValueError, match="resume=True needs out_dir"):
+        train(cfg, resume=True, progress=False)
+
+
+def test_resume_says_where_it_starts_from(tmp_path, capsys):
+    cfg = get_preset("quick").replace(**{**TINY, "steps": 2, "eval_every": 2})
+    train(cfg, out_dir=tmp_path, progress=False, verbose=False)
+    train(cfg.replace(steps=3), out_dir=tmp_path, resume=True, progress=False, verbose=False)
+    assert capsys.readouterr().out.splitlines() == [f"resuming from step 2 ({tmp_path / 'checkpoint.npz'})"]
+
+
+def test_resume_refuses_non_finite_weights(tmp_path):
+    cfg = get_preset("quick").replace(**{**TINY, "steps": 2, "eval_every": 2})
+    out = train(cfg, out_dir=tmp_path, progress=False, verbose=False)
+    params = dict(out["params"], **{"fc.b": np.array([np.nan, 0.0], dtype=np.float32)})
+    save_checkpoint(tmp_path / "checkpoint.npz", params=params, opt_state=out["opt_state"],
+                    state=out["state"], step=2, config=cfg)
+    with pytest.raises(ValueError, match=r"key 'param/fc\.b' holds 1 non-finite value"):
+        train(cfg.replace(steps=3), out_dir=tmp_path, resume=True, progress=False)
+
+
+# ----------------------------------------------------------------------------- SIGTERM
+
+
+def test_sigterm_saves_a_checkpoint_and_raises_with_exit_code_143(tmp_path, capsys):
+    cfg = get_preset("quick").replace(**TINY)
+
+    def terminate_after_three(step, info):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, out_dir=tmp_path, progress=False, verbose=False, callback=terminate_after_three)
+    assert info.value.exit_code == 143 and isinstance(info.value, KeyboardInterrupt)
+    assert pickle.loads(pickle.dumps(info.value)).exit_code == 143
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 3
+    assert capsys.readouterr().out == (f"stopped by SIGTERM after step 3; checkpoint saved to "
+                                       f"{tmp_path / 'checkpoint.npz'} (resume with --resume)\n")
+
+
+def test_train_installs_its_sigterm_handler_only_while_it_runs():
+    def mine(signum, frame):  # pragma: no cover - never called
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        during = []
+        cfg = get_preset("quick").replace(**{**TINY, "steps": 1, "eval_every": 1})
+        train(cfg, progress=False, verbose=False,
+              callback=lambda s, i: during.append(signal.getsignal(signal.SIGTERM)))
+        assert during[0] is not mine and callable(during[0])
+        assert signal.getsignal(signal.SIGTERM) is mine
+
+        def fail(step, info):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False, verbose=False, callback=fail)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
