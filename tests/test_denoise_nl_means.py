@@ -12,10 +12,12 @@ import math
 import numpy as np
 import pytest
 
+from nlref._validation import as_tuple
 from nlref.backend import asarray, to_numpy
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import nl_means, nl_means_pixelwise
-from nlref.denoise.fast import half_offsets, offset_loop, offset_loop_batched, window_sum
+from nlref.denoise.batched import batch_bytes, offset_loop_batched
+from nlref.denoise.fast import half_offsets, offset_loop, window_sum
 from nlref.metrics import psnr
 
 
@@ -105,20 +107,23 @@ def test_offset_loop_equals_pixelwise_definition(xp, rng, case, fast_mode, weigh
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("batch_bytes", [1, 2**30])
-def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch_bytes):
+@pytest.mark.parametrize("batch", [2, None])
+def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch):
     case = dict(case)
     image = rng.random(case.pop("shape"))
     kw = dict(h=0.15, sigma=0.03, **case)
     expected = nl_means_pixelwise(image, patch_weights="uniform", **kw)
-    got = nl_means(asarray(image, xp), max_batch_bytes=batch_bytes, **kw)
+    u = np.moveaxis(image, case.get("channel_axis", 0), 0) if "channel_axis" in case else image[None]
+    n = u.ndim - 1
+    cap = 2**30 if batch is None else batch_bytes(u.shape, 8, as_tuple(case["patch_size"], n, ""), batch)
+    got = nl_means(asarray(image, xp), max_batch_bytes=cap, **kw)
     np.testing.assert_allclose(to_numpy(got), expected, rtol=0, atol=1e-12)
 
 
 def test_batched_and_plain_loop_agree_in_float32_on_a_real_image():
     u = add_gaussian_noise(load_image("camera")[200:296, 200:296], 0.08, seed=1)[None]
     a = offset_loop(u, (7, 7), (10, 10), 0.07, 0.08, centre="max")
-    b = offset_loop_batched(u, (7, 7), (10, 10), 0.07, 0.08, centre="max", max_batch_bytes=2**30)
+    b = offset_loop_batched(u, (7, 7), (10, 10), 0.07, 0.08, centre="max", batch=21)
     assert a.dtype == b.dtype == np.float32
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
@@ -320,5 +325,7 @@ def test_non_array_and_complex_images_are_refused():
 
 
 def test_an_rgb_image_without_channel_axis_is_a_volume_and_may_be_too_thin():
-    with pytest.raises(ValueError, match="smaller than the patch"):
+    with pytest.raises(ValueError, match="smaller than the patch.*pass channel_axis=-1"):
         nl_means(np.zeros((8, 8, 2)), **GOOD)
+    with pytest.raises(ValueError, match="smaller than the patch.*pass channel_axis=-1"):
+        nl_means(np.zeros((16, 16, 3)))  # scikit-image's defaults: patch 7
