@@ -46,13 +46,15 @@ def batch_bytes(shape: tuple[int, ...], itemsize: int, patch_size: tuple[int, ..
     :func:`window_sum` (at most ``max(5, C + 1) B N_pad`` values); the
     accumulation phase holds the weights, the weighted pixels ``(B, C, *S)``
     and their sum over the batch (``(B (1 + C) + C) N``).  One more ``N`` for
-    the weights :func:`offset_loop` keeps from the previous offset.  Checked
-    against :mod:`tracemalloc` in ``tests/test_denoise_nl_means.py``.
+    the weights :func:`offset_loop` keeps from the previous offset, and NumPy's
+    ufunc buffers for strided operands (``numpy.getbufsize()`` values for each
+    of at most 4 operands).  Checked against :mod:`tracemalloc` in
+    ``tests/test_denoise_limits.py``.
     """
     C, spatial = shape[0], shape[1:]
     n = math.prod(spatial)
     n_pad = math.prod(m + 2 * (p // 2) for m, p in zip(spatial, patch_size))
-    values = max(max(5, C + 1) * batch * n_pad, (batch * (1 + C) + C) * n) + n
+    values = max(max(5, C + 1) * batch * n_pad, (batch * (1 + C) + C) * n) + n + 4 * np.getbufsize()
     return values * itemsize
 
 
