@@ -17,8 +17,16 @@ import pytest
 
 from nlref.backend import PeakMemory, asarray, to_numpy
 from nlref.data import add_gaussian_noise, load_image
-from nlref.denoise import (UnsupportedDimensionError, batched, estimate_sigma, fast, nl_means, nl_means_dask,
-                           nl_means_ipol, nl_means_pixelwise)
+from nlref.denoise import (
+    UnsupportedDimensionError,
+    batched,
+    estimate_sigma,
+    fast,
+    nl_means,
+    nl_means_dask,
+    nl_means_ipol,
+    nl_means_pixelwise,
+)
 from nlref.denoise.batched import batch_bytes
 from nlref.metrics import psnr
 
@@ -92,7 +100,8 @@ def test_values_near_the_dtype_maximum_give_the_scaled_result(rng, dtype, expone
 
 def test_float32_plus_and_minus_maximum_stays_finite_and_in_range():
     big = np.float32(3.4e38) * np.where(np.indices((9, 10)).sum(axis=0) % 2, 1, -1).astype(np.float32)
-    for out in (nl_means(big, 3, 2, np.float32(3e38)), nl_means_ipol(big, 1e38, patch_size=3, patch_distance=2)):
+    ipol = nl_means_ipol(big, 1e38, patch_size=3, patch_distance=2)
+    for out in (nl_means(big, 3, 2, np.float32(3e38)), ipol):
         assert np.isfinite(out).all()
         assert np.abs(out).max() <= np.abs(big).max() * (1 + 1e-6)  # a weighted mean, up to rounding
 
@@ -136,7 +145,8 @@ def test_4d_offset_loop_equals_a_plain_python_loop(rng):
     image = rng.random((3, 3, 3, 4))
     expected = python_loop_nd(image, 3, 1, 0.3)
     np.testing.assert_allclose(nl_means(image, 3, 1, 0.3), expected, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(nl_means(image, 3, 1, 0.3, max_batch_bytes=2**30), expected, rtol=0, atol=1e-12)
+    batched_out = nl_means(image, 3, 1, 0.3, max_batch_bytes=2**30)
+    np.testing.assert_allclose(batched_out, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("fast_mode", [True, False])
@@ -170,8 +180,8 @@ CAP_CASES = [((200, 210), None, 7, 3, "skimage"), ((150, 160, 3), -1, 5, 2, "ipo
 @pytest.mark.parametrize("shape,channel_axis,s,d,weighting", CAP_CASES)
 @pytest.mark.parametrize("offsets", [1, 2, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_batch_bytes_caps_every_temporary_of_a_step(monkeypatch, rng, shape, channel_axis, s, d, weighting,
-                                                        offsets, dtype):
+def test_max_batch_bytes_caps_every_temporary_of_a_step(monkeypatch, rng, shape, channel_axis, s, d,
+                                                        weighting, offsets, dtype):
     peaks = []
 
     def tracking(iterable, total, enabled):   # peak bytes allocated while the offsets are visited
@@ -185,7 +195,8 @@ def test_max_batch_bytes_caps_every_temporary_of_a_step(monkeypatch, rng, shape,
     n_channels = 1 if channel_axis is None else shape[channel_axis]
     spatial = shape if channel_axis is None else shape[:-1]
     cap = batch_bytes((n_channels,) + spatial, np.dtype(dtype).itemsize, (s,) * len(spatial), offsets)
-    nl_means(image, s, d, 0.1, True, 0.02, channel_axis=channel_axis, weighting=weighting, max_batch_bytes=cap)
+    nl_means(image, s, d, 0.1, True, 0.02, channel_axis=channel_axis, weighting=weighting,
+             max_batch_bytes=cap)
     assert 0 < peaks[0] <= cap
 
 

@@ -89,8 +89,10 @@ CASES = [
     pytest.param(dict(shape=(17, 15, 3), patch_size=3, patch_distance=3, channel_axis=-1), id="rgb-last"),
     pytest.param(dict(shape=(2, 14, 13), patch_size=3, patch_distance=2, channel_axis=0), id="2ch-first"),
     pytest.param(dict(shape=(7, 9, 10), patch_size=3, patch_distance=2), id="volume"),
-    pytest.param(dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)), id="video-per-axis"),
-    pytest.param(dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3), id="volume-2ch"),
+    pytest.param(dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)),
+                 id="video-per-axis"),
+    pytest.param(dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3),
+                 id="volume-2ch"),
 ]
 
 
@@ -229,7 +231,8 @@ def _psnr_pair(name, sigma255, size, fast_mode, h_factor):
     sigma = sigma255 / 255
     noisy = add_gaussian_noise(clean, sigma, seed=sigma255)
     ch = -1 if clean.ndim == 3 else None
-    kw = dict(patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma, channel_axis=ch)
+    kw = dict(patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma,
+              channel_axis=ch)
     ours = psnr(clean, nl_means(noisy, **kw))
     theirs = psnr(clean, denoise_nl_means(noisy, **kw))
     return ours, theirs, psnr(clean, noisy)
@@ -246,7 +249,8 @@ def test_fast_mode_psnr_not_below_scikit_image_on_crops(name, sigma255):
 # patch is worth up to 0.2 dB on textured images (nlref with patch_size=5 beats
 # it).  Measured on whole images, sigma 10/255: camera +0.21, moon +0.06,
 # astronaut -0.21, coins -0.15 dB.
-_SMALLER_PATCH_WINS = pytest.mark.xfail(reason="scikit-image's effective patch is (s-1) x (s-1)", strict=False)
+_SMALLER_PATCH_WINS = pytest.mark.xfail(reason="scikit-image's effective patch is (s-1) x (s-1)",
+                                        strict=False)
 
 
 @pytest.mark.slow

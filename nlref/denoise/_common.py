@@ -126,10 +126,14 @@ def check_geometry(image: Any, patch_size: Any, patch_distance: Any, channel_axi
     shape = tuple(int(n) for ax, n in enumerate(image.shape) if ax != ch)
     patch = as_tuple(patch_size, n_spatial, "patch_size")
     if any(p <= 0 or p % 2 == 0 for p in patch):
-        raise ValueError(f"patch_size must be odd and positive (the patch is centred), received {patch_size!r}")
+        raise ValueError(
+            f"patch_size must be odd and positive (the patch is centred), received {patch_size!r}"
+        )
     dist = as_tuple(patch_distance, n_spatial, "patch_distance")
     if any(d < 0 for d in dist):
-        raise ValueError(f"patch_distance must be >= 0 (half-width of the search window), received {patch_distance!r}")
+        raise ValueError(
+            f"patch_distance must be >= 0 (half-width of the search window), received {patch_distance!r}"
+        )
     if any(n < p for n, p in zip(shape, patch)):
         raise ValueError(
             f"image (spatial shape {shape}) is smaller than the patch (patch_size={patch}); "
@@ -188,7 +192,9 @@ def overflow_exponent(max_abs: float, growth: float, dtype: Any) -> int:
     return math.frexp(max_abs)[1]
 
 
-def prepare(image: Any, geometry: Geometry, h: float, sigma: float, *, preserve_range: bool = False) -> Prepared:
+def prepare(
+    image: Any, geometry: Geometry, h: float, sigma: float, *, preserve_range: bool = False
+) -> Prepared:
     """Float, channel-first ``u: (C, *S)`` and parameters on its scale (arguments already checked).
 
     Finite images near the dtype's largest value are divided by a power of

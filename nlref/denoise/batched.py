@@ -126,7 +126,8 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     pad_y = tuple(slice(p + ak, q + ak + 2 * ri) for p, q, ak, ri in zip(lo, hi, a, r[:-1]))
     # 1. squared differences for the whole batch: (B, *L + 2r, W + 2r)
     patch_x = padded[(slice(None),) + pad_x + (slice(d_last, d_last + width + 2 * r[-1]),)]
-    shifted = xp.lib.stride_tricks.sliding_window_view(padded[(slice(None),) + pad_y], width + 2 * r[-1], axis=-1)
+    window = width + 2 * r[-1]
+    shifted = xp.lib.stride_tricks.sliding_window_view(padded[(slice(None),) + pad_y], window, axis=-1)
     patch_y = xp.moveaxis(shifted[..., d_last + b0:d_last + b1, :], -2, 0)  # (B, C, *L + 2r, W + 2r)
     D = patch_x - patch_y
     D *= D

@@ -89,7 +89,9 @@ def window_sum(x: Any, size: int, axis: int) -> Any:
     return total
 
 
-def _patch_filter(D: Any, patch_size: tuple[int, ...], patch_weights: str, first_axis: int) -> tuple[Any, float]:
+def _patch_filter(
+    D: Any, patch_size: tuple[int, ...], patch_weights: str, first_axis: int
+) -> tuple[Any, float]:
     """Filter ``D`` with the separable patch kernel over the trailing spatial axes.
 
     Returns ``(S, scale)`` with ``scale * S`` the kernel-weighted mean: the box
@@ -190,7 +192,8 @@ def offset_loop(
         at_y = tuple(slice(a + tk, b + tk) for a, b, tk in zip(lo, hi, t))
         # patches of x and of y = x + t, in padded coordinates (+ r on each side)
         patch_x = padded[(slice(None),) + tuple(slice(a, b + 2 * ri) for a, b, ri in zip(lo, hi, r))]
-        patch_y = padded[(slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))]
+        patch_y = padded[(slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri)
+                                                for a, b, tk, ri in zip(lo, hi, t, r))]
         D = patch_x - patch_y
         D *= D
         D = D[0] if C == 1 else D.sum(axis=0)                      # (*region + 2r)

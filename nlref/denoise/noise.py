@@ -92,7 +92,9 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     ch, n_spatial = image_layout(image, channel_axis)
     spatial = [ax for ax in range(image.ndim) if ax != ch]
     if any(image.shape[ax] < 3 for ax in spatial):
-        raise ValueError(f"image must be at least 3 pixels along every spatial axis, received shape {tuple(image.shape)}")
+        raise ValueError(
+            f"image must be at least 3 pixels along every spatial axis, received shape {tuple(image.shape)}"
+        )
     check_finite(image, "image")
     xp = get_namespace(image)
     ndi = ndimage_for(xp)

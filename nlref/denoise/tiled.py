@@ -201,7 +201,7 @@ def nl_means_dask(
     xp = get_namespace(da.utils.meta_from_array(image))
     spatial = [ax for ax in range(image.ndim) if ax != channel_axis]
     s = dict(zip(spatial, geometry.patch_size))
-    probe_shape = [n if ax == channel_axis else min(n, max(s.get(ax, 1), 1)) for ax, n in enumerate(image.shape)]
+    probe_shape = [n if ax == channel_axis else min(n, s[ax]) for ax, n in enumerate(image.shape)]
     out_dtype = denoise_chunk(xp.zeros(probe_shape, dtype=image.dtype)).dtype
 
     if isinstance(image, da.Array):
@@ -232,8 +232,9 @@ def _halo(da: Any, x: Any, geometry: Any, allow_rechunk: bool) -> tuple[Any, dic
         if min(x.chunks[ax]) < need:
             if not allow_rechunk:
                 raise ValueError(
-                    f"chunks along axis {ax} must be at least {need} pixels (patch_distance + patch_size // 2 "
-                    f"= {depth[ax]}, patch_size = {p}) with allow_rechunk=False, received {x.chunks[ax]}"
+                    f"chunks along axis {ax} must be at least {need} pixels "
+                    f"(patch_distance + patch_size // 2 = {depth[ax]}, patch_size = {p}) "
+                    f"with allow_rechunk=False, received {x.chunks[ax]}"
                 )
             x = x.rechunk({ax: da.overlap.ensure_minimum_chunksize(need, x.chunks[ax])})
         if len(x.chunks[ax]) == 1:
