@@ -12,10 +12,12 @@ import math
 import numpy as np
 import pytest
 
+from nlref._validation import as_tuple
 from nlref.backend import asarray, to_numpy
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import nl_means, nl_means_pixelwise
-from nlref.denoise.fast import half_offsets, offset_loop, offset_loop_batched, window_sum
+from nlref.denoise.batched import batch_bytes, offset_loop_batched
+from nlref.denoise.fast import half_offsets, offset_loop, window_sum
 from nlref.metrics import psnr
 
 
@@ -87,8 +89,10 @@ CASES = [
     pytest.param(dict(shape=(17, 15, 3), patch_size=3, patch_distance=3, channel_axis=-1), id="rgb-last"),
     pytest.param(dict(shape=(2, 14, 13), patch_size=3, patch_distance=2, channel_axis=0), id="2ch-first"),
     pytest.param(dict(shape=(7, 9, 10), patch_size=3, patch_distance=2), id="volume"),
-    pytest.param(dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)), id="video-per-axis"),
-    pytest.param(dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3), id="volume-2ch"),
+    pytest.param(dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)),
+                 id="video-per-axis"),
+    pytest.param(dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3),
+                 id="volume-2ch"),
 ]
 
 
@@ -105,20 +109,23 @@ def test_offset_loop_equals_pixelwise_definition(xp, rng, case, fast_mode, weigh
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("batch_bytes", [1, 2**30])
-def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch_bytes):
+@pytest.mark.parametrize("batch", [2, None])
+def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch):
     case = dict(case)
     image = rng.random(case.pop("shape"))
     kw = dict(h=0.15, sigma=0.03, **case)
     expected = nl_means_pixelwise(image, patch_weights="uniform", **kw)
-    got = nl_means(asarray(image, xp), max_batch_bytes=batch_bytes, **kw)
+    u = np.moveaxis(image, case.get("channel_axis", 0), 0) if "channel_axis" in case else image[None]
+    n = u.ndim - 1
+    cap = 2**30 if batch is None else batch_bytes(u.shape, 8, as_tuple(case["patch_size"], n, ""), batch)
+    got = nl_means(asarray(image, xp), max_batch_bytes=cap, **kw)
     np.testing.assert_allclose(to_numpy(got), expected, rtol=0, atol=1e-12)
 
 
 def test_batched_and_plain_loop_agree_in_float32_on_a_real_image():
     u = add_gaussian_noise(load_image("camera")[200:296, 200:296], 0.08, seed=1)[None]
     a = offset_loop(u, (7, 7), (10, 10), 0.07, 0.08, centre="max")
-    b = offset_loop_batched(u, (7, 7), (10, 10), 0.07, 0.08, centre="max", max_batch_bytes=2**30)
+    b = offset_loop_batched(u, (7, 7), (10, 10), 0.07, 0.08, centre="max", batch=21)
     assert a.dtype == b.dtype == np.float32
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
@@ -224,7 +231,8 @@ def _psnr_pair(name, sigma255, size, fast_mode, h_factor):
     sigma = sigma255 / 255
     noisy = add_gaussian_noise(clean, sigma, seed=sigma255)
     ch = -1 if clean.ndim == 3 else None
-    kw = dict(patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma, channel_axis=ch)
+    kw = dict(patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma,
+              channel_axis=ch)
     ours = psnr(clean, nl_means(noisy, **kw))
     theirs = psnr(clean, denoise_nl_means(noisy, **kw))
     return ours, theirs, psnr(clean, noisy)
@@ -241,7 +249,8 @@ def test_fast_mode_psnr_not_below_scikit_image_on_crops(name, sigma255):
 # patch is worth up to 0.2 dB on textured images (nlref with patch_size=5 beats
 # it).  Measured on whole images, sigma 10/255: camera +0.21, moon +0.06,
 # astronaut -0.21, coins -0.15 dB.
-_SMALLER_PATCH_WINS = pytest.mark.xfail(reason="scikit-image's effective patch is (s-1) x (s-1)", strict=False)
+_SMALLER_PATCH_WINS = pytest.mark.xfail(reason="scikit-image's effective patch is (s-1) x (s-1)",
+                                        strict=False)
 
 
 @pytest.mark.slow
@@ -320,5 +329,7 @@ def test_non_array_and_complex_images_are_refused():
 
 
 def test_an_rgb_image_without_channel_axis_is_a_volume_and_may_be_too_thin():
-    with pytest.raises(ValueError, match="smaller than the patch"):
+    with pytest.raises(ValueError, match="smaller than the patch.*pass channel_axis=-1"):
         nl_means(np.zeros((8, 8, 2)), **GOOD)
+    with pytest.raises(ValueError, match="smaller than the patch.*pass channel_axis=-1"):
+        nl_means(np.zeros((16, 16, 3)))  # scikit-image's defaults: patch 7

@@ -1,11 +1,12 @@
 """Shared preparation for every non-local means implementation in nlref.
 
 The three implementations (pixel-wise reference, offset loop, batched offset
-loop) all see the image the same way: validated once here, converted to float
-like scikit-image's ``img_as_float``, and laid out channel-first as
-``u: (C, *S)`` (``S`` = 2 or 3 spatial axes, ``C = 1`` for grey images), so
-each channel is a contiguous block of memory.  :func:`restore_layout` puts the
-result back in the caller's layout.
+loop) all see the image the same way: checked once here
+(:func:`check_arguments`, which holds the one patch-geometry check of the
+package), converted to float like scikit-image's ``img_as_float``, and laid
+out channel-first as ``u: (C, *S)`` (``S`` = 2, 3 or 4 spatial axes, ``C = 1``
+for grey images), so each channel is a contiguous block of memory.
+:func:`restore_layout` puts the result back in the caller's layout.
 
 Also here: the patch kernels (uniform box, scikit-image's Gaussian) and the
 weight function ``w = exp(-max(d2 - 2 sigma^2, 0) / h^2)`` (Buades, Coll, Morel,
@@ -14,6 +15,7 @@ IPOL 2011, Sec. 2), written once so that the implementations cannot drift.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,39 @@ from .._validation import as_tuple, check_array, check_channel_axis, check_finit
 from ..backend import as_float_image, float_dtype_for, get_namespace
 
 WEIGHTINGS = ("skimage", "ipol")
+SPATIAL_DIMS = (2, 3, 4)
+
+
+class UnsupportedDimensionError(ValueError, NotImplementedError):
+    """An image with a number of spatial axes nlref does not handle (not 2, 3 or 4).
+
+    Derives from ``ValueError`` (nlref's convention for bad input) and from
+    ``NotImplementedError`` (what scikit-image raises in this case), so callers
+    written for either library catch it.
+    """
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the channels are and how large patches and search windows are.
+
+    Attributes
+    ----------
+    channel_axis : int or None
+        Normalised channel axis of the input.
+    spatial_shape : tuple of int
+        Shape of the spatial axes, ``S``.
+    patch_size : tuple of int
+        Odd patch side per spatial axis, at most the image's extent.
+    patch_distance : tuple of int
+        Half-width of the search window per spatial axis, clipped to
+        ``extent - 1``: offsets beyond cannot pair two pixels of the image.
+    """
+
+    channel_axis: int | None
+    spatial_shape: tuple[int, ...]
+    patch_size: tuple[int, ...]
+    patch_distance: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -32,13 +67,16 @@ class Prepared:
     Attributes
     ----------
     u : ndarray, (C, *S)
-        Float image, channel first, C-contiguous.
+        Float image, channel first, C-contiguous, divided by ``2**exponent``.
     patch_size, patch_distance : tuple of int
-        One entry per spatial axis (odd sizes; half-widths of the search window).
+        As in :class:`Geometry`.
     h, sigma : float
         Filtering parameter and noise standard deviation, on ``u``'s scale.
     channel_axis : int or None
         Normalised channel axis of the *input* (for :func:`restore_layout`).
+    exponent : int
+        ``u`` is the image divided by ``2**exponent`` (0 unless the image's
+        values are so large that squared differences would overflow).
     """
 
     u: Any
@@ -47,25 +85,64 @@ class Prepared:
     h: float
     sigma: float
     channel_axis: int | None
+    exponent: int = 0
+
+
+def _channel_hint(shape: tuple[int, ...], channel_axis: Any) -> str:
+    """A suggestion to pass ``channel_axis=-1`` when the last axis looks like colour."""
+    if channel_axis is None and len(shape) >= 3 and 2 <= shape[-1] <= 4:
+        return f"; if the last axis holds {shape[-1]} colour channels, pass channel_axis=-1"
+    return ""
 
 
 def image_layout(image: Any, channel_axis: Any) -> tuple[int | None, int]:
     """``(channel axis as a non-negative int or None, number of spatial axes)``.
 
-    Raises ``ValueError`` unless the image has 2 or 3 spatial axes besides the
-    optional channel axis (which must be in range).
+    Raises :class:`UnsupportedDimensionError` unless the image has 2, 3 or 4
+    spatial axes besides the optional channel axis (which must be in range).
     """
     ch = check_channel_axis(channel_axis, image.ndim)
     n_spatial = image.ndim - (ch is not None)
-    if n_spatial not in (2, 3):
-        raise ValueError(
-            "image must have 2 or 3 spatial dimensions plus an optional channel axis, received shape "
+    if n_spatial not in SPATIAL_DIMS:
+        raise UnsupportedDimensionError(
+            "image must have 2, 3 or 4 spatial dimensions plus an optional channel axis, received shape "
             f"{tuple(image.shape)} with channel_axis={channel_axis} ({n_spatial} spatial)"
+            + _channel_hint(tuple(image.shape), channel_axis)
         )
     return ch, n_spatial
 
 
-def prepare(
+def check_geometry(image: Any, patch_size: Any, patch_distance: Any, channel_axis: Any) -> Geometry:
+    """The one check of the image layout, ``patch_size`` and ``patch_distance``.
+
+    ``patch_size`` must be odd, positive and at most the image's extent on
+    every spatial axis (a larger patch would be mostly reflected padding: an
+    error, not a silent change of the patch).  ``patch_distance`` must be
+    >= 0; it is clipped to ``extent - 1`` per axis, which changes no result
+    (an offset as long as the image pairs no two pixels of it) and bounds the
+    work by the image, whatever the argument's value.
+    """
+    ch, n_spatial = image_layout(image, channel_axis)
+    shape = tuple(int(n) for ax, n in enumerate(image.shape) if ax != ch)
+    patch = as_tuple(patch_size, n_spatial, "patch_size")
+    if any(p <= 0 or p % 2 == 0 for p in patch):
+        raise ValueError(
+            f"patch_size must be odd and positive (the patch is centred), received {patch_size!r}"
+        )
+    dist = as_tuple(patch_distance, n_spatial, "patch_distance")
+    if any(d < 0 for d in dist):
+        raise ValueError(
+            f"patch_distance must be >= 0 (half-width of the search window), received {patch_distance!r}"
+        )
+    if any(n < p for n, p in zip(shape, patch)):
+        raise ValueError(
+            f"image (spatial shape {shape}) is smaller than the patch (patch_size={patch}); "
+            "use a smaller patch_size" + _channel_hint(tuple(image.shape), channel_axis)
+        )
+    return Geometry(ch, shape, patch, tuple(min(d, n - 1) for d, n in zip(dist, shape)))
+
+
+def check_arguments(
     image: Any,
     patch_size: Any,
     patch_distance: Any,
@@ -73,57 +150,76 @@ def prepare(
     sigma: Any,
     *,
     channel_axis: Any = None,
-    preserve_range: bool = False,
     weighting: str = "skimage",
-) -> Prepared:
+) -> Geometry:
     """Validate the arguments of a non-local means call (before any work).
 
     Raises
     ------
     TypeError
         ``image`` not an array / of a non-real dtype; non-numeric parameters.
+    UnsupportedDimensionError
+        Not 2, 3 or 4 spatial axes (a ``ValueError`` and a ``NotImplementedError``).
     ValueError
-        Wrong number of dimensions, ``channel_axis`` out of range, even or
-        non-positive ``patch_size``, negative ``patch_distance``, ``h <= 0``,
-        ``sigma < 0``, NaN/inf pixels, an image smaller than the patch, or an
-        unknown ``weighting``.  Each message names the argument.
+        ``channel_axis`` out of range, even or non-positive ``patch_size``,
+        negative ``patch_distance``, ``h <= 0``, ``sigma < 0``, NaN/inf
+        pixels, an image smaller than the patch, or an unknown ``weighting``.
+        Each message names the argument.
     """
     check_array(image, "image")
     float_dtype_for(image.dtype)  # TypeError for complex / object images
-    if image.ndim not in (2, 3, 4):
-        raise ValueError(
-            "image must have 2 or 3 spatial dimensions plus an optional channel axis, "
-            f"received shape {tuple(image.shape)} ({image.ndim}-D)"
-        )
-    ch, n_spatial = image_layout(image, channel_axis)
-    spatial_shape = tuple(n for ax, n in enumerate(image.shape) if ax != ch)
-    patch = as_tuple(patch_size, n_spatial, "patch_size")
-    if any(p <= 0 or p % 2 == 0 for p in patch):
-        raise ValueError(f"patch_size must be odd and positive (the patch is centred), received {patch_size!r}")
-    dist = as_tuple(patch_distance, n_spatial, "patch_distance")
-    if any(d < 0 for d in dist):
-        raise ValueError(f"patch_distance must be >= 0 (half-width of the search window), received {patch_distance!r}")
+    geometry = check_geometry(image, patch_size, patch_distance, channel_axis)
     check_positive(h, "h")
     check_positive(sigma, "sigma", strict=False)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, received {weighting!r}")
-    if any(n < p for n, p in zip(spatial_shape, patch)):
-        raise ValueError(
-            f"image (spatial shape {spatial_shape}) is smaller than the patch (patch_size={patch}); "
-            "use a smaller patch_size"
-        )
     check_finite(image, "image")
+    return geometry
 
+
+def overflow_exponent(max_abs: float, growth: float, dtype: Any) -> int:
+    """``k >= 0`` such that an image with ``max |x| = max_abs``, divided by ``2**k``, cannot overflow.
+
+    ``growth * max(m, m^2)`` bounds every intermediate of the computation
+    (squared differences summed over a patch and the channels, sums of
+    weighted pixels).  If it stays below half the dtype's largest value,
+    ``k = 0`` and nothing changes; otherwise ``k`` brings ``m`` into
+    ``[0.5, 1)``.  Dividing by a power of two is exact, so the weights are
+    the same and only the bits the dtype cannot hold at that scale are lost.
+    """
+    if growth * max(max_abs, max_abs * max_abs) <= float(np.finfo(dtype).max) / 2:
+        return 0
+    return math.frexp(max_abs)[1]
+
+
+def prepare(
+    image: Any, geometry: Geometry, h: float, sigma: float, *, preserve_range: bool = False
+) -> Prepared:
+    """Float, channel-first ``u: (C, *S)`` and parameters on its scale (arguments already checked).
+
+    Finite images near the dtype's largest value are divided by a power of
+    two (:func:`overflow_exponent`), ``h`` and ``sigma`` with them, and
+    :func:`restore_layout` multiplies back: the result stays finite.
+    """
     xp = get_namespace(image)
+    ch = geometry.channel_axis
     u = as_float_image(image, preserve_range=preserve_range)
     u = u[None] if ch is None else xp.moveaxis(u, ch, 0)
     u = xp.ascontiguousarray(u)
-    return Prepared(u, patch, dist, float(h), float(sigma), ch)
+    n_window = math.prod(2 * d + 1 for d in geometry.patch_distance)
+    growth = 4.0 * u.shape[0] * max(math.prod(geometry.patch_size), n_window)
+    k = overflow_exponent(float(xp.abs(u).max()) if u.size else 0.0, growth, u.dtype)
+    if k:
+        u = xp.ldexp(u, -k)
+        h, sigma = math.ldexp(h, -k), math.ldexp(sigma, -k)
+    return Prepared(u, geometry.patch_size, geometry.patch_distance, float(h), float(sigma), ch, k)
 
 
 def restore_layout(out: Any, prep: Prepared) -> Any:
-    """Move the channel axis of ``out: (C, *S)`` back where the input had it."""
+    """Move the channel axis of ``out: (C, *S)`` back where the input had it (and undo the scaling)."""
     xp = get_namespace(out)
+    if prep.exponent:
+        out = xp.ldexp(out, prep.exponent)
     if prep.channel_axis is None:
         return out[0]
     return xp.ascontiguousarray(xp.moveaxis(out, 0, prep.channel_axis))

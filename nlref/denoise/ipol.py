@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._validation import check_array, check_channel_axis, check_positive
-from .core import nl_means
+from .api import nl_means
 
 __all__ = ["IPOL_TABLE", "ipol_parameters", "nl_means_ipol"]
 
@@ -76,7 +76,7 @@ def nl_means_ipol(image: Any, sigma: float, *, channel_axis: int | None = None, 
     Parameters
     ----------
     image : ndarray (NumPy or CuPy)
-        Noisy image, grey or with a channel axis (2-D or 3-D).
+        Noisy image, grey or with a channel axis (2-D, 3-D or 4-D).
     sigma : float
         Noise standard deviation on the image's float scale ([0, 1] for
         integer images, which are scaled like ``img_as_float``).  Use

@@ -17,7 +17,7 @@ deviation ``6 sigma`` (``sum M^2 = 36``).  For Gaussian noise
 (J. Immerkaer, "Fast Noise Variance Estimation", Computer Vision and Image
 Understanding 64(2), 1996, pp. 300-302).  ``M`` is the outer product of the
 second difference ``[1, -2, 1]`` with itself, so nlref applies the second
-difference along each spatial axis: the same estimate, for 2-D and 3-D images.
+difference along each spatial axis: the same estimate, for 2-D, 3-D and 4-D images.
 
 Edges and textures leak into ``I * M`` and bias the estimate upward.  As Tai
 and Yang (ICALIP 2008) do, nlref averages only over the flatter pixels: here
@@ -33,7 +33,7 @@ from typing import Any
 
 from .._validation import check_array, check_finite
 from ..backend import as_float_image, get_namespace, ndimage_for
-from ._common import image_layout
+from ._common import image_layout, overflow_exponent
 
 __all__ = ["estimate_sigma"]
 
@@ -56,7 +56,7 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     Parameters
     ----------
     image : ndarray (NumPy or CuPy)
-        Noisy 2-D or 3-D image, grey or with a channel axis.  Integer images
+        Noisy 2-D, 3-D or 4-D image, grey or with a channel axis.  Integer images
         are scaled like ``img_as_float`` (so the estimate is on [0, 1]) unless
         ``preserve_range``.
     channel_axis : int or None
@@ -92,12 +92,18 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     ch, n_spatial = image_layout(image, channel_axis)
     spatial = [ax for ax in range(image.ndim) if ax != ch]
     if any(image.shape[ax] < 3 for ax in spatial):
-        raise ValueError(f"image must be at least 3 pixels along every spatial axis, received shape {tuple(image.shape)}")
+        raise ValueError(
+            f"image must be at least 3 pixels along every spatial axis, received shape {tuple(image.shape)}"
+        )
     check_finite(image, "image")
     xp = get_namespace(image)
     ndi = ndimage_for(xp)
     u = as_float_image(image, preserve_range=preserve_range)
     u = u[None] if ch is None else xp.moveaxis(u, ch, 0)            # (C, *S)
+    # |I * M| <= 4^n max|u|, Sobel^2 summed over n axes <= n (2 4^(n-1))^2 max|u|^2:
+    # huge finite images are divided by a power of two so neither overflows
+    k = overflow_exponent(float(xp.abs(u).max()), n_spatial * 16.0**n_spatial, u.dtype)
+    u = xp.ldexp(u, -k) if k else u
     interior = tuple(slice(1, -1) for _ in range(n_spatial))
     responses, gradients = [], []
     for channel in u:
@@ -110,4 +116,4 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     response, gradient = xp.concatenate(responses), xp.concatenate(gradients)
     flat = gradient <= xp.median(gradient)
     mean_abs = float(response[flat].mean())
-    return math.sqrt(math.pi / 2) * mean_abs / 6 ** (n_spatial / 2)
+    return math.ldexp(math.sqrt(math.pi / 2) * mean_abs / 6 ** (n_spatial / 2), k)

@@ -20,7 +20,7 @@ import itertools
 from typing import Any
 
 from ..backend import get_namespace
-from ._common import patch_kernel_1d, prepare, restore_layout, weights_from_distance
+from ._common import check_arguments, patch_kernel_1d, prepare, restore_layout, weights_from_distance
 
 __all__ = ["nl_means_pixelwise"]
 
@@ -42,12 +42,13 @@ def nl_means_pixelwise(
     Parameters
     ----------
     image : ndarray (NumPy or CuPy), (*S) or with a channel axis
-        2-D or 3-D image (grey), optionally with a channel axis.
+        2-D, 3-D or 4-D image (grey), optionally with a channel axis.
     patch_size : int or tuple of int
         Odd side of the patch, per spatial axis if a tuple.
     patch_distance : int or tuple of int
         Half-width of the search window: ``j`` runs over the pixels with
-        ``|j - i| <= patch_distance`` on every axis *that lie in the image*.
+        ``|j - i| <= patch_distance`` on every axis *that lie in the image*
+        (so values beyond the image's extent change nothing).
     h : float
         Filtering parameter (> 0), on the image's float scale.
     sigma : float
@@ -86,8 +87,11 @@ def nl_means_pixelwise(
     >>> out.shape, bool(out.std() < v.std())
     ((16, 16), True)
     """
-    prep = prepare(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
-                   preserve_range=preserve_range, weighting=weighting)
+    geometry = check_arguments(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
+                               weighting=weighting)
+    if patch_weights not in ("gaussian", "uniform"):
+        raise ValueError(f"patch_weights must be 'gaussian' or 'uniform', received {patch_weights!r}")
+    prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
     u = prep.u                                    # (C, *S)
     xp = get_namespace(u)
     n = u.ndim - 1

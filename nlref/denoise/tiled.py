@@ -25,8 +25,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .._validation import as_tuple, check_array, check_channel_axis
+from .._validation import check_array
 from ..backend import get_namespace
+from ._common import check_geometry
+from .api import nl_means
 
 __all__ = ["nl_means_dask"]
 
@@ -44,8 +46,6 @@ def _import_dask_array() -> Any:
 
 def _in_memory_nl_means() -> Any:
     """The in-memory function applied to every chunk (a hook the tests can swap)."""
-    from . import nl_means
-
     return nl_means
 
 
@@ -82,6 +82,7 @@ def nl_means_dask(
     patch_distance: int | tuple[int, ...] = 11,
     h: float = 0.1,
     fast_mode: bool = True,
+    sigma: float = 0.0,
     *,
     channel_axis: int | None = None,
     chunks: Any = None,
@@ -105,11 +106,12 @@ def nl_means_dask(
     Parameters
     ----------
     image : dask.array.Array or ndarray (NumPy or CuPy)
-        2-D grey, 2-D multichannel, or 3-D (volume, or video ``(T, H, W)``) image.
+        2-D, 3-D (volume, or video ``(T, H, W)``) or 4-D image, grey or multichannel.
         An in-memory array is wrapped with ``dask.array.from_array``.  The
         chunks may be NumPy or CuPy arrays; the output chunks are of the same kind.
-    patch_size, patch_distance, h, fast_mode
-        As for :func:`nlref.denoise.nl_means` (per-axis tuples allowed).
+    patch_size, patch_distance, h, fast_mode, sigma
+        As for :func:`nlref.denoise.nl_means` (per-axis tuples allowed; the
+        search window is clipped to the image, so the halo never exceeds it).
     channel_axis : int or None
         Axis of the colour channels.  The channel axis is never split: a Dask
         array chunked along it is rechunked to one chunk there.
@@ -124,8 +126,8 @@ def nl_means_dask(
         their neighbours (``dask.array.overlap.ensure_minimum_chunksize``); if
         False, a ``ValueError`` is raised instead.
     **nl_means_kwargs
-        The other keywords of ``nl_means`` (``sigma``, ``preserve_range``,
-        ``weighting``), passed unchanged to every chunk.
+        The other keywords of ``nl_means`` (``preserve_range``, ``weighting``),
+        passed unchanged to every chunk.
 
     Returns
     -------
@@ -187,22 +189,19 @@ def nl_means_dask(
         check_array(image, "image")
     if not isinstance(allow_rechunk, bool):
         raise TypeError(f"allow_rechunk must be True or False, received {allow_rechunk!r}")
-    ndim = image.ndim
-    channel_axis = check_channel_axis(channel_axis, ndim)
-    spatial = [ax for ax in range(ndim) if ax != channel_axis]
-    s = dict(zip(spatial, as_tuple(patch_size, len(spatial), "patch_size")))
-    d = dict(zip(spatial, as_tuple(patch_distance, len(spatial), "patch_distance")))
-
-    nl_means = _in_memory_nl_means()
+    geometry = check_geometry(image, patch_size, patch_distance, channel_axis)
+    channel_axis = geometry.channel_axis
     keywords = dict(patch_size=patch_size, patch_distance=patch_distance, h=h, fast_mode=fast_mode,
-                    channel_axis=channel_axis, **nl_means_kwargs)
-    denoise_chunk = functools.partial(nl_means, **keywords)
+                    sigma=sigma, channel_axis=channel_axis, **nl_means_kwargs)
+    denoise_chunk = functools.partial(_in_memory_nl_means(), **keywords)
 
     # Run nl_means once on a patch-sized block of zeros (of the chunks' array
     # type): it checks every keyword exactly as the in-memory call would, before
     # any chunk is computed, and tells us the output dtype.
     xp = get_namespace(da.utils.meta_from_array(image))
-    probe_shape = [n if ax == channel_axis else min(n, max(s[ax], 1)) for ax, n in enumerate(image.shape)]
+    spatial = [ax for ax in range(image.ndim) if ax != channel_axis]
+    s = dict(zip(spatial, geometry.patch_size))
+    probe_shape = [n if ax == channel_axis else min(n, s[ax]) for ax, n in enumerate(image.shape)]
     out_dtype = denoise_chunk(xp.zeros(probe_shape, dtype=image.dtype)).dtype
 
     if isinstance(image, da.Array):
@@ -211,23 +210,33 @@ def nl_means_dask(
         x = da.from_array(image, chunks=_spatial_chunks(chunks, image.shape, channel_axis))
     if channel_axis is not None and len(x.chunks[channel_axis]) > 1:
         x = x.rechunk({channel_axis: -1})
+    x, depth = _halo(da, x, geometry, allow_rechunk)
+    return da.map_overlap(
+        denoise_chunk, x, depth=depth, boundary="none", trim=True, allow_rechunk=False,
+        dtype=out_dtype, meta=da.utils.meta_from_array(x, ndim=x.ndim, dtype=out_dtype),
+    )
 
-    depth = {ax: 0 for ax in range(ndim)}
-    for ax in spatial:
-        depth[ax] = d[ax] + s[ax] // 2
+
+def _halo(da: Any, x: Any, geometry: Any, allow_rechunk: bool) -> tuple[Any, dict[int, int]]:
+    """Depth of the halo per axis (``patch_distance + patch_size // 2``), chunks merged to hold it.
+
+    ``patch_distance`` is already clipped to the image (:func:`check_geometry`),
+    so the halo never exceeds the image.
+    """
+    spatial = [ax for ax in range(x.ndim) if ax != geometry.channel_axis]
+    depth = {ax: 0 for ax in range(x.ndim)}
+    for ax, p, d in zip(spatial, geometry.patch_size, geometry.patch_distance):
+        depth[ax] = d + p // 2
         # a chunk must hold its neighbour's halo and at least one whole patch
-        need = min(max(depth[ax], s[ax]), image.shape[ax])
+        need = min(max(depth[ax], p), x.shape[ax])
         if min(x.chunks[ax]) < need:
             if not allow_rechunk:
                 raise ValueError(
-                    f"chunks along axis {ax} must be at least {need} pixels (patch_distance + patch_size // 2 "
-                    f"= {depth[ax]}, patch_size = {s[ax]}) with allow_rechunk=False, received {x.chunks[ax]}"
+                    f"chunks along axis {ax} must be at least {need} pixels "
+                    f"(patch_distance + patch_size // 2 = {depth[ax]}, patch_size = {p}) "
+                    f"with allow_rechunk=False, received {x.chunks[ax]}"
                 )
             x = x.rechunk({ax: da.overlap.ensure_minimum_chunksize(need, x.chunks[ax])})
         if len(x.chunks[ax]) == 1:
             depth[ax] = 0  # one chunk spans the axis: nothing to borrow
-
-    return da.map_overlap(
-        denoise_chunk, x, depth=depth, boundary="none", trim=True, allow_rechunk=False,
-        dtype=out_dtype, meta=da.utils.meta_from_array(x, ndim=ndim, dtype=out_dtype),
-    )
+    return x, depth
