@@ -167,7 +167,7 @@ def test_missing_dask_raises_importerror_naming_the_extra(monkeypatch):
 
 
 def test_importing_nlref_denoise_does_not_import_dask():
-    code = ("import sys, nlref, nlref.denoise, nlref.denoise.tiled, nlref.denoise.stream, nlref.denoise.cli; "
+    code = ("import sys, nlref, nlref.denoise, nlref.denoise.tiled, nlref.cli.stream, nlref.cli.denoise; "
             "print('dask' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
