@@ -42,7 +42,7 @@ from ..backend import get_namespace
 from ._common import check_layer_input
 from .init import gaussian, ones, zeros
 from .layers import linear_backward, linear_forward
-from .nonlocal_op import DEFAULT_CHUNK_SIZE, PAIRWISE_FUNCTIONS, nonlocal_op_backward, nonlocal_op_forward
+from .nonlocal_op import DEFAULT_CHUNK_SIZE, NONLOCAL_MODES, nonlocal_op_backward, nonlocal_op_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
 from .pool import max_pool_backward, max_pool_forward
@@ -55,7 +55,7 @@ __all__ = [
     "POOL_ORDERS",
 ]
 
-NONLOCAL_MODES = PAIRWISE_FUNCTIONS
+
 POOL_ORDERS = ("before_conv", "after_conv")
 
 
