@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 
 from .._validation import as_tuple, check_array, check_finite, check_positive
 from ..backend import as_float_image, get_namespace
 from .nonlocal_op import DEFAULT_CHUNK_SIZE, nonlocal_op_forward
+from .window import local_window_mask
 
 __all__ = ["patch_vectors", "search_window_mask", "nlm_nonlocal_inputs", "nl_means_as_nonlocal"]
 
@@ -82,18 +84,16 @@ def patch_vectors(image, patch_size):
     return xp.stack(cols, axis=1) / math.sqrt(len(cols))  # a Python float keeps float32 float32
 
 
-def search_window_mask(shape, patch_distance, *, xp=np):
+def search_window_mask(shape: tuple[int, ...], patch_distance: int | tuple[int, ...], *, xp: Any = np) -> Any:
     """Boolean (P, P) mask, True where pixel j lies in the search window of pixel i.
 
     ``|j_a - i_a| <= patch_distance_a`` on every axis a; windows are clipped by
-    the image border, as in :func:`nlref.denoise.nl_means_pixelwise`.
+    the image border, as in :func:`nlref.denoise.nl_means_pixelwise`.  NLM's
+    search window is the local window of the non-local block:
+    ``local_window_mask(shape, patch_distance)`` (:mod:`nlref.nn.window`).
     """
     dist = as_tuple(patch_distance, len(shape), "patch_distance")
-    coords = xp.indices(tuple(shape)).reshape(len(shape), -1)  # (ndim, P)
-    mask = xp.ones((coords.shape[1],) * 2, dtype=bool)
-    for c, d in zip(coords, dist):
-        mask &= xp.abs(c[:, None] - c[None, :]) <= d
-    return mask
+    return local_window_mask(shape, dist, xp=xp)
 
 
 def nlm_nonlocal_inputs(image, *, patch_size=7, patch_distance=11, h=0.1, cutoff=None, preserve_range=False):

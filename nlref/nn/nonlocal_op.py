@@ -126,10 +126,12 @@ def _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memor
 
 def _resolve_memory(memory, f, n, nq, nk, mask):
     """``"auto"``: the dot product factorises (unless masked); the others chunk above the size limit."""
+    if f == "dot_product" and mask is not None:
+        return "dense"  # the factorisation cannot mask ("chunked" was refused by the validation)
     if memory != "auto":
         return memory
     if f == "dot_product":
-        return "dense" if mask is not None else "chunked"
+        return "chunked"
     return "chunked" if n * nq * nk > AUTO_DENSE_MAX_ELEMENTS else "dense"
 
 
