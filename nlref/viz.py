@@ -159,8 +159,12 @@ def _draw_maps(figure_cls, weights, query, query_shape, background, max_frames, 
     t_key = q_t * clip.shape[0] // (query_shape[0] if is_clip else 1)  # key frame holding the query
     shown = sorted(set(np.linspace(0, clip.shape[0] - 1, min(max_frames, clip.shape[0])).round().astype(int)) | {t_key})
     rows = 1 if background is None else 2
-    fig = figure_cls(figsize=(2.6 * len(shown) + 1.0, 3.0 * rows), layout="constrained")
-    axes = fig.subplots(rows, len(shown), squeeze=False)
+    if is_clip or rows == 1:  # a row of inputs above a row of maps
+        fig = figure_cls(figsize=(2.6 * len(shown) + 1.0, 3.0 * rows), layout="constrained")
+        axes = fig.subplots(rows, len(shown), squeeze=False)
+    else:  # an image: input and map side by side, axes[0] the input, axes[-1] the map
+        fig = figure_cls(figsize=(6.2, 3.0), layout="constrained")
+        axes = fig.subplots(1, 2, squeeze=False).reshape(2, 1)
     extent = (0, img_hw[1], img_hw[0], 0)
     marker = ((q_yx[1] + 0.5) * img_hw[1] / q_hw[1], (q_yx[0] + 0.5) * img_hw[0] / q_hw[0])
     vmax = float(weights.max()) or 1.0
