@@ -32,7 +32,8 @@ def _as_index_tuple(query, shape):
     try:
         query = tuple(int(q) for q in query)
     except TypeError:
-        raise TypeError(f"query must be a tuple of ints (a position in the map), received {query!r}") from None
+        raise TypeError(f"query must be a tuple of ints (a position in the map), "
+                        f"received {query!r}") from None
     if len(query) != len(shape) or not all(0 <= q < s for q, s in zip(query, shape)):
         raise ValueError(f"query must be a position inside query_shape {tuple(shape)}, received {query}")
     return query
@@ -95,7 +96,8 @@ def attention_map(
     query_shape = tuple(int(s) for s in query_shape)
     key_shape = query_shape if key_shape is None else tuple(int(s) for s in key_shape)
     if len(query_shape) not in (1, 2, 3) or len(key_shape) != len(query_shape):
-        raise ValueError(f"query_shape and key_shape must have the same 1 to 3 axes, received {query_shape}, {key_shape}")
+        raise ValueError(f"query_shape and key_shape must have the same 1 to 3 axes, "
+                         f"received {query_shape}, {key_shape}")
     query = _as_index_tuple(query, query_shape)
     weights = _query_row(attention, query, query_shape, key_shape, batch).reshape(key_shape)
     label = title or f"non-local attention of query position {query}"
@@ -157,7 +159,8 @@ def _draw_maps(figure_cls, weights, query, query_shape, background, max_frames, 
     q_hw, is_clip = query_shape[-2:], len(query_shape) == 3
     img_hw = background.shape[1:3] if background is not None else q_hw
     t_key = q_t * clip.shape[0] // (query_shape[0] if is_clip else 1)  # key frame holding the query
-    shown = sorted(set(np.linspace(0, clip.shape[0] - 1, min(max_frames, clip.shape[0])).round().astype(int)) | {t_key})
+    spaced = np.linspace(0, clip.shape[0] - 1, min(max_frames, clip.shape[0])).round().astype(int)
+    shown = sorted(set(spaced.tolist()) | {t_key})
     rows = 1 if background is None else 2
     if is_clip or rows == 1:  # a row of inputs above a row of maps
         fig = figure_cls(figsize=(2.6 * len(shown) + 1.0, 3.0 * rows), layout="constrained")

@@ -49,7 +49,9 @@ def concat_terms_backward(xp, da, db, query, key, w_f):
     d = query.shape[2]
     dq = da[:, :, None] * w_f[:d]
     dk = db[:, :, None] * w_f[d:]
-    dw_f = xp.concatenate([(da[:, :, None] * query).sum(axis=(0, 1)), (db[:, :, None] * key).sum(axis=(0, 1))])
+    dw_theta = (da[:, :, None] * query).sum(axis=(0, 1))
+    dw_phi = (db[:, :, None] * key).sum(axis=(0, 1))
+    dw_f = xp.concatenate([dw_theta, dw_phi])
     return dq, dk, dw_f
 
 

@@ -20,7 +20,8 @@ same for every j, it cancels in C(x).  So NLM is an *embedded Gaussian* with
 masked to the search window -- self-attention with fixed, hand-made embeddings.
 
 scikit-image's habit (fast mode) of skipping the weights below exp(-5) is one
-more restriction of j, so it joins the mask (``cutoff=5``).  The mask makes the affinity (P, P) for P pixels: this is for small images
+more restriction of j, so it joins the mask (``cutoff=5``).  The mask makes the
+affinity (P, P) for P pixels: this is for small images
 (a 48 x 48 image is 5.3 M entries); :mod:`nlref.denoise` is the fast route.
 Only the noise-free weighting is expressible (``sigma = 0``): the IPOL clamp
 ``max(d2 - 2 sigma^2, 0)`` is not of the inner-product form.

@@ -28,7 +28,9 @@ Pipeline (shapes for a clip, ``P = T*H*W`` positions, ``P'`` after subsampling):
 * identity at initialisation: the BatchNorm after W_z starts with gamma = 0
   (official code), or, with ``bn=False``, W_z itself starts at zero.
 * memory: the affinity is (N, P, P'); ``memory="chunked"`` never stores it
-  (see :mod:`nlref.nn.nonlocal_op`).
+  (see :mod:`nlref.nn.nonlocal_op_chunked`).
+* ``window``: restrict each query's keys to a local window (:mod:`nlref.nn.window`),
+  the control experiment for non-locality; None (default) is the paper's block.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ import numpy as np
 
 from .._validation import as_tuple
 from ..backend import get_namespace
-from ._common import check_layer_input
+from ._block_checks import POOL_ORDERS, check_block_options, check_block_params
 from .init import as_generator, gaussian, ones, zeros
 from .layers import linear_backward, linear_forward
-from .nonlocal_op import DEFAULT_CHUNK_SIZE, MEMORY_FORMS, NONLOCAL_MODES, nonlocal_op_backward, nonlocal_op_forward
+from .nonlocal_op import DEFAULT_CHUNK_SIZE, NONLOCAL_MODES, nonlocal_op_backward, nonlocal_op_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
 from .pool import max_pool_backward, max_pool_forward
-from .window import as_window, local_window_mask
+from .window import local_window_mask
 
 __all__ = [
     "init_nonlocal_params",
@@ -55,9 +57,6 @@ __all__ = [
     "NONLOCAL_MODES",
     "POOL_ORDERS",
 ]
-
-
-POOL_ORDERS = ("before_conv", "after_conv")
 
 
 def _check_mode(mode):
@@ -71,16 +70,8 @@ def _branches(mode):
 
 
 def init_nonlocal_params(
-    channels,
-    *,
-    mode="embedded_gaussian",
-    inner_channels=None,
-    ndim=3,
-    bn=True,
-    rng=0,
-    dtype=np.float32,
-    xp=np,
-    std=0.01,
+    channels: int, *, mode: str = "embedded_gaussian", inner_channels: int | None = None, ndim: int = 3,
+    bn: bool = True, rng: Any = 0, dtype: Any = np.float32, xp: Any = np, std: float = 0.01,
 ) -> tuple[dict, dict]:
     """Parameters and BatchNorm state of a non-local block, initialised as the official code does.
 
@@ -130,79 +121,16 @@ def init_nonlocal_params(
         params[f"{name}.b"] = zeros(ci, dtype=dtype, xp=xp)
     if mode == "concatenation":
         params["concat.w"] = gaussian(2 * ci, std, gen, dtype=dtype, xp=xp)
-    params["w_z.w"] = gaussian((c, ci), std, gen, dtype=dtype, xp=xp) if bn else zeros((c, ci), dtype=dtype, xp=xp)
+    w_z = gaussian((c, ci), std, gen, dtype=dtype, xp=xp) if bn else zeros((c, ci), dtype=dtype, xp=xp)
+    params["w_z.w"] = w_z
     params["w_z.b"] = zeros(c, dtype=dtype, xp=xp)
     state = {}
     if bn:
         params["bn.gamma"] = zeros(c, dtype=dtype, xp=xp)  # zero scale: the new block is the identity
         params["bn.beta"] = zeros(c, dtype=dtype, xp=xp)
-        state = {"bn.running_mean": zeros(c, dtype=dtype, xp=xp), "bn.running_var": ones(c, dtype=dtype, xp=xp)}
+        state = {"bn.running_mean": zeros(c, dtype=dtype, xp=xp),
+                 "bn.running_var": ones(c, dtype=dtype, xp=xp)}
     return params, state
-
-
-def _check_params(x, params, state, mode):
-    """Keys, shapes and dtypes of params/state against x and mode; returns whether the block has BN."""
-    if not isinstance(params, dict) or not isinstance(state, dict):
-        raise TypeError(f"params and state must be dicts of arrays, received {type(params).__name__}, {type(state).__name__}")
-    get_namespace(x, *params.values(), *state.values())  # TypeError on a NumPy/CuPy mix
-    c = x.shape[1]
-    if "g.w" not in params or getattr(params["g.w"], "ndim", 0) != 2:
-        raise ValueError(f"params must contain 'g.w' of shape (inner_channels, {c}), received keys {sorted(params)}")
-    ci = params["g.w"].shape[0]
-    bn = "bn.gamma" in params
-    expected = {"g.w": (ci, c), "w_z.w": (c, ci), "g.b": (ci,), "w_z.b": (c,)}
-    if mode != "gaussian":
-        expected.update({"theta.w": (ci, c), "phi.w": (ci, c), "theta.b": (ci,), "phi.b": (ci,)})
-    if mode == "concatenation":
-        expected["concat.w"] = (2 * ci,)
-    if bn:
-        expected.update({"bn.gamma": (c,), "bn.beta": (c,)})
-    missing = sorted(set(expected) - set(params) - {"g.b", "w_z.b", "theta.b", "phi.b"})
-    extra = sorted(set(params) - set(expected))
-    if missing or extra:
-        raise ValueError(f"params do not match mode={mode!r}: missing {missing}, unexpected {extra} "
-                         "(build them with init_nonlocal_params(channels, mode=...))")
-    for key, shape in expected.items():
-        a = params.get(key)
-        if a is not None and tuple(a.shape) != shape:
-            raise ValueError(f"params[{key!r}] must have shape {shape} for x with {c} channels "
-                             f"and inner_channels={ci}, received {tuple(a.shape)}")
-        if a is not None and a.dtype != x.dtype:
-            raise TypeError(f"params[{key!r}] must have the dtype of x ({x.dtype}), received {a.dtype}")
-    for key in ("bn.running_mean", "bn.running_var") if bn else ():
-        if key not in state or tuple(state[key].shape) != (c,):
-            got = tuple(state[key].shape) if key in state else "missing"
-            raise ValueError(f"state[{key!r}] must have shape ({c},), received {got}")
-    return bn
-
-
-def _check_options(x, mode, subsample, pool_order, scale, memory, chunk_size, window):
-    """The block's options; returns the subsampling kernel (or None)."""
-    n_spatial = check_layer_input(x, "x", min_spatial=1, max_spatial=3)
-    for v, name, allowed in ((mode, "mode", NONLOCAL_MODES), (pool_order, "pool_order", POOL_ORDERS),
-                             (memory, "memory", MEMORY_FORMS)):
-        if v not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, received {v!r}")
-    if scale is not None and not mode.endswith("gaussian"):
-        raise ValueError(f"scale applies to the Gaussian modes only, received scale={scale!r} with mode={mode!r}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating))
-                              or not np.isfinite(scale)):
-        raise TypeError(f"scale must be None or a finite real number, received {scale!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, received {chunk_size!r}")
-    if window is not None:
-        as_window(window, n_spatial)
-        if mode == "dot_product" and memory == "chunked":
-            raise ValueError("window with mode='dot_product' needs memory='dense' or 'auto': the chunked dot "
-                             "product query (key^T value) / N' cannot apply a window")
-    if subsample is None:
-        return None
-    kernel = as_tuple(subsample, n_spatial, "subsample")
-    if any(k < 1 for k in kernel):
-        raise ValueError(f"subsample must be >= 1 on every axis, received {subsample!r}")
-    if any(k > s for k, s in zip(kernel, x.shape[2:])):
-        raise ValueError(f"subsample kernel {kernel} is larger than the feature map {tuple(x.shape[2:])} on some axis")
-    return kernel
 
 
 def _positions(a):
@@ -217,22 +145,10 @@ def _channels_first(a, spatial):
 
 
 def nonlocal_block_forward(
-    x: Any,
-    params: dict,
-    state: dict,
-    *,
-    mode: str,
-    subsample: int | tuple[int, ...] | None = None,
-    pool_order: str = "before_conv",
-    scale: float | None = None,
-    train: bool = True,
-    memory: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    bn_momentum: float = 0.1,
-    bn_eps: float = 1e-5,
-    return_attention: bool = False,
-    window: int | tuple[int | None, ...] | None = None,
-    check: bool = True,
+    x: Any, params: dict, state: dict, *, mode: str, subsample: int | tuple[int, ...] | None = None,
+    pool_order: str = "before_conv", scale: float | None = None, train: bool = True, memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
+    return_attention: bool = False, window: int | tuple[int | None, ...] | None = None, check: bool = True,
 ) -> tuple[Any, dict, dict] | tuple[Any, dict, dict, Any]:
     """Non-local block forward, ``z = BN(W_z y) + x`` (Wang et al., CVPR 2018, Eq. 6).
 
@@ -290,8 +206,8 @@ def nonlocal_block_forward(
         a query without keys), mixed NumPy/CuPy arrays.
     """
     if check:
-        kernel = _check_options(x, mode, subsample, pool_order, scale, memory, chunk_size, window)
-        bn = _check_params(x, params, state, mode)
+        kernel = check_block_options(x, mode, subsample, pool_order, scale, memory, chunk_size, window)
+        bn = check_block_params(x, params, state, mode)
     else:
         kernel = None if subsample is None else as_tuple(subsample, x.ndim - 2, "subsample")
         bn = "bn.gamma" in params
@@ -313,6 +229,7 @@ def nonlocal_block_forward(
     if kernel and pool_order == "after_conv":
         phi, g = pool("pool_phi", phi), pool("pool_g", g)  # (N, d, *S'), (N, C_i, *S')
     key_spatial = tuple(g.shape[2:])
+    # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.window)
     mask = None if window is None else local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))
 
     op = nonlocal_op_forward(  # validated above: no second check

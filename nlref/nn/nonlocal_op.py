@@ -10,13 +10,10 @@ non-local block (:mod:`nlref.nn.nonlocal_block`) calls it with
 classical non-local means (:mod:`nlref.nn.bridge`) calls it with patch vectors.
 Positions are already flattened: a feature map (N, C, T, H, W) becomes (N, THW, C).
 
-Shapes (N = batch, Nq = query positions i, Nk = key positions j)::
-
-    query : (N, Nq, d)     theta(x_i)   (x_i itself for the plain Gaussian)
-    key   : (N, Nk, d)     phi(x_j)
-    value : (N, Nk, c)     g(x_j)
-    A     : (N, Nq, Nk)    f(x_i, x_j) / C(x), the affinity: the dense form's quadratic object
-    y     : (N, Nq, c)     y = A value
+Shapes (N = batch, Nq = query positions i, Nk = key positions j): query = theta(x_i)
+(N, Nq, d) (x_i itself for the plain Gaussian), key = phi(x_j) (N, Nk, d), value = g(x_j)
+(N, Nk, c), y = A value (N, Nq, c), with A = f / C the (N, Nq, Nk) affinity: the
+dense form's quadratic object.
 
 The four pairwise functions of Section 3.2 (``s_ij = scale * query_i . key_j``):
 
@@ -89,16 +86,19 @@ def _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memor
     n, nq, d = query.shape
     nk = key.shape[1]
     if tuple(key.shape) != (n, nk, d) or tuple(value.shape[:2]) != (n, nk):
-        raise ValueError(f"key (N, Nk, d) and value (N, Nk, c) must match query (N, Nq, d) = {tuple(query.shape)}, "
-                         f"received key {tuple(key.shape)}, value {tuple(value.shape)}")
+        raise ValueError(f"key (N, Nk, d) and value (N, Nk, c) must match query (N, Nq, d) = "
+                         f"{tuple(query.shape)}, received key {tuple(key.shape)}, value {tuple(value.shape)}")
     if nk == 0:
-        raise ValueError(f"key and value must have at least one position, received key shape {tuple(key.shape)}")
+        raise ValueError(f"key and value must have at least one position (Nk >= 1), "
+                         f"received key shape {tuple(key.shape)}")
     if not query.dtype == key.dtype == value.dtype:
-        raise TypeError(f"query, key, value must share one dtype, received {query.dtype}, {key.dtype}, {value.dtype}")
+        raise TypeError(f"query, key, value must share one dtype, "
+                        f"received {query.dtype}, {key.dtype}, {value.dtype}")
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, received {normalize!r}")
     if f in _EXP and not normalize:
-        raise ValueError("normalize=False is not allowed for the Gaussian functions: the raw sum of exp overflows")
+        raise ValueError("normalize=False is not allowed for the Gaussian functions: "
+                         "the raw sum of exp overflows")
     if f not in _EXP and (scale is not None or key_bias is not None):
         raise ValueError(f"scale and key_bias apply to the Gaussian functions only, received f={f!r}")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating))
@@ -107,8 +107,9 @@ def _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memor
     if (f == "concatenation") != (w_f is not None):
         raise ValueError(f"w_f, the (2 d,) weight of ReLU(w_f^T [query_i, key_j]), is required by "
                          f"f='concatenation' and used by it only; received f={f!r}, w_f={type(w_f).__name__}")
-    for a, name, shape, dtype in ((key_bias, "key_bias", (n, nk), query.dtype), (mask, "mask", (nq, nk), bool),
-                                  (w_f, "w_f", (2 * d,), query.dtype)):
+    optional = ((key_bias, "key_bias", (n, nk), query.dtype), (mask, "mask", (nq, nk), bool),
+                (w_f, "w_f", (2 * d,), query.dtype))
+    for a, name, shape, dtype in optional:
         if a is not None:
             check_array(a, name)
             if tuple(a.shape) != shape or a.dtype != dtype:
@@ -117,8 +118,8 @@ def _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memor
     if mask is not None and not bool(mask.any(axis=1).all()):
         raise ValueError("mask must allow at least one key position for every query position")
     if mask is not None and f == "dot_product" and memory == "chunked":
-        raise ValueError("memory='chunked' computes the dot product as query (key^T value) / Nk, which cannot "
-                         "apply a mask: use memory='dense' or 'auto' with a mask")
+        raise ValueError("memory='chunked' computes the dot product as query (key^T value) / Nk, "
+                         "which cannot apply a mask: use memory='dense' or 'auto' with a mask")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, received {chunk_size!r}")
     return xp
@@ -136,7 +137,8 @@ def _resolve_memory(memory, f, n, nq, nk, mask):
 
 
 # --------------------------------------------------------------------------- the four affinities A = f / C
-# Each pair: forward (xp, query, key, o) -> A (N, Nq, Nk); backward (xp, dA, A, query, key, o) -> dq, dk, grads.
+# Each pair: forward (xp, query, key, o) -> A (N, Nq, Nk),
+#            backward (xp, dA, A, query, key, o) -> dquery, dkey, grads.
 # ``o`` holds the options of nonlocal_op_forward (scale, key_bias, mask, w_f, normalize).
 def _softmax_affinity(xp, q, k, o):
     """Gaussians: ``A = softmax_j(s_ij)``, max-subtracted so that exp never overflows."""
@@ -181,7 +183,7 @@ def _concat_affinity(xp, q, k, o):
 
 
 def _concat_affinity_backward(xp, da, a, q, k, o):
-    """Through the ReLU (``A > 0``; masked entries are 0), then ``da_i = sum_j dS_ij``, ``db_j = sum_i dS_ij``."""
+    """Through the ReLU (``A > 0``; masked entries are 0): ``da_i = sum_j dS_ij``, ``db_j = sum_i dS_ij``."""
     ds = da / normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype) * (a > 0)
     dq, dk, dw_f = concat_terms_backward(xp, ds.sum(axis=2), ds.sum(axis=1), q, k, o["w_f"])
     return dq, dk, {"w_f": dw_f}
@@ -253,20 +255,9 @@ def attention_weights(
 
 
 def nonlocal_op_forward(
-    query: Any,
-    key: Any,
-    value: Any,
-    *,
-    f: str,
-    normalize: bool = True,
-    scale: float | None = None,
-    key_bias: Any = None,
-    mask: Any = None,
-    w_f: Any = None,
-    memory: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    return_attention: bool = False,
-    check: bool = True,
+    query: Any, key: Any, value: Any, *, f: str, normalize: bool = True, scale: float | None = None,
+    key_bias: Any = None, mask: Any = None, w_f: Any = None, memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE, return_attention: bool = False, check: bool = True,
 ) -> tuple[Any, dict] | tuple[Any, dict, Any]:
     """Generic non-local operation ``y_i = 1/C(x) sum_j f(x_i, x_j) g(x_j)`` (Wang et al., CVPR 2018, Eq. 1).
 
@@ -324,8 +315,7 @@ def nonlocal_op_forward(
     Raises
     ------
     ValueError, TypeError
-        For bad shapes (including no key position), dtypes, options or mixed
-        NumPy/CuPy arrays, before any work.
+        Bad shapes (also Nk = 0), dtypes, options or mixed NumPy/CuPy arrays, before any work.
 
     References
     ----------
@@ -372,6 +362,7 @@ def nonlocal_op_backward(dy: Any, cache: dict) -> tuple[tuple[Any, Any, Any], di
     """
     q, v = cache["query"], cache["value"]
     if tuple(dy.shape) != (q.shape[0], q.shape[1], v.shape[2]):
-        raise ValueError(f"dy must have shape {(q.shape[0], q.shape[1], v.shape[2])}, received {tuple(dy.shape)}")
+        raise ValueError(f"dy must have shape {(q.shape[0], q.shape[1], v.shape[2])}, "
+                         f"received {tuple(dy.shape)}")
     xp = get_namespace(dy, q)
     return _FORMS[cache["memory"]][cache["f"]][1](xp, dy, cache)

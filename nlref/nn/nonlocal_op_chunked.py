@@ -103,7 +103,7 @@ def _dot_factorised_backward(xp, dy, cache):
     return (dq, xp.matmul(v, dkv.transpose(0, 2, 1)), xp.matmul(k, dkv)), {}
 
 
-# --------------------------------------------------------------------------- concatenation: ReLU(a_i + b_j) tiles
+# ------------------------------------------------------------ concatenation: ReLU(a_i + b_j) tiles
 def _concat_tile(xp, a, b, o, qs, ks):
     """``r_ij = ReLU(a_i + b_j)`` on one tile, 0 outside the mask: (N, |qs|, |ks|)."""
     r = xp.maximum(a[:, qs, None] + b[:, None, ks], 0)

@@ -33,15 +33,16 @@ def as_window(window: Any, ndim: int) -> tuple[int | None, ...]:
 
     Raises ``TypeError``/``ValueError`` naming ``window`` otherwise.
     """
-    items = (window,) * ndim if isinstance(window, (int, np.integer)) and not isinstance(window, bool) else window
+    def is_int(k):
+        return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+
     try:
-        items = tuple(items)
+        items = (window,) * ndim if is_int(window) else tuple(window)
     except TypeError:
-        raise TypeError(f"window must be None, an int or a tuple of {ndim} ints/None, received {window!r}") from None
-    ok = all(k is None or (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0) for k in items)
-    if len(items) != ndim or not ok:
-        raise ValueError(f"window must be an int >= 0 or a tuple of {ndim} ints >= 0 or None (one per spatial axis), "
-                         f"received {window!r}")
+        raise TypeError(f"window must be an int or a tuple of {ndim} ints/None, received {window!r}") from None
+    if len(items) != ndim or not all(k is None or (is_int(k) and k >= 0) for k in items):
+        raise ValueError(f"window must be an int >= 0 or a tuple of {ndim} ints >= 0 or None "
+                         f"(one per spatial axis), received {window!r}")
     return tuple(None if k is None else int(k) for k in items)
 
 
