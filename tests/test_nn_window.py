@@ -29,14 +29,24 @@ def loop_mask(shape, window, stride):
     for a, i in enumerate(queries):
         for b, j in enumerate(keys):
             cells = itertools.product(*(range(jj * s, jj * s + s) for jj, s in zip(j, stride)))
-            mask[a, b] = any(all(k is None or abs(c - ii) <= k for c, ii, k in zip(cell, i, window)) for cell in cells)
+            mask[a, b] = any(
+                all(k is None or abs(c - ii) <= k for c, ii, k in zip(cell, i, window)) for cell in cells
+            )
     return mask
 
 
-@pytest.mark.parametrize("shape, window, stride", [
-    ((7,), 2, 1), ((4, 5), (1, 2), 1), ((3, 4, 4), (1, None, None), 1), ((3, 4, 4), (0, 1, None), 1),
-    ((8,), 0, 2), ((6, 6), (1, 0), (1, 2)), ((2, 5, 4), (None, 1, 1), (1, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "shape, window, stride",
+    [
+        ((7,), 2, 1),
+        ((4, 5), (1, 2), 1),
+        ((3, 4, 4), (1, None, None), 1),
+        ((3, 4, 4), (0, 1, None), 1),
+        ((8,), 0, 2),
+        ((6, 6), (1, 0), (1, 2)),
+        ((2, 5, 4), (None, 1, 1), (1, 2, 2)),
+    ],
+)
 def test_mask_matches_a_loop_over_pairs(xp, shape, window, stride):
     mask = local_window_mask(shape, window, stride=stride, xp=xp)
     np.testing.assert_array_equal(to_numpy(mask), loop_mask(shape, window, stride))
@@ -82,8 +92,14 @@ def test_windowed_op_matches_the_loop_with_the_window_size_as_normaliser(xp, rng
     q, k, v = (rng.standard_normal(s) for s in [(2, 12, 3), (2, 12, 3), (2, 12, 2)])
     w_f = rng.standard_normal(6) if f == "concatenation" else None
     mask = local_window_mask((3, 4), (1, 1))
-    y, _ = nonlocal_op_forward(*(asarray(a, xp) for a in (q, k, v)), f=f, mask=asarray(mask, xp), memory=memory,
-                               chunk_size=5, w_f=None if w_f is None else asarray(w_f, xp))
+    y, _ = nonlocal_op_forward(
+        *(asarray(a, xp) for a in (q, k, v)),
+        f=f,
+        mask=asarray(mask, xp),
+        memory=memory,
+        chunk_size=5,
+        w_f=None if w_f is None else asarray(w_f, xp),
+    )
     np.testing.assert_allclose(to_numpy(y), loop_windowed(q, k, v, mask, f, w_f), rtol=1e-12, atol=1e-12)
 
 
@@ -144,8 +160,9 @@ def test_block_gradients_with_a_window_match_finite_differences(xp, rng, mode, s
     memory = "dense" if mode == "dot_product" else "chunked"
 
     def forward(x, params):
-        return nonlocal_block_forward(x, params, s, mode=mode, subsample=sub, window=(1, 1, None), memory=memory,
-                                      chunk_size=7)
+        return nonlocal_block_forward(
+            x, params, s, mode=mode, subsample=sub, window=(1, 1, None), memory=memory, chunk_size=7
+        )
 
     report = gradcheck(forward, nonlocal_block_backward, x, p, mode="random", n_directions=4, eps=1e-5)
     assert report.worst_error < 1e-6
@@ -157,14 +174,17 @@ def test_chunked_and_dense_agree_with_a_window(rng, mode):
     dz = rng.standard_normal(x.shape)
     res = {}
     for memory in ("dense", "chunked"):
-        z, cache, _ = nonlocal_block_forward(x, p, s, mode=mode, subsample=(1, 2, 2), window=(0, 1, 1),
-                                             memory=memory, chunk_size=5)
+        z, cache, _ = nonlocal_block_forward(
+            x, p, s, mode=mode, subsample=(1, 2, 2), window=(0, 1, 1), memory=memory, chunk_size=5
+        )
         assert cache["op"]["memory"] == memory
         res[memory] = (z, *nonlocal_block_backward(dz, cache))
     np.testing.assert_allclose(res["chunked"][0], res["dense"][0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res["chunked"][1], res["dense"][1], rtol=1e-12, atol=1e-12)
     for key in p:
-        np.testing.assert_allclose(res["chunked"][2][key], res["dense"][2][key], rtol=1e-12, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(
+            res["chunked"][2][key], res["dense"][2][key], rtol=1e-12, atol=1e-12, err_msg=key
+        )
 
 
 def test_dot_product_with_a_window_is_dense_under_auto_and_refused_chunked(rng):
@@ -183,7 +203,9 @@ def test_dot_product_with_a_window_is_dense_under_auto_and_refused_chunked(rng):
 def test_check_false_gives_the_same_result(rng):
     x, p, s = random_block(rng, "embedded_gaussian", (2, 4, 6, 6))
     z, cache, _ = nonlocal_block_forward(x, p, s, mode="embedded_gaussian", subsample=2, window=(1, 1))
-    z2, cache2, _ = nonlocal_block_forward(x, p, s, mode="embedded_gaussian", subsample=2, window=(1, 1), check=False)
+    z2, cache2, _ = nonlocal_block_forward(
+        x, p, s, mode="embedded_gaussian", subsample=2, window=(1, 1), check=False
+    )
     np.testing.assert_array_equal(z2, z)
     np.testing.assert_array_equal(nonlocal_block_backward(z, cache2)[0], nonlocal_block_backward(z, cache)[0])
 

@@ -230,7 +230,9 @@ def nonlocal_block_forward(
         phi, g = pool("pool_phi", phi), pool("pool_g", g)  # (N, d, *S'), (N, C_i, *S')
     key_spatial = tuple(g.shape[2:])
     # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.window)
-    mask = None if window is None else local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))
+    mask = None
+    if window is not None:
+        mask = local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))
 
     op = nonlocal_op_forward(  # validated above: no second check
         _positions(theta), _positions(phi), _positions(g), f=mode, scale=scale, w_f=params.get("concat.w"),

@@ -45,7 +45,7 @@ def _softmax_chunked_forward(xp, q, k, v, o):
     lse = xp.empty((n, nq), dtype=q.dtype)
     for qs in blocks(nq, o["chunk_size"]):
         m = xp.full((n, qs.stop - qs.start), -xp.inf, dtype=q.dtype)
-        l = xp.zeros_like(m)
+        ell = xp.zeros_like(m)  # running sum l_i
         acc = xp.zeros((n, qs.stop - qs.start, v.shape[2]), dtype=q.dtype)
         for ks in blocks(k.shape[1], o["chunk_size"]):
             s = _tile_logits(xp, q, k, o, qs, ks)
@@ -55,11 +55,11 @@ def _softmax_chunked_forward(xp, q, k, v, o):
             alpha = xp.exp(m - shift)  # rescales what was summed under the old max
             s -= shift[:, :, None]
             p = xp.exp(s, out=s)
-            l = alpha * l + p.sum(axis=2)
+            ell = alpha * ell + p.sum(axis=2)
             acc = alpha[:, :, None] * acc + xp.matmul(p, v[:, ks])
             m = m_new
-        y[:, qs] = acc / l[:, :, None]
-        lse[:, qs] = m + xp.log(l)  # row log-sum-exp: A_ij = exp(s_ij - lse_i)
+        y[:, qs] = acc / ell[:, :, None]
+        lse[:, qs] = m + xp.log(ell)  # row log-sum-exp: A_ij = exp(s_ij - lse_i)
     return y, {"y": y, "lse": lse}
 
 

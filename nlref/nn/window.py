@@ -39,7 +39,8 @@ def as_window(window: Any, ndim: int) -> tuple[int | None, ...]:
     try:
         items = (window,) * ndim if is_int(window) else tuple(window)
     except TypeError:
-        raise TypeError(f"window must be an int or a tuple of {ndim} ints/None, received {window!r}") from None
+        raise TypeError(f"window must be an int or a tuple of {ndim} ints/None, "
+                        f"received {window!r}") from None
     if len(items) != ndim or not all(k is None or (is_int(k) and k >= 0) for k in items):
         raise ValueError(f"window must be an int >= 0 or a tuple of {ndim} ints >= 0 or None "
                          f"(one per spatial axis), received {window!r}")
