@@ -60,7 +60,7 @@ def _check_image(image, patch_size, patch_distance, h):
     return patch, dist
 
 
-def patch_vectors(image, patch_size):
+def patch_vectors(image: Any, patch_size: int | tuple[int, ...]) -> Any:
     """Flattened patches around every pixel, scaled so that squared distances are means.
 
     Parameters
@@ -97,7 +97,10 @@ def search_window_mask(shape: tuple[int, ...], patch_distance: int | tuple[int, 
     return local_window_mask(shape, dist, xp=xp)
 
 
-def nlm_nonlocal_inputs(image, *, patch_size=7, patch_distance=11, h=0.1, cutoff=None, preserve_range=False):
+def nlm_nonlocal_inputs(
+    image: Any, *, patch_size: Any = 7, patch_distance: Any = 11, h: float = 0.1, cutoff: float | None = None,
+    preserve_range: bool = False,
+) -> dict[str, Any]:
     """The arguments of :func:`nlref.nn.nonlocal_op_forward` that make it non-local means.
 
     Parameters are those of :func:`nl_means_as_nonlocal`.
@@ -135,9 +138,9 @@ def nlm_nonlocal_inputs(image, *, patch_size=7, patch_distance=11, h=0.1, cutoff
 
 
 def nl_means_as_nonlocal(
-    image, *, patch_size=7, patch_distance=11, h=0.1, cutoff=None, preserve_range=False, memory="auto",
-    chunk_size=DEFAULT_CHUNK_SIZE,
-):
+    image: Any, *, patch_size: Any = 7, patch_distance: Any = 11, h: float = 0.1, cutoff: float | None = None,
+    preserve_range: bool = False, memory: str = "auto", chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Any:
     """Grey-level non-local means computed by the non-local operation of Wang et al.
 
     ``NL(v)(i) = sum_j exp(-d2(i, j) / h^2) v(j) / sum_j exp(-d2(i, j) / h^2)``
