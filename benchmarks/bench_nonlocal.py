@@ -37,9 +37,8 @@ from common import (
 )
 
 from nlref.backend import asarray, to_numpy
-from nlref.nn import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
+from nlref.nn import NONLOCAL_MODES, init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 
-MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
 FULL = [
     ("res4", (8, 1024, 8, 14, 14), (1, 2, 2)),
     ("res3", (8, 512, 16, 28, 28), (1, 2, 2)),
@@ -169,7 +168,7 @@ def rss_peak(run):
 
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=list(NONLOCAL_MODES), choices=NONLOCAL_MODES)
     parser.add_argument("--cases", nargs="+", default=[c[0] for c in FULL], choices=[c[0] for c in FULL])
     args = parser.parse_args()
     fixed_mmap_threshold()

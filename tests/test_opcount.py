@@ -8,7 +8,7 @@ import pytest
 from nlref.backend import get_namespace, is_cupy_array
 from nlref.data.synthetic_video import make_clips
 from nlref.denoise import nl_means
-from nlref.denoise.fast import GPU_MAX_BATCH_BYTES
+from nlref.denoise.batched import GPU_MAX_BATCH_BYTES
 from nlref.nn import relu_forward, sgd_init, sgd_step, softmax_cross_entropy
 from nlref.nn.models import build_model, model_backward, model_forward
 from nlref.nn.optim_flat import flat_sgd_init, flat_sgd_step, flatten_grads, flatten_params

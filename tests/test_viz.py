@@ -26,7 +26,7 @@ def test_clip_map_is_a_png_with_one_panel_per_frame(tmp_path, rng):
     assert path == tmp_path / "att.png"
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     img = imread(path)
-    assert img.ndim == 3 and img.shape[1] > 3 * img.shape[0]  # four frames side by side
+    assert img.ndim == 3 and img.shape[1] > 1.5 * img.shape[0]  # four frames side by side, two rows
     assert [p.name for p in tmp_path.iterdir()] == ["att.png"]  # no temporary file left behind
 
 
@@ -42,6 +42,23 @@ def test_figure_layout_titles_and_labels(rng):
     markers = [len(ax.lines) for ax in panels]
     assert markers == [0, 0, 0, 1]
     np.testing.assert_allclose(panels[3].lines[0].get_xydata(), [[0.5, 0.5]])
+
+
+def test_frames_are_a_row_of_their_own_and_maps_are_opaque(rng):
+    x, att = clip_attention(rng)
+    fig = attention_map(att, query=(1, 2, 5), query_shape=(4, 8, 8), key_shape=(4, 4, 4), frames=x[0, 0])
+    inputs, maps = fig.axes[:4], fig.axes[4:8]
+    assert [ax.get_title() for ax in inputs] == [f"input, frame {t}" for t in range(4)]
+    assert [ax.get_title() for ax in maps] == [f"attention, frame {t}" for t in range(4)]
+    assert all(len(ax.images) == 1 for ax in fig.axes[:8])  # nothing drawn over the frames
+    assert all(ax.images[0].get_alpha() is None for ax in maps)
+    assert fig.axes[8].get_ylabel() == "attention weight f / C"
+
+
+def test_uniform_attention_is_drawn_in_one_colour():
+    fig = attention_map(np.full(16, 1 / 16), query=(1, 1), query_shape=(4, 4))
+    rgba = fig.axes[0].images[0].to_rgba(fig.axes[0].images[0].get_array())
+    assert np.ptp(rgba.reshape(-1, 4), axis=0).max() == 0  # every pixel the same colour
 
 
 def test_long_clips_show_at_most_max_frames_including_the_query_frame(rng):

@@ -20,7 +20,8 @@ same for every j, it cancels in C(x).  So NLM is an *embedded Gaussian* with
 masked to the search window -- self-attention with fixed, hand-made embeddings.
 
 scikit-image's habit (fast mode) of skipping the weights below exp(-5) is one
-more restriction of j, so it joins the mask (``cutoff=5``).  The mask makes the affinity (P, P) for P pixels: this is for small images
+more restriction of j, so it joins the mask (``cutoff=5``).  The mask makes the
+affinity (P, P) for P pixels: this is for small images
 (a 48 x 48 image is 5.3 M entries); :mod:`nlref.denoise` is the fast route.
 Only the noise-free weighting is expressible (``sigma = 0``): the IPOL clamp
 ``max(d2 - 2 sigma^2, 0)`` is not of the inner-product form.
@@ -30,12 +31,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 
 from .._validation import as_tuple, check_array, check_finite, check_positive
 from ..backend import as_float_image, get_namespace
 from .nonlocal_op import DEFAULT_CHUNK_SIZE, nonlocal_op_forward
+from .window import local_window_mask
 
 __all__ = ["patch_vectors", "search_window_mask", "nlm_nonlocal_inputs", "nl_means_as_nonlocal"]
 
@@ -57,7 +60,7 @@ def _check_image(image, patch_size, patch_distance, h):
     return patch, dist
 
 
-def patch_vectors(image, patch_size):
+def patch_vectors(image: Any, patch_size: int | tuple[int, ...]) -> Any:
     """Flattened patches around every pixel, scaled so that squared distances are means.
 
     Parameters
@@ -82,21 +85,22 @@ def patch_vectors(image, patch_size):
     return xp.stack(cols, axis=1) / math.sqrt(len(cols))  # a Python float keeps float32 float32
 
 
-def search_window_mask(shape, patch_distance, *, xp=np):
+def search_window_mask(shape: tuple[int, ...], patch_distance: int | tuple[int, ...], *, xp: Any = np) -> Any:
     """Boolean (P, P) mask, True where pixel j lies in the search window of pixel i.
 
     ``|j_a - i_a| <= patch_distance_a`` on every axis a; windows are clipped by
-    the image border, as in :func:`nlref.denoise.nl_means_pixelwise`.
+    the image border, as in :func:`nlref.denoise.nl_means_pixelwise`.  NLM's
+    search window is the local window of the non-local block:
+    ``local_window_mask(shape, patch_distance)`` (:mod:`nlref.nn.window`).
     """
     dist = as_tuple(patch_distance, len(shape), "patch_distance")
-    coords = xp.indices(tuple(shape)).reshape(len(shape), -1)  # (ndim, P)
-    mask = xp.ones((coords.shape[1],) * 2, dtype=bool)
-    for c, d in zip(coords, dist):
-        mask &= xp.abs(c[:, None] - c[None, :]) <= d
-    return mask
+    return local_window_mask(shape, dist, xp=xp)
 
 
-def nlm_nonlocal_inputs(image, *, patch_size=7, patch_distance=11, h=0.1, cutoff=None, preserve_range=False):
+def nlm_nonlocal_inputs(
+    image: Any, *, patch_size: Any = 7, patch_distance: Any = 11, h: float = 0.1, cutoff: float | None = None,
+    preserve_range: bool = False,
+) -> dict[str, Any]:
     """The arguments of :func:`nlref.nn.nonlocal_op_forward` that make it non-local means.
 
     Parameters are those of :func:`nl_means_as_nonlocal`.
@@ -134,9 +138,9 @@ def nlm_nonlocal_inputs(image, *, patch_size=7, patch_distance=11, h=0.1, cutoff
 
 
 def nl_means_as_nonlocal(
-    image, *, patch_size=7, patch_distance=11, h=0.1, cutoff=None, preserve_range=False, memory="auto",
-    chunk_size=DEFAULT_CHUNK_SIZE,
-):
+    image: Any, *, patch_size: Any = 7, patch_distance: Any = 11, h: float = 0.1, cutoff: float | None = None,
+    preserve_range: bool = False, memory: str = "auto", chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Any:
     """Grey-level non-local means computed by the non-local operation of Wang et al.
 
     ``NL(v)(i) = sum_j exp(-d2(i, j) / h^2) v(j) / sum_j exp(-d2(i, j) / h^2)``

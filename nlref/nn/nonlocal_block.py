@@ -28,7 +28,9 @@ Pipeline (shapes for a clip, ``P = T*H*W`` positions, ``P'`` after subsampling):
 * identity at initialisation: the BatchNorm after W_z starts with gamma = 0
   (official code), or, with ``bn=False``, W_z itself starts at zero.
 * memory: the affinity is (N, P, P'); ``memory="chunked"`` never stores it
-  (see :mod:`nlref.nn.nonlocal_op`).
+  (see :mod:`nlref.nn.nonlocal_op_chunked`).
+* ``window``: restrict each query's keys to a local window (:mod:`nlref.nn.window`),
+  the control experiment for non-locality; None (default) is the paper's block.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ import numpy as np
 
 from .._validation import as_tuple
 from ..backend import get_namespace
-from ._common import check_layer_input
-from .init import gaussian, ones, zeros
+from ._block_checks import POOL_ORDERS, check_block_options, check_block_params
+from .init import as_generator, gaussian, ones, zeros
 from .layers import linear_backward, linear_forward
-from .nonlocal_op import DEFAULT_CHUNK_SIZE, PAIRWISE_FUNCTIONS, nonlocal_op_backward, nonlocal_op_forward
+from .nonlocal_op import DEFAULT_CHUNK_SIZE, NONLOCAL_MODES, nonlocal_op_backward, nonlocal_op_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
 from .pool import max_pool_backward, max_pool_forward
+from .window import local_window_mask
 
 __all__ = [
     "init_nonlocal_params",
@@ -54,9 +57,6 @@ __all__ = [
     "NONLOCAL_MODES",
     "POOL_ORDERS",
 ]
-
-NONLOCAL_MODES = PAIRWISE_FUNCTIONS
-POOL_ORDERS = ("before_conv", "after_conv")
 
 
 def _check_mode(mode):
@@ -70,17 +70,9 @@ def _branches(mode):
 
 
 def init_nonlocal_params(
-    channels,
-    *,
-    mode="embedded_gaussian",
-    inner_channels=None,
-    ndim=3,
-    bn=True,
-    rng=0,
-    dtype=np.float32,
-    xp=np,
-    std=0.01,
-):
+    channels: int, *, mode: str = "embedded_gaussian", inner_channels: int | None = None, ndim: int = 3,
+    bn: bool = True, rng: Any = 0, dtype: Any = np.float32, xp: Any = np, std: float = 0.01,
+) -> tuple[dict, dict]:
     """Parameters and BatchNorm state of a non-local block, initialised as the official code does.
 
     Parameters
@@ -121,8 +113,6 @@ def init_nonlocal_params(
         raise ValueError(f"inner_channels must be a positive int, received {inner_channels!r}")
     if ndim not in (1, 2, 3):
         raise ValueError(f"ndim must be 1, 2 or 3, received {ndim!r}")
-    from .init import as_generator
-
     gen = as_generator(rng)
     c, ci = int(channels), int(ci)
     params = {}
@@ -131,74 +121,16 @@ def init_nonlocal_params(
         params[f"{name}.b"] = zeros(ci, dtype=dtype, xp=xp)
     if mode == "concatenation":
         params["concat.w"] = gaussian(2 * ci, std, gen, dtype=dtype, xp=xp)
-    params["w_z.w"] = gaussian((c, ci), std, gen, dtype=dtype, xp=xp) if bn else zeros((c, ci), dtype=dtype, xp=xp)
+    w_z = gaussian((c, ci), std, gen, dtype=dtype, xp=xp) if bn else zeros((c, ci), dtype=dtype, xp=xp)
+    params["w_z.w"] = w_z
     params["w_z.b"] = zeros(c, dtype=dtype, xp=xp)
     state = {}
     if bn:
         params["bn.gamma"] = zeros(c, dtype=dtype, xp=xp)  # zero scale: the new block is the identity
         params["bn.beta"] = zeros(c, dtype=dtype, xp=xp)
-        state = {"bn.running_mean": zeros(c, dtype=dtype, xp=xp), "bn.running_var": ones(c, dtype=dtype, xp=xp)}
+        state = {"bn.running_mean": zeros(c, dtype=dtype, xp=xp),
+                 "bn.running_var": ones(c, dtype=dtype, xp=xp)}
     return params, state
-
-
-def _check_block_args(x, params, state, mode, subsample, pool_order, scale, memory):
-    n_spatial = check_layer_input(x, "x", min_spatial=1, max_spatial=3)
-    _check_mode(mode)
-    if memory not in ("auto", "dense", "chunked"):
-        raise ValueError(f"memory must be 'auto', 'dense' or 'chunked', received {memory!r}")
-    if scale is not None and not mode.endswith("gaussian"):
-        raise ValueError(f"scale applies to the Gaussian modes only, received scale={scale!r} with mode={mode!r}")
-    if pool_order not in POOL_ORDERS:
-        raise ValueError(f"pool_order must be one of {POOL_ORDERS}, received {pool_order!r}")
-    if not isinstance(params, dict) or not isinstance(state, dict):
-        raise TypeError(f"params and state must be dicts of arrays, received {type(params).__name__}, {type(state).__name__}")
-    get_namespace(x, *params.values(), *state.values())  # TypeError on a NumPy/CuPy mix
-    c = x.shape[1]
-    if "g.w" not in params or getattr(params["g.w"], "ndim", 0) != 2:
-        raise ValueError(f"params must contain 'g.w' of shape (inner_channels, {c}), received keys {sorted(params)}")
-    ci = params["g.w"].shape[0]
-    bn = "bn.gamma" in params
-    d = c if mode == "gaussian" else ci
-    expected = {"g.w": (ci, c), "w_z.w": (c, ci), "g.b": (ci,), "w_z.b": (c,)}
-    if mode != "gaussian":
-        expected.update({"theta.w": (ci, c), "phi.w": (ci, c), "theta.b": (ci,), "phi.b": (ci,)})
-    if mode == "concatenation":
-        expected["concat.w"] = (2 * d,)
-    if bn:
-        expected.update({"bn.gamma": (c,), "bn.beta": (c,)})
-    optional = {"g.b", "w_z.b", "theta.b", "phi.b"}
-    missing = sorted(set(expected) - set(params) - optional)
-    extra = sorted(set(params) - set(expected))
-    if missing or extra:
-        raise ValueError(
-            f"params do not match mode={mode!r}: missing {missing}, unexpected {extra} "
-            "(build them with init_nonlocal_params(channels, mode=...))"
-        )
-    for key, shape in expected.items():
-        if key in params:
-            a = params[key]
-            if tuple(a.shape) != shape:
-                raise ValueError(
-                    f"params[{key!r}] must have shape {shape} for x with {c} channels "
-                    f"and inner_channels={ci}, received {tuple(a.shape)}"
-                )
-            if a.dtype != x.dtype:
-                raise TypeError(f"params[{key!r}] must have the dtype of x ({x.dtype}), received {a.dtype}")
-    if bn:
-        for key in ("bn.running_mean", "bn.running_var"):
-            if key not in state or tuple(state[key].shape) != (c,):
-                got = tuple(state[key].shape) if key in state else "missing"
-                raise ValueError(f"state[{key!r}] must have shape ({c},), received {got}")
-    kernel = None
-    if subsample is not None:
-        kernel = as_tuple(subsample, n_spatial, "subsample")
-        if any(k < 1 for k in kernel):
-            raise ValueError(f"subsample must be >= 1 on every axis, received {subsample!r}")
-        if any(k > s for k, s in zip(kernel, x.shape[2:])):
-            raise ValueError(
-                f"subsample kernel {kernel} is larger than the feature map {tuple(x.shape[2:])} on some axis"
-            )
-    return kernel, bn
 
 
 def _positions(a):
@@ -213,21 +145,11 @@ def _channels_first(a, spatial):
 
 
 def nonlocal_block_forward(
-    x,
-    params,
-    state,
-    *,
-    mode,
-    subsample=None,
-    pool_order="before_conv",
-    scale=None,
-    train=True,
-    memory="auto",
-    chunk_size=DEFAULT_CHUNK_SIZE,
-    bn_momentum=0.1,
-    bn_eps=1e-5,
-    return_attention=False,
-):
+    x: Any, params: dict, state: dict, *, mode: str, subsample: int | tuple[int, ...] | None = None,
+    pool_order: str = "before_conv", scale: float | None = None, train: bool = True, memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
+    return_attention: bool = False, window: int | tuple[int | None, ...] | None = None, check: bool = True,
+) -> tuple[Any, dict, dict] | tuple[Any, dict, dict, Any]:
     """Non-local block forward, ``z = BN(W_z y) + x`` (Wang et al., CVPR 2018, Eq. 6).
 
     Parameters
@@ -251,6 +173,20 @@ def nonlocal_block_forward(
         Passed to :func:`nlref.nn.batch_norm_forward`.
     return_attention : bool
         Also return the (N, P, P') normalised affinity ``f / C`` (built densely).
+    window : None, int or tuple of (int or None)
+        None (default): every query sees every key -- the non-local block.  An
+        int k or a per-axis tuple restricts the keys of query i to a local window,
+        ``|t_j - t_i| <= k_t``, ``|y_j - y_i| <= k_y``, ``|x_j - x_i| <= k_x``
+        (None on an axis: unrestricted there, so ``(1, None, None)`` is "+-1
+        frame, whole frame"); with subsampling a key counts as inside when one of
+        the input positions pooled into it is (:func:`nlref.nn.local_window_mask`).
+        The Gaussians' softmax runs over the window; for the dot product and
+        concatenation ``C(x)`` is the number of keys in the window (the paper's
+        ``C = N'`` restricted to it).  Costs a boolean (P, P') mask; with
+        ``mode="dot_product"`` it needs ``memory="dense"`` or ``"auto"``.
+    check : bool
+        Validate the arguments (default).  False skips the checks, for callers
+        that validated once already (the video models, at build time).
 
     Returns
     -------
@@ -266,9 +202,15 @@ def nonlocal_block_forward(
     ------
     ValueError, TypeError
         Wrong ndim, channels not matching the params, subsample kernel larger
-        than the map, unknown mode or pool order, mixed NumPy/CuPy arrays.
+        than the map, unknown mode or pool order, bad window (or one that leaves
+        a query without keys), mixed NumPy/CuPy arrays.
     """
-    kernel, bn = _check_block_args(x, params, state, mode, subsample, pool_order, scale, memory)
+    if check:
+        kernel = check_block_options(x, mode, subsample, pool_order, scale, memory, chunk_size, window)
+        bn = check_block_params(x, params, state, mode)
+    else:
+        kernel = None if subsample is None else as_tuple(subsample, x.ndim - 2, "subsample")
+        bn = "bn.gamma" in params
     spatial = tuple(x.shape[2:])
     layers = {}  # sub-layer caches, in forward order
 
@@ -287,10 +229,14 @@ def nonlocal_block_forward(
     if kernel and pool_order == "after_conv":
         phi, g = pool("pool_phi", phi), pool("pool_g", g)  # (N, d, *S'), (N, C_i, *S')
     key_spatial = tuple(g.shape[2:])
+    # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.window)
+    mask = None
+    if window is not None:
+        mask = local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))
 
-    op = nonlocal_op_forward(
+    op = nonlocal_op_forward(  # validated above: no second check
         _positions(theta), _positions(phi), _positions(g), f=mode, scale=scale, w_f=params.get("concat.w"),
-        memory=memory, chunk_size=chunk_size, return_attention=return_attention,
+        mask=mask, memory=memory, chunk_size=chunk_size, return_attention=return_attention, check=False,
     )
     y = _channels_first(op[0], spatial)  # (N, C_i, *S)
     wy = lin("w_z", y)
@@ -308,7 +254,7 @@ def nonlocal_block_forward(
     return z, cache, new_state
 
 
-def nonlocal_block_backward(dz, cache):
+def nonlocal_block_backward(dz: Any, cache: dict) -> tuple[Any, dict]:
     """Backward of :func:`nonlocal_block_forward`: ``(dx, grads)``, grads keyed like params.
 
     The residual sends ``dz`` straight to ``dx``; the rest flows back through

@@ -1,4 +1,4 @@
-"""The generic non-local operation, on flattened positions, with its backward.
+"""The generic non-local operation, on flattened positions, in the paper's dense form.
 
 Wang, Girshick, Gupta, He, *Non-local Neural Networks*, CVPR 2018, Eq. (1):
 
@@ -8,15 +8,12 @@ This module is the part of the story that both halves of nlref share: the
 non-local block (:mod:`nlref.nn.nonlocal_block`) calls it with
 ``query = theta(x)``, ``key = phi(x)``, ``value = g(x)``, and the bridge to
 classical non-local means (:mod:`nlref.nn.bridge`) calls it with patch vectors.
-Positions are already flattened: a feature map (N, C, T, H, W) becomes
-(N, THW, C).
+Positions are already flattened: a feature map (N, C, T, H, W) becomes (N, THW, C).
 
-Shapes (N = batch, Nq = query positions i, Nk = key positions j):
-
-    query : (N, Nq, d)     theta(x_i)   (x_i itself for the plain Gaussian)
-    key   : (N, Nk, d)     phi(x_j)
-    value : (N, Nk, c)     g(x_j)
-    y     : (N, Nq, c)
+Shapes (N = batch, Nq = query positions i, Nk = key positions j): query = theta(x_i)
+(N, Nq, d) (x_i itself for the plain Gaussian), key = phi(x_j) (N, Nk, d), value = g(x_j)
+(N, Nk, c), y = A value (N, Nq, c), with A = f / C the (N, Nq, Nk) affinity: the
+dense form's quadratic object.
 
 The four pairwise functions of Section 3.2 (``s_ij = scale * query_i . key_j``):
 
@@ -30,25 +27,15 @@ concatenation       ReLU(w_f^T [query_i, key_j])     Nk
 ==================  ===============================  ==================
 
 "gaussian" and "embedded_gaussian" are the same operation here; they differ in
-what the caller passes (x itself, or the embeddings theta and phi).
+what the caller passes (x itself, or the embeddings theta and phi).  A boolean
+``mask`` (Nq, Nk) restricts j, e.g. to a local window (:func:`nlref.nn.local_window_mask`):
+``f = 0`` outside it, and the dot product's and concatenation's ``C(x) = Nk``
+becomes the number of keys that query i may see.
 
-Three ways to compute it (``memory=``):
-
-* ``"dense"`` builds the (N, Nq, Nk) affinity: the plain form of the paper.
-* ``"chunked"`` never stores it: it visits tiles of ``chunk_size`` queries x
-  ``chunk_size`` keys.  Gaussians: for each block of queries, an online softmax
-  over the key chunks (running max and running sums; Rabe & Staats 2021, Dao et
-  al. FlashAttention 2022) in the forward; in the backward the attention of each
-  tile is recomputed from the stored row log-sum-exp, with ``D_i = dy_i . y_i``.
-  Concatenation: ``ReLU(a_i + b_j)`` with ``a = w_theta^T theta``,
-  ``b = w_phi^T phi``, tile by tile.  Dot product: the factorisation
-  ``y = query (key^T value) / Nk``, which costs O((Nq + Nk) d c) and has no
-  Nq x Nk matrix at all.  Peak memory is O(N (Nq + Nk) (d + c)) for the inputs
-  and outputs plus a few (N, chunk_size, chunk_size) tiles, instead of a few
-  (N, Nq, Nk) affinities.
-* ``"auto"``: the dot product always uses its factorisation (cheaper in time and
-  memory); the other functions use the dense form while the affinity has at most
-  :data:`AUTO_DENSE_MAX_ELEMENTS` entries (N * Nq * Nk) and chunks above that.
+Below, each ``f`` is a pair ``affinity forward -> A`` / ``affinity backward dA -> dquery, dkey``,
+and the generic op ``y = A value`` walks the ``{f: (forward, backward)}`` table.
+``memory="chunked"`` uses the forms of :mod:`nlref.nn.nonlocal_op_chunked`
+instead, which never hold A; ``"auto"`` picks per call (see :func:`nonlocal_op_forward`).
 """
 
 from __future__ import annotations
@@ -59,17 +46,22 @@ import numpy as np
 
 from .._validation import check_array
 from ..backend import get_namespace
+from ._pairwise import concat_terms, concat_terms_backward, logits, logits_backward, normaliser
+from .nonlocal_op_chunked import CHUNKED_FORMS
 
 __all__ = [
     "nonlocal_op_forward",
     "nonlocal_op_backward",
     "attention_weights",
-    "PAIRWISE_FUNCTIONS",
+    "NONLOCAL_MODES",
+    "MEMORY_FORMS",
     "AUTO_DENSE_MAX_ELEMENTS",
     "DEFAULT_CHUNK_SIZE",
 ]
 
-PAIRWISE_FUNCTIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+#: The four instantiations of f (Sec. 3.2); also the block's ``mode``.
+NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+MEMORY_FORMS = ("auto", "dense", "chunked")
 _EXP = ("gaussian", "embedded_gaussian")
 #: ``memory="auto"`` switches to the chunked form above this many affinity entries
 #: (N * Nq * Nk): 2**24 entries are 64 MiB in float32, 128 MiB in float64.
@@ -88,104 +80,163 @@ def _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memor
         if a.dtype.kind != "f":
             raise TypeError(f"{name} must be a floating array, received dtype {a.dtype}")
     xp = get_namespace(query, key, value, key_bias, mask, w_f)  # TypeError on mixed backends
-    if f not in PAIRWISE_FUNCTIONS:
-        raise ValueError(f"f must be one of {PAIRWISE_FUNCTIONS}, received {f!r}")
-    if memory not in ("auto", "dense", "chunked"):
-        raise ValueError(f"memory must be 'auto', 'dense' or 'chunked', received {memory!r}")
+    for v, name, allowed in ((f, "f", NONLOCAL_MODES), (memory, "memory", MEMORY_FORMS)):
+        if v not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, received {v!r}")
     n, nq, d = query.shape
-    if key.shape[0] != n or value.shape[0] != n:
-        raise ValueError(
-            f"query, key and value must have the same batch size, received {query.shape[0]}, {key.shape[0]}, {value.shape[0]}"
-        )
-    if key.shape[2] != d:
-        raise ValueError(f"key must have {d} channels like query, received shape {tuple(key.shape)}")
-    if value.shape[1] != key.shape[1]:
-        raise ValueError(
-            f"value must have {key.shape[1]} positions like key, received shape {tuple(value.shape)}"
-        )
-    if not (query.dtype == key.dtype == value.dtype):
-        raise TypeError(f"query, key, value must share one dtype, received {query.dtype}, {key.dtype}, {value.dtype}")
+    nk = key.shape[1]
+    if tuple(key.shape) != (n, nk, d) or tuple(value.shape[:2]) != (n, nk):
+        raise ValueError(f"key (N, Nk, d) and value (N, Nk, c) must match query (N, Nq, d) = "
+                         f"{tuple(query.shape)}, received key {tuple(key.shape)}, value {tuple(value.shape)}")
+    if nk == 0:
+        raise ValueError(f"key and value must have at least one position (Nk >= 1), "
+                         f"received key shape {tuple(key.shape)}")
+    if not query.dtype == key.dtype == value.dtype:
+        raise TypeError(f"query, key, value must share one dtype, "
+                        f"received {query.dtype}, {key.dtype}, {value.dtype}")
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, received {normalize!r}")
     if f in _EXP and not normalize:
-        raise ValueError("normalize=False is not allowed for the Gaussian functions: the raw sum of exp overflows")
-    if scale is not None:
-        if f not in _EXP:
-            raise ValueError(f"scale applies to the Gaussian functions only, received scale={scale!r} with f={f!r}")
-        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not np.isfinite(scale):
-            raise TypeError(f"scale must be None or a finite real number, received {scale!r}")
-    nk = key.shape[1]
-    if key_bias is not None:
-        if f not in _EXP:
-            raise ValueError(f"key_bias applies to the Gaussian functions only, received f={f!r}")
-        check_array(key_bias, "key_bias")
-        if tuple(key_bias.shape) != (n, nk) or key_bias.dtype != query.dtype:
-            raise ValueError(
-                f"key_bias must have shape {(n, nk)} and dtype {query.dtype}, "
-                f"received shape {tuple(key_bias.shape)} dtype {key_bias.dtype}"
-            )
-    if mask is not None:
-        if f not in _EXP:
-            raise ValueError(f"mask applies to the Gaussian functions only, received f={f!r}")
-        check_array(mask, "mask")
-        if tuple(mask.shape) != (nq, nk) or mask.dtype != bool:
-            raise ValueError(
-                f"mask must be a boolean array of shape {(nq, nk)}, received shape {tuple(mask.shape)} dtype {mask.dtype}"
-            )
-        if not bool(mask.any(axis=1).all()):
-            raise ValueError("mask must allow at least one key position for every query position")
-    if f == "concatenation":
-        if w_f is None:
-            raise ValueError("f='concatenation' needs w_f, the (2 * d,) weight of ReLU(w_f^T [query_i, key_j])")
-        check_array(w_f, "w_f")
-        if tuple(w_f.shape) != (2 * d,) or w_f.dtype != query.dtype:
-            raise ValueError(
-                f"w_f must have shape {(2 * d,)} and dtype {query.dtype}, received shape {tuple(w_f.shape)} dtype {w_f.dtype}"
-            )
-    elif w_f is not None:
-        raise ValueError(f"w_f is used by f='concatenation' only, received it with f={f!r}")
+        raise ValueError("normalize=False is not allowed for the Gaussian functions: "
+                         "the raw sum of exp overflows")
+    if f not in _EXP and (scale is not None or key_bias is not None):
+        raise ValueError(f"scale and key_bias apply to the Gaussian functions only, received f={f!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating))
+                              or not np.isfinite(scale)):
+        raise TypeError(f"scale must be None or a finite real number, received {scale!r}")
+    if (f == "concatenation") != (w_f is not None):
+        raise ValueError(f"w_f, the (2 d,) weight of ReLU(w_f^T [query_i, key_j]), is required by "
+                         f"f='concatenation' and used by it only; received f={f!r}, w_f={type(w_f).__name__}")
+    optional = ((key_bias, "key_bias", (n, nk), query.dtype), (mask, "mask", (nq, nk), bool),
+                (w_f, "w_f", (2 * d,), query.dtype))
+    for a, name, shape, dtype in optional:
+        if a is not None:
+            check_array(a, name)
+            if tuple(a.shape) != shape or a.dtype != dtype:
+                raise ValueError(f"{name} must have shape {shape} and dtype {np.dtype(dtype)}, "
+                                 f"received shape {tuple(a.shape)} dtype {a.dtype}")
+    if mask is not None and not bool(mask.any(axis=1).all()):
+        raise ValueError("mask must allow at least one key position for every query position")
+    if mask is not None and f == "dot_product" and memory == "chunked":
+        raise ValueError("memory='chunked' computes the dot product as query (key^T value) / Nk, "
+                         "which cannot apply a mask: use memory='dense' or 'auto' with a mask")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, received {chunk_size!r}")
     return xp
 
 
-def _resolve_memory(memory, f, n, nq, nk):
+def _resolve_memory(memory, f, n, nq, nk, mask):
+    """``"auto"``: the dot product factorises (unless masked); the others chunk above the size limit."""
+    if f == "dot_product" and mask is not None:
+        return "dense"  # the factorisation cannot mask ("chunked" was refused by the validation)
     if memory != "auto":
         return memory
-    if f == "dot_product" or n * nq * nk > AUTO_DENSE_MAX_ELEMENTS:
+    if f == "dot_product":
         return "chunked"
-    return "dense"
+    return "chunked" if n * nq * nk > AUTO_DENSE_MAX_ELEMENTS else "dense"
 
 
-# --------------------------------------------------------------------------- pairwise terms
-def _logits(xp, query, key, scale, key_bias, mask):
-    """s_ij = scale * query_i . key_j + key_bias_j, -inf where the mask forbids j: (N, Nq, nk)."""
-    s = xp.matmul(query, key.transpose(0, 2, 1))
-    if scale is not None:
-        s *= scale
-    if key_bias is not None:
-        s += key_bias[:, None, :]
-    if mask is not None:
-        s = xp.where(mask[None], s, -xp.inf)
-    return s
+# --------------------------------------------------------------------------- the four affinities A = f / C
+# Each pair: forward (xp, query, key, o) -> A (N, Nq, Nk),
+#            backward (xp, dA, A, query, key, o) -> dquery, dkey, grads.
+# ``o`` holds the options of nonlocal_op_forward (scale, key_bias, mask, w_f, normalize).
+def _softmax_affinity(xp, q, k, o):
+    """Gaussians: ``A = softmax_j(s_ij)``, max-subtracted so that exp never overflows."""
+    s = logits(xp, q, k, o["scale"], o["key_bias"], o["mask"])
+    s -= s.max(axis=2, keepdims=True)
+    p = xp.exp(s, out=s)
+    p /= p.sum(axis=2, keepdims=True)
+    return p
 
 
-def _concat_terms(query, key, w_f):
-    """a_i = w_theta^T query_i (N, Nq) and b_j = w_phi^T key_j (N, Nk): w_f = [w_theta, w_phi]."""
-    d = query.shape[2]
-    return query @ w_f[:d], key @ w_f[d:]
+def _softmax_affinity_backward(xp, da, p, q, k, o):
+    """``dS = A * (dA - D)`` with ``D_i = sum_j A_ij dA_ij``; then through ``s = scale q.k + bias``."""
+    ds = p * (da - (p * da).sum(axis=2, keepdims=True))
+    dq, dk, dbias = logits_backward(xp, ds, q, k, o["scale"])
+    return dq, dk, ({} if o["key_bias"] is None else {"key_bias": dbias})
 
 
-def attention_weights(query, key, *, f, normalize=True, scale=None, key_bias=None, mask=None, w_f=None, rows=None):
-    """Normalised affinity ``f(x_i, x_j) / C(x)`` for the query rows ``rows``.
+def _dot_affinity(xp, q, k, o):
+    """Dot product: ``A = (query_i . key_j) / C``, C = Nk (or the window size)."""
+    a = xp.matmul(q, k.transpose(0, 2, 1))
+    if o["mask"] is not None:
+        a = xp.where(o["mask"][None], a, 0)
+    a /= normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype)
+    return a
+
+
+def _dot_affinity_backward(xp, da, a, q, k, o):
+    da = da / normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype)
+    if o["mask"] is not None:
+        da = xp.where(o["mask"][None], da, 0)
+    return xp.matmul(da, k), xp.matmul(da.transpose(0, 2, 1), q), {}
+
+
+def _concat_affinity(xp, q, k, o):
+    """Concatenation: ``A = ReLU(a_i + b_j) / C`` with ``a = w_theta^T query``, ``b = w_phi^T key``."""
+    ai, bj = concat_terms(q, k, o["w_f"])
+    a = xp.maximum(ai[:, :, None] + bj[:, None, :], 0)
+    if o["mask"] is not None:
+        a = xp.where(o["mask"][None], a, 0)
+    a /= normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype)
+    return a
+
+
+def _concat_affinity_backward(xp, da, a, q, k, o):
+    """Through the ReLU (``A > 0``; masked entries are 0): ``da_i = sum_j dS_ij``, ``db_j = sum_i dS_ij``."""
+    ds = da / normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype) * (a > 0)
+    dq, dk, dw_f = concat_terms_backward(xp, ds.sum(axis=2), ds.sum(axis=1), q, k, o["w_f"])
+    return dq, dk, {"w_f": dw_f}
+
+
+_AFFINITY = {
+    "gaussian": (_softmax_affinity, _softmax_affinity_backward),
+    "embedded_gaussian": (_softmax_affinity, _softmax_affinity_backward),
+    "dot_product": (_dot_affinity, _dot_affinity_backward),
+    "concatenation": (_concat_affinity, _concat_affinity_backward),
+}
+
+
+# --------------------------------------------------------------------------- the generic op y = A value
+def _dense_forward(xp, q, k, v, o):
+    """``y = A value``; stores A (N, Nq, Nk) for the backward."""
+    a = _AFFINITY[o["f"]][0](xp, q, k, o)
+    return xp.matmul(a, v), {"attention": a}
+
+
+def _dense_backward(xp, dy, cache):
+    """``dvalue = A^T dy``, ``dA = dy value^T``, then the backward of the affinity."""
+    a, q, k, v = cache["attention"], cache["query"], cache["key"], cache["value"]
+    dv = xp.matmul(a.transpose(0, 2, 1), dy)
+    da = xp.matmul(dy, v.transpose(0, 2, 1))  # (N, Nq, Nk)
+    dq, dk, grads = _AFFINITY[cache["f"]][1](xp, da, a, q, k, cache)
+    return (dq, dk, dv), grads
+
+
+_FORMS = {"dense": {f: (_dense_forward, _dense_backward) for f in NONLOCAL_MODES}, "chunked": CHUNKED_FORMS}
+
+
+def _options(f, normalize, scale, key_bias, mask, w_f):
+    # a NumPy float64 scale would promote float32 arrays: keep a Python float
+    return dict(f=f, normalize=normalize, scale=None if scale is None else float(scale), key_bias=key_bias,
+                mask=mask, w_f=w_f)
+
+
+# --------------------------------------------------------------------------- public API
+def attention_weights(
+    query: Any, key: Any, *, f: str, normalize: bool = True, scale: float | None = None, key_bias: Any = None,
+    mask: Any = None, w_f: Any = None, rows: Any = None,
+) -> Any:
+    """Normalised affinity ``A_ij = f(x_i, x_j) / C(x)`` for the query rows ``rows``.
 
     Parameters
     ----------
     query, key, scale, key_bias, mask, w_f, f, normalize
         As in :func:`nonlocal_op_forward`.
     rows : sequence of int, optional
-        Query positions to return (default: all).  One row costs O(Nk) memory,
-        so a single position of a large map can be shown (:func:`nlref.viz.attention_map`).
+        Query positions to return (default: all, an (N, Nq, Nk) array).  One row
+        costs O(N Nk) memory, so a single position of a large map can be shown
+        (:func:`nlref.viz.attention_map`).
 
     Returns
     -------
@@ -200,43 +251,14 @@ def attention_weights(query, key, *, f, normalize=True, scale=None, key_bias=Non
                 raise ValueError(f"rows must lie in [0, {query.shape[1]}), received {r}")
         query = query[:, rows]
         mask = None if mask is None else mask[rows]
-    return _dense_weights(xp, query, key, f, normalize, scale, key_bias, mask, w_f)
+    return _AFFINITY[f][0](xp, query, key, _options(f, normalize, scale, key_bias, mask, w_f))
 
 
-def _dense_weights(xp, query, key, f, normalize, scale, key_bias, mask, w_f):
-    nk = key.shape[1]
-    if f in _EXP:
-        s = _logits(xp, query, key, scale, key_bias, mask)
-        s -= s.max(axis=2, keepdims=True)  # max-subtracted: exp never overflows
-        p = xp.exp(s, out=s)
-        p /= p.sum(axis=2, keepdims=True)
-        return p
-    if f == "dot_product":
-        a = xp.matmul(query, key.transpose(0, 2, 1))
-    else:
-        ai, bj = _concat_terms(query, key, w_f)
-        a = xp.maximum(ai[:, :, None] + bj[:, None, :], 0)
-    if normalize:
-        a /= nk
-    return a
-
-
-# --------------------------------------------------------------------------- forward
 def nonlocal_op_forward(
-    query,
-    key,
-    value,
-    *,
-    f,
-    normalize=True,
-    scale=None,
-    key_bias=None,
-    mask=None,
-    w_f=None,
-    memory="auto",
-    chunk_size=DEFAULT_CHUNK_SIZE,
-    return_attention=False,
-):
+    query: Any, key: Any, value: Any, *, f: str, normalize: bool = True, scale: float | None = None,
+    key_bias: Any = None, mask: Any = None, w_f: Any = None, memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE, return_attention: bool = False, check: bool = True,
+) -> tuple[Any, dict] | tuple[Any, dict, Any]:
     """Generic non-local operation ``y_i = 1/C(x) sum_j f(x_i, x_j) g(x_j)`` (Wang et al., CVPR 2018, Eq. 1).
 
     Parameters
@@ -244,11 +266,11 @@ def nonlocal_op_forward(
     query : ndarray, shape (N, Nq, d)
         ``theta(x_i)`` for every query position i (``x_i`` for ``f="gaussian"``).
     key : ndarray, shape (N, Nk, d)
-        ``phi(x_j)`` for every key position j (possibly subsampled: Nk = N').
+        ``phi(x_j)`` for every key position j (possibly subsampled: Nk = N' >= 1).
     value : ndarray, shape (N, Nk, c)
         ``g(x_j)``.
     f : {"gaussian", "embedded_gaussian", "dot_product", "concatenation"}
-        Pairwise function (see the module docstring for the table).
+        Pairwise function (:data:`NONLOCAL_MODES`; see the module docstring for the table).
     normalize : bool
         True: divide by the paper's ``C(x)`` (``sum_j f`` for the Gaussians, Nk
         for the others).  False: ``C(x) = 1``; allowed for the dot product and
@@ -260,17 +282,27 @@ def nonlocal_op_forward(
         Gaussians only: added to the logits of key j (the non-local-means bridge
         uses ``-||x_j||^2 / h^2``).
     mask : bool ndarray, shape (Nq, Nk), optional
-        Gaussians only: ``f(x_i, x_j) = 0`` where False (e.g. outside a search
-        window).  Every row must allow at least one key.
+        ``f(x_i, x_j) = 0`` where False (a search or local window); every row must
+        allow at least one key.  For the dot product and concatenation ``C(x)``
+        becomes the number of allowed keys of row i (the paper's ``C = N``
+        restricted to the window).  The mask itself costs Nq * Nk bytes.
     w_f : ndarray, shape (2 d,), optional
         Concatenation only (required there): ``f = ReLU(w_f^T [query_i, key_j])``.
     memory : {"auto", "dense", "chunked"}
-        Dense affinity, or the tiled form whose memory grows like Nq + Nk (module docstring).
+        ``"dense"``: the affinity (N, Nq, Nk) is built (three such arrays at the
+        peak of the backward).  ``"chunked"``: :mod:`nlref.nn.nonlocal_op_chunked`,
+        memory O(N (Nq + Nk)(d + c)) plus (N, chunk_size, chunk_size) tiles; not
+        with a mask for the dot product.  ``"auto"``: the dot product uses its
+        factorisation (dense when masked); the others are dense up to
+        :data:`AUTO_DENSE_MAX_ELEMENTS` affinity entries, chunked above.
     chunk_size : int
         Side of the (queries x keys) tiles of the chunked form.
     return_attention : bool
-        Also return the (N, Nq, Nk) normalised affinity ``f / C`` (always built
-        densely, whatever ``memory`` says: it *is* the quadratic object).
+        Also return the (N, Nq, Nk) affinity ``f / C`` (always built densely,
+        whatever ``memory`` says: it *is* the quadratic object).
+    check : bool
+        Validate the arguments (default).  False skips every check, for callers
+        that validated once already (the video models, at build time).
 
     Returns
     -------
@@ -283,91 +315,28 @@ def nonlocal_op_forward(
     Raises
     ------
     ValueError, TypeError
-        For bad shapes, dtypes, options or mixed NumPy/CuPy arrays, before any work.
+        Bad shapes (also Nk = 0), dtypes, options or mixed NumPy/CuPy arrays, before any work.
 
     References
     ----------
     X. Wang, R. Girshick, A. Gupta, K. He, "Non-local Neural Networks", CVPR 2018, Sec. 3.
     T. Dao et al., "FlashAttention", NeurIPS 2022 (online softmax, recomputation in backward).
     """
-    xp = _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memory, chunk_size)
-    n, nq, _ = query.shape
-    nk = key.shape[1]
-    memory = _resolve_memory(memory, f, n, nq, nk)
-    scale = None if scale is None else float(scale)  # a NumPy float64 scalar would promote float32 arrays
-    cache = dict(
-        query=query, key=key, value=value, f=f, normalize=normalize, scale=scale, key_bias=key_bias,
-        mask=mask, w_f=w_f, memory=memory, chunk_size=int(chunk_size),
-    )
-    if memory == "dense":
-        a = _dense_weights(xp, query, key, f, normalize, scale, key_bias, mask, w_f)  # (N, Nq, Nk)
-        y = xp.matmul(a, value)
-        cache["attention"] = a
-    elif f in _EXP:
-        y, lse = _exp_chunked_forward(xp, query, key, value, scale, key_bias, mask, int(chunk_size))
-        cache.update(y=y, lse=lse)
-    elif f == "dot_product":
-        kv = xp.matmul(key.transpose(0, 2, 1), value)  # (N, d, c): no Nq x Nk matrix
-        y = xp.matmul(query, kv)
-        if normalize:
-            y /= nk
-        cache["kv"] = kv
-    else:
-        y = _concat_chunked_forward(xp, query, key, value, w_f, normalize, int(chunk_size))
-    if return_attention:
-        att = cache.get("attention")
-        if att is None:
-            att = _dense_weights(xp, query, key, f, normalize, scale, key_bias, mask, w_f)
-        return y, cache, att
-    return y, cache
+    if check:
+        _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memory, chunk_size)
+    xp = get_namespace(query)
+    memory = _resolve_memory(memory, f, query.shape[0], query.shape[1], key.shape[1], mask)
+    cache = dict(query=query, key=key, value=value, memory=memory, chunk_size=int(chunk_size),
+                 **_options(f, normalize, scale, key_bias, mask, w_f))
+    y, saved = _FORMS[memory][f][0](xp, query, key, value, cache)
+    cache.update(saved)
+    if not return_attention:
+        return y, cache
+    att = cache.get("attention")
+    return y, cache, _AFFINITY[f][0](xp, query, key, cache) if att is None else att
 
 
-def _blocks(n, size):
-    """Consecutive slices of ``size`` positions covering range(n)."""
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _exp_chunked_forward(xp, query, key, value, scale, key_bias, mask, chunk):
-    """Online softmax: per query block, running max m_i, sum l_i and output acc_i over key chunks."""
-    n, nq, _ = query.shape
-    y = xp.empty((n, nq, value.shape[2]), dtype=query.dtype)
-    lse = xp.empty((n, nq), dtype=query.dtype)
-    for qs in _blocks(nq, chunk):
-        m = xp.full((n, qs.stop - qs.start), -xp.inf, dtype=query.dtype)
-        l = xp.zeros_like(m)
-        acc = xp.zeros((n, qs.stop - qs.start, value.shape[2]), dtype=query.dtype)
-        for ks in _blocks(key.shape[1], chunk):
-            s = _logits(xp, query[:, qs], key[:, ks], scale, None if key_bias is None else key_bias[:, ks],
-                        None if mask is None else mask[qs, ks])
-            m_new = xp.maximum(m, s.max(axis=2))
-            # a row whose keys so far are all masked has m_new = -inf; shift by 0 there
-            shift = xp.where(xp.isfinite(m_new), m_new, 0)
-            alpha = xp.exp(m - shift)  # rescales what was summed under the old max
-            s -= shift[:, :, None]
-            p = xp.exp(s, out=s)
-            l = alpha * l + p.sum(axis=2)
-            acc = alpha[:, :, None] * acc + xp.matmul(p, value[:, ks])
-            m = m_new
-        y[:, qs] = acc / l[:, :, None]
-        lse[:, qs] = m + xp.log(l)  # row log-sum-exp: softmax_ij = exp(s_ij - lse_i)
-    return y, lse
-
-
-def _concat_chunked_forward(xp, query, key, value, w_f, normalize, chunk):
-    a, b = _concat_terms(query, key, w_f)
-    nk = key.shape[1]
-    y = xp.zeros((query.shape[0], query.shape[1], value.shape[2]), dtype=query.dtype)
-    for qs in _blocks(query.shape[1], chunk):
-        for ks in _blocks(nk, chunk):
-            r = xp.maximum(a[:, qs, None] + b[:, None, ks], 0)  # (N, chunk, chunk)
-            y[:, qs] += xp.matmul(r, value[:, ks])
-    if normalize:
-        y /= nk
-    return y
-
-
-# --------------------------------------------------------------------------- backward
-def nonlocal_op_backward(dy, cache):
+def nonlocal_op_backward(dy: Any, cache: dict) -> tuple[tuple[Any, Any, Any], dict]:
     """Backward of :func:`nonlocal_op_forward`.
 
     Parameters
@@ -387,97 +356,13 @@ def nonlocal_op_backward(dy, cache):
 
     Notes
     -----
-    Softmax backward: with ``P = softmax(S)``, ``dS = P * (dP - D)`` where
-    ``dP = dy value^T`` and ``D_i = sum_j P_ij dP_ij = dy_i . y_i``; the chunked
-    form recomputes ``P`` tile by tile from the stored row log-sum-exp.
+    Dense form: ``dvalue = A^T dy``, ``dA = dy value^T``, then each ``f``'s own
+    affinity backward (softmax: ``dS = A * (dA - D)`` with ``D_i = dy_i . y_i``).
+    The chunked forms recompute A tile by tile (:mod:`nlref.nn.nonlocal_op_chunked`).
     """
-    xp = get_namespace(dy, cache["query"])
-    q, k, v = cache["query"], cache["key"], cache["value"]
-    f, scale, nk = cache["f"], cache["scale"], k.shape[1]
+    q, v = cache["query"], cache["value"]
     if tuple(dy.shape) != (q.shape[0], q.shape[1], v.shape[2]):
-        raise ValueError(f"dy must have shape {(q.shape[0], q.shape[1], v.shape[2])}, received {tuple(dy.shape)}")
-    grads = {}
-    if f in _EXP:
-        if cache["memory"] == "dense":
-            p = cache["attention"]
-            dv = xp.matmul(p.transpose(0, 2, 1), dy)
-            dp = xp.matmul(dy, v.transpose(0, 2, 1))
-            ds = p * (dp - (p * dp).sum(axis=2, keepdims=True))  # softmax backward, (N, Nq, Nk)
-            dq, dk, dbias = _logit_backward(xp, ds, q, k, scale)
-        else:
-            dq, dk, dv, dbias = _exp_chunked_backward(xp, dy, cache)
-        if cache["key_bias"] is not None:
-            grads["key_bias"] = dbias
-        return (dq, dk, dv), grads
-    c_norm = nk if cache["normalize"] else 1
-    if f == "dot_product":
-        if cache["memory"] == "dense":
-            a = cache["attention"]
-            dv = xp.matmul(a.transpose(0, 2, 1), dy)
-            da = xp.matmul(dy, v.transpose(0, 2, 1)) / c_norm
-            dq = xp.matmul(da, k)
-            dk = xp.matmul(da.transpose(0, 2, 1), q)
-        else:
-            dkv = xp.matmul(q.transpose(0, 2, 1), dy) / c_norm  # (N, d, c)
-            dq = xp.matmul(dy, cache["kv"].transpose(0, 2, 1)) / c_norm
-            dk = xp.matmul(v, dkv.transpose(0, 2, 1))
-            dv = xp.matmul(k, dkv)
-        return (dq, dk, dv), grads
-    # concatenation: r_ij = ReLU(a_i + b_j), y_i = sum_j r_ij v_j / C
-    a, b = _concat_terms(q, k, cache["w_f"])
-    if cache["memory"] == "dense":
-        att = cache["attention"]  # r / C
-        dv = xp.matmul(att.transpose(0, 2, 1), dy)
-        ds = xp.matmul(dy, v.transpose(0, 2, 1)) / c_norm * (att > 0)
-        da, db = ds.sum(axis=2), ds.sum(axis=1)
-    else:
-        chunk = cache["chunk_size"]
-        dv, da, db = xp.zeros_like(v), xp.zeros_like(a), xp.zeros_like(b)
-        for qs in _blocks(q.shape[1], chunk):
-            for ks in _blocks(nk, chunk):
-                r = xp.maximum(a[:, qs, None] + b[:, None, ks], 0)
-                dv[:, ks] += xp.matmul(r.transpose(0, 2, 1), dy[:, qs]) / c_norm
-                ds = xp.matmul(dy[:, qs], v[:, ks].transpose(0, 2, 1)) / c_norm * (r > 0)
-                da[:, qs] += ds.sum(axis=2)
-                db[:, ks] += ds.sum(axis=1)
-    d = q.shape[2]
-    w_f = cache["w_f"]
-    dq = da[:, :, None] * w_f[:d]
-    dk = db[:, :, None] * w_f[d:]
-    grads["w_f"] = xp.concatenate([
-        (da[:, :, None] * q).sum(axis=(0, 1)),
-        (db[:, :, None] * k).sum(axis=(0, 1)),
-    ])
-    return (dq, dk, dv), grads
-
-
-def _logit_backward(xp, ds, q, k, scale):
-    """Gradients of s_ij = scale * q_i . k_j + bias_j given dL/ds."""
-    sc = 1.0 if scale is None else scale
-    dq = xp.matmul(ds, k) * sc
-    dk = xp.matmul(ds.transpose(0, 2, 1), q) * sc
-    return dq, dk, ds.sum(axis=1)
-
-
-def _exp_chunked_backward(xp, dy, cache):
-    q, k, v = cache["query"], cache["key"], cache["value"]
-    scale, key_bias, mask, chunk = cache["scale"], cache["key_bias"], cache["mask"], cache["chunk_size"]
-    lse, y = cache["lse"], cache["y"]
-    big_d = (dy * y).sum(axis=2)  # D_i = dy_i . y_i = sum_j P_ij dP_ij, (N, Nq)
-    dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
-    dbias = xp.zeros((k.shape[0], k.shape[1]), dtype=q.dtype)
-    for qs in _blocks(q.shape[1], chunk):
-        for ks in _blocks(k.shape[1], chunk):
-            s = _logits(xp, q[:, qs], k[:, ks], scale, None if key_bias is None else key_bias[:, ks],
-                        None if mask is None else mask[qs, ks])
-            s -= lse[:, qs, None]
-            p = xp.exp(s, out=s)  # recomputed attention of this tile
-            dv[:, ks] += xp.matmul(p.transpose(0, 2, 1), dy[:, qs])
-            dp = xp.matmul(dy[:, qs], v[:, ks].transpose(0, 2, 1))
-            dp -= big_d[:, qs, None]
-            ds = xp.multiply(dp, p, out=dp)  # dS = P * (dP - D), in place to keep one buffer less
-            dq_t, dk_t, dbias_t = _logit_backward(xp, ds, q[:, qs], k[:, ks], scale)
-            dq[:, qs] += dq_t
-            dk[:, ks] += dk_t
-            dbias[:, ks] += dbias_t
-    return dq, dk, dv, dbias
+        raise ValueError(f"dy must have shape {(q.shape[0], q.shape[1], v.shape[2])}, "
+                         f"received {tuple(dy.shape)}")
+    xp = get_namespace(dy, q)
+    return _FORMS[cache["memory"]][cache["f"]][1](xp, dy, cache)
