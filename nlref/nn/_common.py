@@ -18,6 +18,7 @@ from .._validation import as_tuple, check_array
 from ..backend import get_namespace
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+PADDING_MODES = ("zeros", "replicate")
 
 
 def check_float(x: Any, name: str) -> None:
@@ -123,6 +124,50 @@ def pad_spatial(x: Any, p: Sequence[int], value: float = 0.0) -> Any:
     out = xp.full(shape, value, dtype=x.dtype)
     out[inner_slices(x.shape[2:], p)] = x
     return out
+
+
+def padding_modes(padding_mode: Any, n: int) -> tuple[str, ...]:
+    """Expand ``padding_mode`` (one of :data:`PADDING_MODES`, or one per spatial axis) to an ``n``-tuple."""
+    modes = (padding_mode,) * n if isinstance(padding_mode, str) else tuple(padding_mode)
+    if len(modes) != n or any(m not in PADDING_MODES for m in modes):
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES} or a tuple of {n} of them (one per "
+                         f"spatial axis), received {padding_mode!r}")
+    return modes
+
+
+def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """``[:, ..., start:stop]`` on ``axis`` of an array."""
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+def replicate_borders(x_pad: Any, p: Sequence[int], modes: Sequence[str]) -> Any:
+    """Overwrite, in place, the padding of each "replicate" axis of ``(., ., *S_pad)`` with its edge slice.
+
+    ``x_pad`` is zero-padded on every axis first; axis by axis, the ``p`` slices
+    before the first and after the last real one become copies of it, so corners
+    repeat the corner value (``numpy.pad(mode="edge")`` on those axes).
+    """
+    for axis, (pi, mode) in enumerate(zip(p, modes)):
+        if mode == "replicate" and pi:
+            a, end = 2 + axis, x_pad.shape[2 + axis] - pi  # real slices are pi .. end - 1
+            x_pad[_along(a, 0, pi)] = x_pad[_along(a, pi, pi + 1)]
+            x_pad[_along(a, end, end + pi)] = x_pad[_along(a, end - 1, end)]
+    return x_pad
+
+
+def fold_replicated_borders(dx_pad: Any, p: Sequence[int], modes: Sequence[str]) -> Any:
+    """Adjoint of :func:`replicate_borders`, in place: each border's gradient is added onto its edge slice.
+
+    The axes are visited in reverse order, mirroring the forward; what lands in
+    the padding of another axis is cropped away afterwards with the padding.
+    """
+    for axis in reversed(range(len(p))):
+        pi = p[axis]
+        if modes[axis] == "replicate" and pi:
+            a, end = 2 + axis, dx_pad.shape[2 + axis] - pi
+            dx_pad[_along(a, pi, pi + 1)] += dx_pad[_along(a, 0, pi)].sum(axis=a, keepdims=True)
+            dx_pad[_along(a, end - 1, end)] += dx_pad[_along(a, end, end + pi)].sum(axis=a, keepdims=True)
+    return dx_pad
 
 
 def inner_slices(spatial: Sequence[int], p: Sequence[int]) -> tuple[slice, ...]:
