@@ -1,23 +1,38 @@
 """C2D and I3D video ResNets with 0 / 1 / 5 / 10 non-local blocks (Wang et al., CVPR 2018, Sec. 4).
 
-This is where the layers and the non-local block become the paper's video
-networks.  A model is three plain things:
+This is where the blocks of :mod:`nlref.nn.blocks` become the paper's video
+networks.  A model is data, three plain things:
 
 * ``model``: a list of layer *specs* (dicts: ``{"op": "block", "name":
-  "res3.1", ...}``) that :func:`model_forward` walks in order;
+  "res3.1", ...}``); :func:`model_forward` walks it in order and
+  :func:`model_backward` in reverse, each through the table
+  :data:`MODEL_LAYERS` = ``{op: (forward, backward)}`` (print it);
 * ``params``: one flat dict of named arrays (``"res3.1.conv2.w"``,
   ``"res3.1.nl.theta.w"``, ``"fc.w"``) that saves to ``.npz`` as it is;
 * ``state``: the BatchNorm running statistics (``"res3.1.bn2.running_mean"``).
 
-**C2D** (paper Table 1): conv1 ``1 x 7 x 7`` stride (2, 2, 2), pool1 max
-``3 x 3 x 3`` stride 2, res2, pool2 max ``3 x 1 x 1`` stride (2, 1, 1), res3,
-res4, res5 (bottleneck blocks, ResNet-50 depth 3/4/6/3), global average pool,
-dropout, fc.  Every convolution is ``1 x k x k``: time is touched only by the
-pooling layers.  **I3D** inflates one kernel every two residual blocks --
-``inflate="3x3x3"`` (the 3x3 conv) or ``"3x1x1"`` (the first 1x1 conv, the
-paper's NL I3D) -- and the stem to ``5 x 7 x 7``.  As in the official code
-(facebookresearch/video-nonlocal-net) block ``i`` of res2-res4 is inflated
-when ``i`` is even, of res5 when ``i`` is odd.
+Pipeline of the ResNet-50 C2D (paper Table 1, a 32-frame 224x224 clip)::
+
+    x                                                             (N, 3, 32, 224, 224)
+    stem      conv1 1x7x7, stride (2, 2, 2) + BN + ReLU           (N, 64, 16, 112, 112)
+    max_pool  pool1 3x3x3, stride 2                               (N, 64, 8, 56, 56)
+    block     res2: 3 bottlenecks                                 (N, 256, 8, 56, 56)
+    max_pool  pool2 3x1x1, stride (2, 1, 1): time only            (N, 256, 4, 56, 56)
+    block     res3: 4 bottlenecks, first at stride (1, 2, 2)      (N, 512, 4, 28, 28)
+    nonlocal  after some blocks of res3 and res4 (placement below)
+    block     res4: 6 bottlenecks                                 (N, 1024, 4, 14, 14)
+    block     res5: 3 bottlenecks                                 (N, 2048, 4, 7, 7)
+    head      global average pool, dropout, fc                    (N, num_classes)
+
+The layouts are the table :data:`LAYOUTS`, the residual blocks :data:`BLOCKS`.
+Every C2D convolution is ``1 x k x k``: time is touched only by the pooling
+layers.  **I3D** inflates the stem to ``5 x 7 x 7`` and one kernel every two
+residual blocks to 3 frames -- ``inflate="3x3x3"`` (the 3x3 conv) or
+``"3x1x1"`` (the first 1x1 conv, the paper's NL I3D).  Which blocks is the
+table :data:`I3D_INFLATION` (:func:`inflation_table` spells it out per block);
+with ResNet-50 depths it is the official code's ``use_temp_convs_2 = [1, 0, 1]``,
+``use_temp_convs_3 = [1, 0, 1, 0]``, ``use_temp_convs_4 = [1, 0, 1, 0, 1, 0]``,
+``use_temp_convs_5 = [0, 1, 0]`` (facebookresearch/video-nonlocal-net).
 
 **Tiny layout** (``layout="tiny"``, for the synthetic task of
 :mod:`nlref.data.synthetic_video`; PAPER_NOTES): conv1 ``1 x 5 x 5`` stride
@@ -36,9 +51,11 @@ counts shrink: with the tiny depth (1, 1, 1) 1 block goes after res3.0 and
 5 or 10 give 2 blocks (after res3.0 and res4.0); with depth (1, 2, 2) they give
 1 / 2 / 4.  :func:`count_nonlocal` says how many a model has.
 ``nl_space_time`` restricts the attention: "spacetime" (all T H W positions),
-"space" (within each frame: frames are folded into the batch axis around the
-block) or "time" (across frames at each position: positions folded into the
-batch axis).
+"space" (within each frame) or "time" (across frames at each position); see
+:mod:`nlref.nn.blocks`.
+
+Arguments are validated once, by :func:`build_model`; the forward checks only
+the clip and runs every layer with ``check=False``.
 """
 
 from __future__ import annotations
@@ -48,12 +65,24 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
-from .conv import conv_backward, conv_forward
+from ._common import check_float, same_backend
+from .blocks import (
+    SPACE_TIME,
+    basic_block_backward,
+    basic_block_forward,
+    bottleneck_block_backward,
+    bottleneck_block_forward,
+    conv_bn_relu_backward,
+    conv_bn_relu_forward,
+    head_backward,
+    head_forward,
+    space_time_nonlocal_backward,
+    space_time_nonlocal_forward,
+)
 from .init import as_generator, gaussian, he_normal, ones, zeros
-from .layers import dropout_backward, dropout_forward, linear_backward, linear_forward, relu_backward, relu_forward
-from .norm import batch_norm_backward, batch_norm_forward
-from .params import scope, unscope
-from .pool import global_avg_pool_backward, global_avg_pool_forward, max_pool_backward, max_pool_forward
+from .nonlocal_block import NONLOCAL_MODES, init_nonlocal_params
+from .params import unscope
+from .pool import max_pool_backward, max_pool_forward
 
 __all__ = [
     "c2d",
@@ -65,17 +94,44 @@ __all__ = [
     "nonlocal_positions",
     "count_nonlocal",
     "temporal_receptive_field",
+    "inflation_table",
+    "LAYOUTS",
+    "BLOCKS",
+    "I3D_INFLATION",
+    "INFLATED_CONV",
+    "MODEL_LAYERS",
 ]
 
-# Defaults of the two layouts: stem kernel (C2D / I3D), stem stride, pool1 / pool2 stride,
-# depth, width, block type.
-_LAYOUTS = {
+# ----------------------------------------------------------------------------- tables
+
+# Stem kernel (C2D, I3D), stem stride, pool1 stride, and the defaults of depth, width, block.
+LAYOUTS = {
     "resnet50": dict(stem=((1, 7, 7), (5, 7, 7)), stem_stride=(2, 2, 2), pool1_stride=(2, 2, 2),
                      depth=(3, 4, 6, 3), width=64, block="bottleneck"),
     "tiny": dict(stem=((1, 5, 5), (3, 5, 5)), stem_stride=(1, 2, 2), pool1_stride=(1, 2, 2),
                  depth=(1, 1, 1), width=8, block="basic"),
 }
-_NL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+# The convolutions of a residual block before inflation, the one with the stage's spatial
+# stride (1-based, as :mod:`nlref.nn.blocks` implements it) and the output channels / width.
+BLOCKS = {
+    "basic": dict(kernels=((1, 3, 3), (1, 3, 3)), stride_conv=1, expansion=1),
+    "bottleneck": dict(kernels=((1, 1, 1), (1, 3, 3), (1, 1, 1)), stride_conv=2, expansion=4),
+}
+# I3D: whether block i of a stage has a temporal kernel is I3D_INFLATION[stage][i % 2]
+# (blocks 0, 2, ... of res2-res4 and 1, 3, ... of res5, as the official code).
+I3D_INFLATION = {"res2": (1, 0), "res3": (1, 0), "res4": (1, 0), "res5": (0, 1)}
+# (block, inflate) -> index of the conv that gets 3 frames in an inflated block.
+INFLATED_CONV = {("basic", "3x3x3"): 0, ("bottleneck", "3x3x3"): 1, ("bottleneck", "3x1x1"): 0}
+T_INFLATED = 3  # frames of an inflated residual-block kernel
+
+
+def inflation_table(depth: tuple[int, ...]) -> dict[str, list[int]]:
+    """Which residual blocks of an I3D network have a temporal kernel (1) and which not (0).
+
+    >>> inflation_table((3, 4, 6, 3))
+    {'res2': [1, 0, 1], 'res3': [1, 0, 1, 0], 'res4': [1, 0, 1, 0, 1, 0], 'res5': [0, 1, 0]}
+    """
+    return {f"res{s}": [I3D_INFLATION[f"res{s}"][i % 2] for i in range(n)] for s, n in zip(range(2, 6), depth)}
 
 
 # ----------------------------------------------------------------------------- placement rules
@@ -109,21 +165,64 @@ def count_nonlocal(model: list[dict]) -> int:
     return sum(spec["op"] == "nonlocal" for spec in model)
 
 
-def _inflated(stage: int, i: int) -> bool:
-    # official video-nonlocal-net: blocks 0, 2, ... of res2-res4 and 1, 3, ... of res5
-    return i % 2 == (1 if stage == 5 else 0)
-
-
 # ----------------------------------------------------------------------------- builders
 
 
 def _conv_bn_params(rng, name: str, c_in: int, c_out: int, kernel: tuple, dtype, xp) -> tuple[dict, dict]:
-    """He-initialised bias-free conv + BN (gamma 1, beta 0) named ``name`` and ``bn_name``."""
+    """He-initialised bias-free conv + BN (gamma 1, beta 0): ``name.w``, ``bn.gamma``, ``bn.beta``.
+
+    The BN is named after the conv (``res3.0.conv1`` -> ``res3.0.bn1``, ``res3.0.proj`` -> ``res3.0.proj_bn``).
+    """
     params = {f"{name}.w": he_normal((c_out, c_in, *kernel), rng, dtype=dtype, xp=xp)}
     bn = name.replace("conv", "bn") if "conv" in name else name + "_bn"
     params.update({f"{bn}.gamma": ones(c_out, dtype=dtype, xp=xp), f"{bn}.beta": zeros(c_out, dtype=dtype, xp=xp)})
-    state = {f"{bn}.running_mean": zeros(c_out, dtype=dtype, xp=xp), f"{bn}.running_var": ones(c_out, dtype=dtype, xp=xp)}
+    state = {f"{bn}.running_mean": zeros(c_out, dtype=dtype, xp=xp),
+             f"{bn}.running_var": ones(c_out, dtype=dtype, xp=xp)}
     return params, state
+
+
+def _residual_block(rng, name, block, c_in, inner, stride, kt, inflate, t_pad, dtype, xp):
+    """Spec, parameters and BN state of one residual block; ``kt`` frames on its inflated conv."""
+    kernels = [list(k) for k in BLOCKS[block]["kernels"]]
+    if kt > 1:
+        kernels[INFLATED_CONV[(block, inflate)]][0] = kt
+    c_out = inner * BLOCKS[block]["expansion"]
+    chans = [c_in] + [inner] * (len(kernels) - 1) + [c_out]
+    params, state = {}, {}
+    for j, k in enumerate(kernels):
+        p, st = _conv_bn_params(rng, f"{name}.conv{j + 1}", chans[j], chans[j + 1], tuple(k), dtype, xp)
+        params.update(p)
+        state.update(st)
+    proj = stride != 1 or c_in != c_out
+    if proj:
+        p, st = _conv_bn_params(rng, f"{name}.proj", c_in, c_out, (1, 1, 1), dtype, xp)
+        params.update(p)
+        state.update(st)
+    spec = {"op": "block", "name": name, "block": block, "n_convs": len(kernels), "stride": (1, stride, stride),
+            "stride_conv": BLOCKS[block]["stride_conv"], "proj": proj, "t_pad": t_pad}
+    return spec, params, state
+
+
+def _check_build_args(arch, depth, width, block, inflate, nl_mode, nl_space_time, temporal_padding, dropout):
+    if len(depth) not in (3, 4) or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in depth):
+        raise ValueError(f"depth must be 3 or 4 ints >= 1 (blocks of res2..res4/res5), received {depth!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width must be an int >= 1, received {width!r}")
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {tuple(BLOCKS)}, received {block!r}")
+    if inflate not in ("3x3x3", "3x1x1"):
+        raise ValueError(f"inflate must be '3x3x3' or '3x1x1', received {inflate!r}")
+    if arch == "i3d" and (block, inflate) not in INFLATED_CONV:
+        raise ValueError(f"inflate={inflate!r} needs bottleneck blocks (it inflates their first 1x1 conv); "
+                         "use inflate='3x3x3' with basic blocks")
+    if nl_mode not in NONLOCAL_MODES:
+        raise ValueError(f"nl_mode must be one of {NONLOCAL_MODES}, received {nl_mode!r}")
+    if nl_space_time not in SPACE_TIME:
+        raise ValueError(f"nl_space_time must be one of {SPACE_TIME}, received {nl_space_time!r}")
+    if temporal_padding not in ("zeros", "replicate"):
+        raise ValueError(f"temporal_padding must be 'zeros' or 'replicate', received {temporal_padding!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), received {dropout!r}")
 
 
 def build_model(
@@ -169,9 +268,11 @@ def build_model(
         Max-pool phi and g by (1, 2, 2) (paper Sec. 3.3); ignored by "time" blocks
         and on 1-pixel feature maps.
     nl_space_time : {"spacetime", "space", "time"}
+        Which positions a non-local block compares (:mod:`nlref.nn.blocks`).
     inflate : {"3x3x3", "3x1x1"}
-        I3D only: which kernel of an inflated block gets 3 frames; "3x1x1"
-        needs bottleneck blocks (the 1x1 conv it inflates).
+        I3D only: which kernel of an inflated block gets 3 frames
+        (:data:`INFLATED_CONV`); "3x1x1" needs bottleneck blocks (the 1x1 conv
+        it inflates).  Which blocks are inflated: :func:`inflation_table`.
     temporal_padding : {"zeros", "replicate"}
         How temporal (I3D) convolutions pad time.  "zeros" is the official
         code; "replicate" repeats the first/last frame, so that a clip of
@@ -195,78 +296,39 @@ def build_model(
     """
     if arch not in ("c2d", "i3d"):
         raise ValueError(f"arch must be 'c2d' or 'i3d', received {arch!r}")
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(_LAYOUTS)}, received {layout!r}")
-    lay = _LAYOUTS[layout]
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, received {layout!r}")
+    lay = LAYOUTS[layout]
     depth = tuple(lay["depth"] if depth is None else depth)
     width = lay["width"] if width is None else width
     block = lay["block"] if block is None else block
-    if len(depth) not in (3, 4) or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in depth):
-        raise ValueError(f"depth must be 3 or 4 ints >= 1 (blocks of res2..res4/res5), received {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be an int >= 1, received {width!r}")
-    if block not in ("basic", "bottleneck"):
-        raise ValueError(f"block must be 'basic' or 'bottleneck', received {block!r}")
-    if inflate not in ("3x3x3", "3x1x1"):
-        raise ValueError(f"inflate must be '3x3x3' or '3x1x1', received {inflate!r}")
-    if arch == "i3d" and inflate == "3x1x1" and block == "basic":
-        raise ValueError("inflate='3x1x1' needs bottleneck blocks (it inflates their first 1x1 conv); "
-                         "use inflate='3x3x3' with basic blocks")
-    if nl_mode not in _NL_MODES:
-        raise ValueError(f"nl_mode must be one of {_NL_MODES}, received {nl_mode!r}")
-    if nl_space_time not in ("spacetime", "space", "time"):
-        raise ValueError(f"nl_space_time must be 'spacetime', 'space' or 'time', received {nl_space_time!r}")
-    if temporal_padding not in ("zeros", "replicate"):
-        raise ValueError(f"temporal_padding must be 'zeros' or 'replicate', received {temporal_padding!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout!r}")
+    _check_build_args(arch, depth, width, block, inflate, nl_mode, nl_space_time, temporal_padding, dropout)
     nl_after = set(nonlocal_positions(depth, nl_blocks))
     rng = as_generator(rng)
-    i3d_ = arch == "i3d"
-    pad = temporal_padding
+    temporal = inflation_table(depth) if arch == "i3d" else None
 
-    stem_k = lay["stem"][1 if i3d_ else 0]
-    params, state = _conv_bn_params(rng, "conv1", in_channels, width, stem_k, dtype, xp)
+    params, state = _conv_bn_params(rng, "conv1", in_channels, width, lay["stem"][arch == "i3d"], dtype, xp)
     model = [
-        {"op": "stem", "stride": lay["stem_stride"], "t_pad": pad},
+        {"op": "stem", "stride": lay["stem_stride"], "t_pad": temporal_padding},
         {"op": "max_pool", "kernel_size": (3, 3, 3), "stride": lay["pool1_stride"], "padding": (1, 1, 1)},
     ]
-    expansion = 4 if block == "bottleneck" else 1
     c_in = width
     for s, n_blocks in enumerate(depth):
         stage = s + 2
         if stage == 3:  # pool2: time only
             model.append({"op": "max_pool", "kernel_size": (3, 1, 1), "stride": (2, 1, 1), "padding": (1, 0, 0)})
-        inner = width * 2 ** s
-        c_out = inner * expansion
         for i in range(n_blocks):
             name = f"res{stage}.{i}"
+            kt = T_INFLATED if temporal and temporal[f"res{stage}"][i] else 1
             stride = 2 if (stage > 2 and i == 0) else 1
-            kt = 3 if (i3d_ and _inflated(stage, i)) else 1
-            if block == "basic":
-                kernels = [(kt, 3, 3), (1, 3, 3)]
-                chans = [(c_in, inner), (inner, c_out)]
-            else:
-                k1, k2 = ((kt, 1, 1), (1, 3, 3)) if inflate == "3x1x1" else ((1, 1, 1), (kt, 3, 3))
-                kernels = [k1, k2, (1, 1, 1)]
-                chans = [(c_in, inner), (inner, inner), (inner, c_out)]
-            for j, (k, (ci, co)) in enumerate(zip(kernels, chans)):
-                p, st = _conv_bn_params(rng, f"{name}.conv{j + 1}", ci, co, k, dtype, xp)
-                params.update(p)
-                state.update(st)
-            proj = stride != 1 or c_in != c_out
-            if proj:
-                p, st = _conv_bn_params(rng, f"{name}.proj", c_in, c_out, (1, 1, 1), dtype, xp)
-                params.update(p)
-                state.update(st)
-            model.append({"op": "block", "name": name, "block": block, "n_convs": len(kernels),
-                          "stride": (1, stride, stride), "stride_conv": 1 if block == "basic" else 2,
-                          "proj": proj, "t_pad": pad})
-            c_in = c_out
+            spec, p, st = _residual_block(rng, name, block, c_in, width * 2 ** s, stride, kt, inflate,
+                                          temporal_padding, dtype, xp)
+            model.append(spec)
+            params.update(p)
+            state.update(st)
+            c_in = params[f"{name}.conv{spec['n_convs']}.w"].shape[0]
             if name in nl_after:
-                from .nonlocal_block import init_nonlocal_params
-
-                p, st = init_nonlocal_params(c_out, mode=nl_mode, ndim=3, rng=rng, dtype=dtype, xp=xp)
+                p, st = init_nonlocal_params(c_in, mode=nl_mode, ndim=3, rng=rng, dtype=dtype, xp=xp)
                 params.update(unscope(p, f"{name}.nl"))
                 state.update(unscope(st, f"{name}.nl"))
                 model.append({"op": "nonlocal", "name": f"{name}.nl", "mode": nl_mode,
@@ -287,127 +349,112 @@ def i3d(**kwargs: Any) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
     return build_model("i3d", **kwargs)
 
 
+# ----------------------------------------------------------------------------- the layer table
+# Every entry: forward(x, params, state, spec, *, train, rng) -> (out, cache, new_state)
+#              backward(dout, cache, spec, *, need_dx) -> (dx, grads)
+
+
+def _padding_mode(spec):
+    # "replicate" pads time only: H and W keep the zero padding of the 2-D network
+    return ("replicate", "zeros", "zeros") if spec["t_pad"] == "replicate" else "zeros"
+
+
+def _stem_forward(x, params, state, spec, *, train, rng):
+    return conv_bn_relu_forward(x, params, state, "conv1", "bn1", stride=spec["stride"],
+                                padding_mode=_padding_mode(spec), train=train)
+
+
+def _stem_backward(dout, cache, spec, *, need_dx):
+    return conv_bn_relu_backward(dout, cache, need_dx=need_dx)  # the clip rarely needs its gradient
+
+
+def _pool_forward(x, params, state, spec, *, train, rng):
+    out, cache = max_pool_forward(x, kernel_size=spec["kernel_size"], stride=spec["stride"],
+                                  padding=spec["padding"], check=False)
+    return out, cache, {}
+
+
+def _pool_backward(dout, cache, spec, *, need_dx):
+    return max_pool_backward(dout, cache)
+
+
+_RESIDUAL = {"basic": (basic_block_forward, basic_block_backward),
+             "bottleneck": (bottleneck_block_forward, bottleneck_block_backward)}
+
+
+def _block_forward(x, params, state, spec, *, train, rng):
+    forward, _ = _RESIDUAL[spec["block"]]
+    return forward(x, params, state, spec["name"], stride=spec["stride"], proj=spec["proj"],
+                   padding_mode=_padding_mode(spec), train=train)
+
+
+def _block_backward(dout, cache, spec, *, need_dx):
+    _, backward = _RESIDUAL[spec["block"]]
+    return backward(dout, cache)
+
+
+def _nonlocal_forward(x, params, state, spec, *, train, rng):
+    return space_time_nonlocal_forward(x, params, state, spec["name"], mode=spec["mode"],
+                                       subsample=spec["subsample"], space_time=spec["space_time"], train=train)
+
+
+def _nonlocal_backward(dout, cache, spec, *, need_dx):
+    return space_time_nonlocal_backward(dout, cache)
+
+
+def _head_forward(x, params, state, spec, *, train, rng):
+    out, cache = head_forward(x, params, dropout=spec["dropout"], train=train, rng=rng)
+    return out, cache, {}
+
+
+def _head_backward(dout, cache, spec, *, need_dx):
+    return head_backward(dout, cache)
+
+
+MODEL_LAYERS = {
+    "stem": (_stem_forward, _stem_backward),  # conv1 + BN + ReLU
+    "max_pool": (_pool_forward, _pool_backward),  # pool1, pool2
+    "block": (_block_forward, _block_backward),  # basic or bottleneck residual block
+    "nonlocal": (_nonlocal_forward, _nonlocal_backward),  # non-local block over spacetime / space / time
+    "head": (_head_forward, _head_backward),  # global average pool, dropout, fc
+}
+
+
+def _layer(spec: dict) -> tuple:
+    """The (forward, backward) pair of a spec; a clear error for a kind the table does not know."""
+    op = spec.get("op") if isinstance(spec, dict) else None
+    if op not in MODEL_LAYERS:
+        raise ValueError(f"model: unknown layer kind {op!r} in spec {spec!r}; known kinds: {list(MODEL_LAYERS)}")
+    return MODEL_LAYERS[op]
+
+
 # ----------------------------------------------------------------------------- forward / backward
 
 
-def _conv(x, w, stride, t_pad):
-    """Conv with 'same' padding; ``t_pad="replicate"`` repeats edge frames instead of zero-padding time."""
-    p = tuple(k // 2 for k in w.shape[2:])
-    if t_pad == "replicate" and p[0]:
-        xp = get_namespace(x)
-        x = xp.concatenate([x[:, :, :1]] * p[0] + [x] + [x[:, :, -1:]] * p[0], axis=2)
-        out, cache = conv_forward(x, {"w": w}, stride=stride, padding=(0, *p[1:]))
-        return out, (cache, p[0])
-    out, cache = conv_forward(x, {"w": w}, stride=stride, padding=p)
-    return out, (cache, 0)
-
-
-def _conv_backward(dout, cache, need_dx=True):
-    cache, pt = cache
-    dx, grads = conv_backward(dout, cache, need_dx=need_dx)
-    if pt and need_dx:  # fold the gradient of the repeated edge frames back onto them
-        inner = dx[:, :, pt:-pt].copy()
-        inner[:, :, :1] += dx[:, :, :pt].sum(axis=2, keepdims=True)
-        inner[:, :, -1:] += dx[:, :, -pt:].sum(axis=2, keepdims=True)
-        dx = inner
-    return dx, grads
-
-
-def _conv_bn(x, params, state, conv, bn, stride, t_pad, train, new_state):
-    out, c1 = _conv(x, params[f"{conv}.w"], stride, t_pad)
-    out, c2, st = batch_norm_forward(out, scope(params, bn), scope(state, bn), train=train)
-    new_state.update(unscope(st, bn))
-    return out, (conv, bn, c1, c2)
-
-
-def _conv_bn_backward(dout, cache, grads, need_dx=True):
-    conv, bn, c1, c2 = cache
-    dout, g = batch_norm_backward(dout, c2)
-    grads.update(unscope(g, bn))
-    dx, g = _conv_backward(dout, c1, need_dx)
-    grads[f"{conv}.w"] = g["w"]
-    return dx
-
-
-def _block_forward(x, params, state, spec, train, new_state):
-    name, caches = spec["name"], []
-    out = x
-    for j in range(1, spec["n_convs"] + 1):
-        stride = spec["stride"] if j == spec["stride_conv"] else 1
-        out, c = _conv_bn(out, params, state, f"{name}.conv{j}", f"{name}.bn{j}", stride, spec["t_pad"], train,
-                          new_state)
-        caches.append(("conv_bn", c))
-        if j < spec["n_convs"]:
-            out, c = relu_forward(out)
-            caches.append(("relu", c))
-    short, c_proj = x, None
-    if spec["proj"]:
-        short, c_proj = _conv_bn(x, params, state, f"{name}.proj", f"{name}.proj_bn", spec["stride"], "zeros",
-                                 train, new_state)
-    out, c_relu = relu_forward(out + short)
-    return out, (caches, c_proj, c_relu)
-
-
-def _block_backward(dout, cache, grads):
-    caches, c_proj, c_relu = cache
-    d_sum, _ = relu_backward(dout, c_relu)
-    d = d_sum
-    for kind, c in reversed(caches):
-        d = _conv_bn_backward(d, c, grads) if kind == "conv_bn" else relu_backward(d, c)[0]
-    return d + (_conv_bn_backward(d_sum, c_proj, grads) if c_proj is not None else d_sum)
-
-
-def _fold(x, space_time):
-    """Fold frames ("space") or positions ("time") into the batch axis around a non-local block."""
-    n, c, t, h, w = x.shape
-    if space_time == "space":  # (N, C, T, H, W) -> (N T, C, 1, H, W): attention within each frame
-        return x.transpose(0, 2, 1, 3, 4).reshape(n * t, c, 1, h, w)
-    if space_time == "time":  # -> (N H W, C, T, 1, 1): attention across frames at each position
-        return x.transpose(0, 3, 4, 1, 2).reshape(n * h * w, c, t, 1, 1)
-    return x
-
-
-def _unfold(y, space_time, shape):
-    n, c, t, h, w = shape
-    if space_time == "space":
-        return y.reshape(n, t, c, h, w).transpose(0, 2, 1, 3, 4)
-    if space_time == "time":
-        return y.reshape(n, h, w, c, t).transpose(0, 3, 4, 1, 2)
-    return y
-
-
-def _nonlocal_forward(x, params, state, spec, train, new_state):
-    from .nonlocal_block import nonlocal_block_forward
-
-    name, st = spec["name"], spec["space_time"]
-    # subsample phi and g by (1, 2, 2), except on feature maps of a single pixel
-    sub = (1, 2, 2) if spec["subsample"] and min(x.shape[3:]) >= 2 else None
-    z, cache, s = nonlocal_block_forward(get_namespace(x).ascontiguousarray(_fold(x, st)), scope(params, name),
-                                         scope(state, name), mode=spec["mode"], subsample=sub, train=train)
-    new_state.update(unscope(s, name))
-    return _unfold(z, st, x.shape), (cache, x.shape)
-
-
-def _nonlocal_backward(dout, cache, spec, grads):
-    from .nonlocal_block import nonlocal_block_backward
-
-    c, shape = cache
-    st = spec["space_time"]
-    dx, g = nonlocal_block_backward(get_namespace(dout).ascontiguousarray(_fold(dout, st)), c)
-    grads.update(unscope(g, spec["name"]))
-    return _unfold(dx, st, shape)
+def _check_clip(x: Any, params: dict[str, Any], train: Any) -> None:
+    if not hasattr(x, "ndim") or x.ndim != 5:
+        raise ValueError(f"x must be a clip batch of shape (N, C, T, H, W), received {getattr(x, 'shape', type(x))}")
+    check_float(x, "x")
+    w = params["conv1.w"]
+    if x.dtype != w.dtype:
+        raise TypeError(f"x must have the dtype of the model's parameters ({w.dtype}), received {x.dtype}")
+    same_backend(x, w)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} channels but the model expects {w.shape[1]}")
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"train must be a bool, received {train!r}")
 
 
 def model_forward(
     x: Any, params: dict[str, Any], state: dict[str, Any], model: list[dict], *, train: bool, rng: Any = None
 ) -> tuple[Any, list, dict[str, Any]]:
-    """Run a C2D / I3D network on a batch of clips.
+    """Run a C2D / I3D network on a batch of clips: each spec's forward from :data:`MODEL_LAYERS`, in order.
 
     Parameters
     ----------
     x : ndarray, shape (N, C, T, H, W), float32 or float64
     params, state, model
-        As returned by :func:`build_model`.
+        As returned by :func:`build_model` (validated there, so the layers run with ``check=False``).
     train : bool
         BatchNorm batch statistics and dropout (True) or running statistics (False).
     rng : numpy.random.Generator or int, optional
@@ -421,37 +468,20 @@ def model_forward(
     new_state : dict
         Updated BatchNorm running statistics (the input ``state`` is not modified).
     """
-    if not hasattr(x, "ndim") or x.ndim != 5:
-        raise ValueError(f"x must be a clip batch of shape (N, C, T, H, W), received {getattr(x, 'shape', type(x))}")
-    if x.shape[1] != params["conv1.w"].shape[1]:
-        raise ValueError(f"x has {x.shape[1]} channels but the model expects {params['conv1.w'].shape[1]}")
+    _check_clip(x, params, train)
+    layers = [_layer(spec) for spec in model]  # every kind known before any work
     new_state: dict[str, Any] = {}
     caches = []
     out = x
-    for spec in model:
-        op = spec["op"]
-        if op == "stem":
-            out, c = _conv_bn(out, params, state, "conv1", "bn1", spec["stride"], spec["t_pad"], train, new_state)
-            out, c2 = relu_forward(out)
-            c = (c, c2)
-        elif op == "max_pool":
-            out, c = max_pool_forward(out, kernel_size=spec["kernel_size"], stride=spec["stride"],
-                                      padding=spec["padding"])
-        elif op == "block":
-            out, c = _block_forward(out, params, state, spec, train, new_state)
-        elif op == "nonlocal":
-            out, c = _nonlocal_forward(out, params, state, spec, train, new_state)
-        else:  # head: global average pool, dropout, fc
-            h, c1 = global_avg_pool_forward(out)
-            h, c2 = dropout_forward(h, p=spec["dropout"], train=train, rng=rng)
-            out, c3 = linear_forward(h, scope(params, "fc"))
-            c = (c1, c2, c3)
+    for spec, (forward, _) in zip(model, layers):
+        out, c, st = forward(out, params, state, spec, train=train, rng=rng)
+        new_state.update(st)
         caches.append(c)
     return out, list(zip(model, caches)), new_state
 
 
-def model_backward(dlogits: Any, cache: list, *, return_dx: bool = False):
-    """Gradients of the loss w.r.t. every parameter, given ``dL/dlogits``.
+def model_backward(dlogits: Any, cache: list, *, return_dx: bool = False) -> Any:
+    """Gradients of the loss w.r.t. every parameter, given ``dL/dlogits``: the specs' backwards in reverse.
 
     Returns
     -------
@@ -462,24 +492,12 @@ def model_backward(dlogits: Any, cache: list, *, return_dx: bool = False):
     """
     grads: dict[str, Any] = {}
     d = dlogits
-    for spec, c in reversed(cache):
-        op = spec["op"]
-        if op == "head":
-            c1, c2, c3 = c
-            d, g = linear_backward(d, c3)
-            grads.update(unscope(g, "fc"))
-            d, _ = dropout_backward(d, c2)
-            d, _ = global_avg_pool_backward(d, c1)
-        elif op == "nonlocal":
-            d = _nonlocal_backward(d, c, spec, grads)
-        elif op == "block":
-            d = _block_backward(d, c, grads)
-        elif op == "max_pool":
-            d, _ = max_pool_backward(d, c)
-        else:  # stem
-            d, _ = relu_backward(d, c[1])
-            # the clip needs no gradient unless asked for: skip the stem's dx
-            d = _conv_bn_backward(d, c[0], grads, need_dx=return_dx)
+    for i in reversed(range(len(cache))):
+        spec, c = cache[i]
+        _, backward = _layer(spec)
+        # the first layer skips its dx unless the clip's gradient is asked for
+        d, g = backward(d, c, spec, need_dx=return_dx or i > 0)
+        grads.update(g)
     return (d, grads) if return_dx else grads
 
 
@@ -536,20 +554,21 @@ def temporal_receptive_field(model: list[dict], params: dict[str, Any]) -> float
     pool; the tiny C2D gives ``1 + 2 * 1 + 2 * 1 = 5`` frames (pool1, pool2).
     """
     rf, jump = 1, 1
-
-    def layer(k, s):
-        nonlocal rf, jump
-        rf += (k - 1) * jump
-        jump *= s
-
     for spec in model:
-        if spec["op"] == "stem":
-            layer(params["conv1.w"].shape[2], spec["stride"][0])
-        elif spec["op"] == "max_pool":
-            layer(spec["kernel_size"][0], spec["stride"][0])
-        elif spec["op"] == "block":
-            for j in range(1, spec["n_convs"] + 1):
-                layer(params[f"{spec['name']}.conv{j}.w"].shape[2], 1)
-        elif spec["op"] == "nonlocal" and spec["space_time"] != "space":
+        _layer(spec)
+        op = spec["op"]
+        if op == "stem":
+            kernels, strides = [params["conv1.w"].shape[2]], [spec["stride"][0]]
+        elif op == "max_pool":
+            kernels, strides = [spec["kernel_size"][0]], [spec["stride"][0]]
+        elif op == "block":
+            kernels = [params[f"{spec['name']}.conv{j}.w"].shape[2] for j in range(1, spec["n_convs"] + 1)]
+            strides = [1] * len(kernels)
+        elif op == "nonlocal" and spec["space_time"] != "space":
             return float("inf")
+        else:  # a "space" non-local block or the head: no temporal window
+            kernels, strides = [], []
+        for k, s in zip(kernels, strides):
+            rf += (k - 1) * jump
+            jump *= s
     return float(rf)
