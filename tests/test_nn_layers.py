@@ -162,3 +162,17 @@ def test_nlref_nn_exports_the_contract_names():
     sgd_init sgd_step adam_init adam_step step_lr""".split()
     missing = [name for name in contract if not callable(getattr(nlref.nn, name, None))]
     assert not missing and set(contract) <= set(nlref.nn.__all__)
+
+
+@pytest.mark.parametrize("layer", ["linear", "relu", "dropout"])
+def test_check_false_skips_validation_but_computes_the_same(rng, layer):
+    x, w = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 3))
+    run = {
+        "linear": lambda x, **kw: linear_forward(x, {"w": w}, **kw)[0],
+        "relu": lambda x, **kw: relu_forward(x, **kw)[0],
+        "dropout": lambda x, **kw: dropout_forward(x, p=0.5, train=True, rng=3, **kw)[0],
+    }[layer]
+    np.testing.assert_array_equal(run(x, check=False), run(x))
+    with pytest.raises(TypeError):  # an integer array: rejected by the check, not looked at without it
+        run(np.ones((2, 3, 4), dtype=np.int64))
+    run(np.ones((2, 3, 4), dtype=np.int64) if layer == "relu" else x.astype(np.float32), check=False)

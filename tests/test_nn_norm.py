@@ -96,3 +96,16 @@ def test_batch_norm_rejects_bad_arguments():
         batch_norm_forward(x.astype(np.float16), p, s, train=True)
     with pytest.raises(ValueError, match="x must have shape"):
         batch_norm_forward(np.zeros(3), p, s, train=True)
+
+
+def test_check_false_skips_validation_but_computes_the_same(rng):
+    x, params, state, *_ = make(np, rng, (4, 3, 5))
+    out, _, st = batch_norm_forward(x, params, state, train=True)
+    out2, _, st2 = batch_norm_forward(x, params, state, train=True, check=False)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(st2["running_var"], st["running_var"])
+    with pytest.raises(TypeError, match="train"):
+        batch_norm_forward(x, params, state, train=1)
+    batch_norm_forward(x, params, state, train=1, check=False)  # the caller vouched for its arguments
+    with pytest.raises(ValueError, match="more than one value"):  # a property of the data: always checked
+        batch_norm_forward(x[:1, :, :1], params, state, train=True, check=False)

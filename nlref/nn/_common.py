@@ -128,11 +128,11 @@ def pad_spatial(x: Any, p: Sequence[int], value: float = 0.0) -> Any:
 
 def padding_modes(padding_mode: Any, n: int) -> tuple[str, ...]:
     """Expand ``padding_mode`` (one of :data:`PADDING_MODES`, or one per spatial axis) to an ``n``-tuple."""
-    modes = (padding_mode,) * n if isinstance(padding_mode, str) else tuple(padding_mode)
-    if len(modes) != n or any(m not in PADDING_MODES for m in modes):
+    modes = (padding_mode,) * n if isinstance(padding_mode, str) else padding_mode
+    if not isinstance(modes, (tuple, list)) or len(modes) != n or any(m not in PADDING_MODES for m in modes):
         raise ValueError(f"padding_mode must be one of {PADDING_MODES} or a tuple of {n} of them (one per "
                          f"spatial axis), received {padding_mode!r}")
-    return modes
+    return tuple(modes)
 
 
 def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
