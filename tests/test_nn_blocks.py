@@ -34,7 +34,8 @@ from nlref.nn.params import unscope
 def _conv_bn(rng, name, bn, c_in, c_out, k):
     params = {f"{name}.w": rng.standard_normal((c_out, c_in, *k)) / np.sqrt(c_in * np.prod(k)),
               f"{bn}.gamma": 0.5 + rng.random(c_out), f"{bn}.beta": 0.1 * rng.standard_normal(c_out)}
-    state = {f"{bn}.running_mean": 0.1 * rng.standard_normal(c_out), f"{bn}.running_var": 0.5 + rng.random(c_out)}
+    state = {f"{bn}.running_mean": 0.1 * rng.standard_normal(c_out),
+             f"{bn}.running_var": 0.5 + rng.random(c_out)}
     return params, state
 
 

@@ -85,8 +85,8 @@ def _block_forward(x, params, state, spec, train, new_state):
     out = x
     for j in range(1, spec["n_convs"] + 1):
         stride = spec["stride"] if j == spec["stride_conv"] else 1
-        out, c = _conv_bn(out, params, state, f"{name}.conv{j}", f"{name}.bn{j}", stride, spec["t_pad"], train,
-                          new_state)
+        out, c = _conv_bn(out, params, state, f"{name}.conv{j}", f"{name}.bn{j}", stride, spec["t_pad"],
+                          train, new_state)
         caches.append(("conv_bn", c))
         if j < spec["n_convs"]:
             out, c = relu_forward(out)
@@ -131,8 +131,9 @@ def _nonlocal_forward(x, params, state, spec, train, new_state):
     name, st = spec["name"], spec["space_time"]
     # subsample phi and g by (1, 2, 2), except on feature maps of a single pixel
     sub = (1, 2, 2) if spec["subsample"] and min(x.shape[3:]) >= 2 else None
-    z, cache, s = nonlocal_block_forward(get_namespace(x).ascontiguousarray(_fold(x, st)), scope(params, name),
-                                         scope(state, name), mode=spec["mode"], subsample=sub, train=train)
+    z, cache, s = nonlocal_block_forward(get_namespace(x).ascontiguousarray(_fold(x, st)),
+                                         scope(params, name), scope(state, name), mode=spec["mode"],
+                                         subsample=sub, train=train)
     new_state.update(unscope(s, name))
     return _unfold(z, st, x.shape), (cache, x.shape)
 
@@ -149,7 +150,8 @@ def old_model_forward(
     x, params, state, model, *, train, rng=None
 ):
     if not hasattr(x, "ndim") or x.ndim != 5:
-        raise ValueError(f"x must be a clip batch of shape (N, C, T, H, W), received {getattr(x, 'shape', type(x))}")
+        raise ValueError("x must be a clip batch of shape (N, C, T, H, W), "
+                         f"received {getattr(x, 'shape', type(x))}")
     if x.shape[1] != params["conv1.w"].shape[1]:
         raise ValueError(f"x has {x.shape[1]} channels but the model expects {params['conv1.w'].shape[1]}")
     new_state = {}
@@ -158,7 +160,8 @@ def old_model_forward(
     for spec in model:
         op = spec["op"]
         if op == "stem":
-            out, c = _conv_bn(out, params, state, "conv1", "bn1", spec["stride"], spec["t_pad"], train, new_state)
+            out, c = _conv_bn(out, params, state, "conv1", "bn1", spec["stride"], spec["t_pad"], train,
+                              new_state)
             out, c2 = relu_forward(out)
             c = (c, c2)
         elif op == "max_pool":
@@ -208,8 +211,8 @@ CONFIGS = [
     ("c2d", dict(nl_blocks=5, nl_subsample=True)),
     ("i3d", dict(nl_blocks=1, nl_space_time="space", temporal_padding="replicate", nl_mode="dot_product")),
     ("c2d", dict(nl_blocks=1, nl_space_time="time", nl_mode="concatenation", dropout=0.3)),
-    ("i3d", dict(layout="resnet50", depth=(1, 2, 1, 1), width=2, inflate="3x1x1", temporal_padding="replicate",
-                 nl_blocks=10)),
+    ("i3d", dict(layout="resnet50", depth=(1, 2, 1, 1), width=2, inflate="3x1x1",
+                 temporal_padding="replicate", nl_blocks=10)),
     ("i3d", dict(layout="resnet50", depth=(2, 2, 2, 2), width=2, nl_blocks=1, nl_mode="gaussian")),
 ]
 
@@ -242,7 +245,8 @@ def test_forward_and_backward_are_bit_identical_to_the_former_model_code(rng, ar
 # logits of build_model(arch, width=2, dtype=float64, rng=0, **kw) with every BN gamma + 0.5, in training
 # mode, on default_rng(0).standard_normal((2, 3, 8, 8, 8)); recorded with the code of commit e1499d8.
 RECORDED = [
-    ("c2d", {}, [[0.012520821915771623, 0.029546145442619933], [0.0019938334193025714, -0.018843295646837115]]),
+    ("c2d", {},
+     [[0.012520821915771623, 0.029546145442619933], [0.0019938334193025714, -0.018843295646837115]]),
     ("i3d", {"temporal_padding": "replicate"},
      [[-0.017713129024762585, 0.027822815626180226], [0.03368780037344502, 0.031141010525666802]]),
     ("c2d", {"nl_blocks": 1},

@@ -47,8 +47,8 @@ def test_eval_mode_uses_running_statistics(xp, rng):
     x, p, s, x_, p_, s_ = make(xp, rng, (2, 3, 4, 4))
     out, _, new = batch_norm_forward(x_, p_, s_, train=False, eps=1e-3)
     b = (1, -1, 1, 1)
-    ref = (p["gamma"].reshape(b) * (x - s["running_mean"].reshape(b)) / np.sqrt(s["running_var"].reshape(b) + 1e-3)
-           + p["beta"].reshape(b))
+    x_hat = (x - s["running_mean"].reshape(b)) / np.sqrt(s["running_var"].reshape(b) + 1e-3)
+    ref = p["gamma"].reshape(b) * x_hat + p["beta"].reshape(b)
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-10)
     np.testing.assert_array_equal(to_numpy(new["running_mean"]), s["running_mean"])
 
@@ -57,7 +57,8 @@ def test_eval_mode_uses_running_statistics(xp, rng):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batch_norm_passes_gradcheck(xp, rng, shape, train):
     _, _, _, x_, p_, s_ = make(xp, rng, shape)
-    report = gradcheck(lambda x, p: batch_norm_forward(x, p, s_, train=train), batch_norm_backward, x_, p_, eps=1e-5)
+    report = gradcheck(lambda x, p: batch_norm_forward(x, p, s_, train=train), batch_norm_backward, x_, p_,
+                       eps=1e-5)
     assert report.worst_error < 1e-6
 
 

@@ -23,12 +23,12 @@ from nlref.nn import (
 
 def pool_loop(x, k, s, p, reduce, pad_value):
     """One window at a time (tiny shapes only)."""
-    n = x.ndim - 2
     xpad = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p], constant_values=pad_value)
     O = [(S + 2 * pi - ki) // si + 1 for S, pi, ki, si in zip(x.shape[2:], p, k, s)]
     out = np.zeros(x.shape[:2] + tuple(O))
     for i in itertools.product(*(range(o) for o in O)):
-        window = xpad[(slice(None), slice(None)) + tuple(slice(a * si, a * si + ki) for a, si, ki in zip(i, s, k))]
+        window = xpad[(slice(None), slice(None))
+                      + tuple(slice(a * si, a * si + ki) for a, si, ki in zip(i, s, k))]
         out[(slice(None), slice(None)) + i] = reduce(window.reshape(x.shape[:2] + (-1,)), axis=-1)
     return out
 

@@ -27,7 +27,8 @@ def check_float(x: Any, name: str) -> None:
     if np.dtype(x.dtype) not in _FLOATS:
         raise TypeError(
             f"{name} must be float32 or float64, received dtype {x.dtype}"
-            + ("; float16 is not supported by nlref.nn, cast with .astype('float32')" if x.dtype == np.float16 else "")
+            + ("; float16 is not supported by nlref.nn, cast with .astype('float32')"
+               if x.dtype == np.float16 else "")
         )
 
 
@@ -46,7 +47,7 @@ def check_layer_input(x: Any, name: str = "x", *, min_spatial: int = 1, max_spat
 def check_param(
     params: Any, key: str, shape: tuple[int, ...] | None, dtype: Any, layer: str, *, required: bool = True
 ) -> Any:
-    """Fetch ``params[key]`` and require the given shape (None: any) and dtype (None if optional and absent)."""
+    """Fetch ``params[key]``, requiring the given shape (None: any) and dtype; None if optional and absent."""
     if not isinstance(params, dict):
         raise TypeError(f"{layer}: params must be a dict of arrays, received {type(params).__name__}")
     if key not in params or params[key] is None:
@@ -56,7 +57,8 @@ def check_param(
     a = params[key]
     check_float(a, f"params[{key!r}]")
     if shape is not None and tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{layer}: params[{key!r}] must have shape {tuple(shape)}, received {tuple(a.shape)}")
+        raise ValueError(f"{layer}: params[{key!r}] must have shape {tuple(shape)}, "
+                         f"received {tuple(a.shape)}")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{layer}: params[{key!r}] must have the dtype of x ({dtype}), received {a.dtype}")
     return a

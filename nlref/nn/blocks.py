@@ -32,7 +32,14 @@ from typing import Any
 
 from ..backend import get_namespace
 from .conv import conv_backward, conv_forward
-from .layers import dropout_backward, dropout_forward, linear_backward, linear_forward, relu_backward, relu_forward
+from .layers import (
+    dropout_backward,
+    dropout_forward,
+    linear_backward,
+    linear_forward,
+    relu_backward,
+    relu_forward,
+)
 from .nonlocal_block import nonlocal_block_backward, nonlocal_block_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
@@ -91,7 +98,8 @@ def conv_bn_forward(
     """
     w = params[f"{conv}.w"]
     padding = tuple(k // 2 for k in w.shape[2:])
-    out, c_conv = conv_forward(x, {"w": w}, stride=stride, padding=padding, padding_mode=padding_mode, check=False)
+    out, c_conv = conv_forward(x, {"w": w}, stride=stride, padding=padding, padding_mode=padding_mode,
+                               check=False)
     out, c_bn, st = batch_norm_forward(out, scope(params, bn), scope(state, bn), train=train, check=False)
     return out, (conv, bn, c_conv, c_bn), unscope(st, bn)
 
@@ -131,7 +139,7 @@ def conv_bn_relu_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> t
 
 
 def _residual_forward(x, params, state, name, strides, proj, stride, padding_mode, train):
-    """``ReLU(F(x) + shortcut(x))``; ``F`` is conv_bn_relu ... conv_bn with ``strides[j]`` on conv ``j + 1``."""
+    """``ReLU(F(x) + shortcut(x))``, ``F`` = conv_bn_relu ... conv_bn; ``strides[j]`` on conv ``j + 1``."""
     out, caches, new_state = x, [], {}
     n = len(strides)
     for j, s in enumerate(strides, start=1):
@@ -142,8 +150,8 @@ def _residual_forward(x, params, state, name, strides, proj, stride, padding_mod
         new_state.update(st)
     short, c_proj = x, None
     if proj:  # 1x1x1 projection when the stride or the width changes
-        short, c_proj, st = conv_bn_forward(x, params, state, f"{name}.proj", f"{name}.proj_bn", stride=stride,
-                                            train=train)
+        short, c_proj, st = conv_bn_forward(x, params, state, f"{name}.proj", f"{name}.proj_bn",
+                                            stride=stride, train=train)
         new_state.update(st)
     out, c_relu = relu_forward(out + short, check=False)
     return out, (caches, c_proj, c_relu), new_state
@@ -197,7 +205,7 @@ def basic_block_forward(
 
 
 def basic_block_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
-    """Gradients of :func:`basic_block_forward`: ``(dx, grads)``; ``dx`` sums the residual and shortcut paths."""
+    """Gradients of :func:`basic_block_forward`: ``(dx, grads)``; ``dx`` sums the branch and the shortcut."""
     return _residual_backward(dout, cache)
 
 
@@ -273,7 +281,7 @@ def space_time_nonlocal_forward(
     x: Any, params: dict[str, Any], state: dict[str, Any], name: str, *,
     mode: str, subsample: bool, space_time: str, train: bool,
 ) -> tuple[Any, tuple, dict[str, Any]]:
-    """A non-local block over space-time, space or time: fold, :func:`nlref.nn.nonlocal_block_forward`, unfold.
+    """A non-local block over space-time, space or time: fold, the block, unfold.
 
     Parameters
     ----------
@@ -301,11 +309,13 @@ def space_time_nonlocal_forward(
     # TODO(lead): check=False once nonlocal_block has it
     z, cache, st = nonlocal_block_forward(folded, scope(params, name), scope(state, name), mode=mode,
                                           subsample=sub, train=train)
-    return space_time_unfold(z, space_time, x.shape), (cache, name, space_time, tuple(x.shape)), unscope(st, name)
+    cache = (cache, name, space_time, tuple(x.shape))
+    return space_time_unfold(z, space_time, x.shape), cache, unscope(st, name)
 
 
 def space_time_nonlocal_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
-    """Gradients of :func:`space_time_nonlocal_forward`: fold ``dout``, the block's backward, unfold ``dx``."""
+    """Gradients of :func:`space_time_nonlocal_forward`: fold ``dout``, the block's backward, unfold."""
     c, name, space_time, shape = cache
-    dx, g = nonlocal_block_backward(get_namespace(dout).ascontiguousarray(space_time_fold(dout, space_time)), c)
+    folded = get_namespace(dout).ascontiguousarray(space_time_fold(dout, space_time))
+    dx, g = nonlocal_block_backward(folded, c)
     return space_time_unfold(dx, space_time, shape), unscope(g, name)

@@ -134,14 +134,16 @@ def dropout_forward(
     """
     if check:
         check_float(x, "x")
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p < 1.0:
+        number = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool)
+        if not number or not 0.0 <= p < 1.0:
             raise ValueError(f"dropout_forward: p must be a number in [0, 1), received {p!r}")
         if not isinstance(train, (bool, np.bool_)):
             raise TypeError(f"dropout_forward: train must be a bool, received {train!r}")
     if not train or p == 0:
         return x, (None,)
     if rng is None:
-        raise ValueError("dropout_forward: rng (a seed or numpy.random.Generator) is required when train=True")
+        raise ValueError("dropout_forward: rng (a seed or numpy.random.Generator) is required "
+                         "when train=True")
     keep = as_generator(rng).random(x.shape) >= p
     scale = asarray((keep / (1.0 - p)).astype(x.dtype), xp=get_namespace(x))
     return x * scale, (scale,)
@@ -182,9 +184,11 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, K), received shape {tuple(logits.shape)}")
     if not hasattr(labels, "dtype") or np.dtype(labels.dtype).kind not in "iu":
-        raise TypeError(f"labels must be an integer array, received {getattr(labels, 'dtype', type(labels).__name__)}")
+        received = getattr(labels, "dtype", type(labels).__name__)
+        raise TypeError(f"labels must be an integer array, received {received}")
     if tuple(labels.shape) != (logits.shape[0],):
-        raise ValueError(f"labels must have shape ({logits.shape[0]},) to match logits, received {tuple(labels.shape)}")
+        raise ValueError(f"labels must have shape ({logits.shape[0]},) to match logits, "
+                         f"received {tuple(labels.shape)}")
     xp = same_backend(logits, labels)
     N, K = logits.shape
     lo, hi = int(labels.min()), int(labels.max())

@@ -13,7 +13,7 @@ parameters (at build time) and into a call of a block of :mod:`nlref.nn.blocks`
     max_pool   kernel_size, stride, padding                       max pool (pool1, pool2)
     block      name, block, n_convs, stride, stride_conv, proj,   basic / bottleneck residual block
                t_pad
-    nonlocal   name, mode, subsample, space_time                  non-local block over spacetime / space / time
+    nonlocal   name, mode, subsample, space_time                  non-local block (spacetime, space, time)
     head       dropout                                            global average pool, dropout, fc
 
 A kind that is not in the table is an error (:func:`lookup_layer`), never
@@ -42,7 +42,8 @@ from .nonlocal_block import init_nonlocal_params
 from .params import unscope
 from .pool import max_pool_backward, max_pool_forward
 
-__all__ = ["MODEL_LAYERS", "BLOCKS", "lookup_layer", "stem_layer", "block_layer", "nonlocal_layer", "head_layer"]
+__all__ = ["MODEL_LAYERS", "BLOCKS", "lookup_layer", "stem_layer", "pool_layer", "block_layer",
+           "nonlocal_layer", "head_layer"]
 
 # The convolutions of a residual block (kernels before inflation), the one with the stage's
 # spatial stride (1-based, as :mod:`nlref.nn.blocks` implements it), output channels / width.
@@ -55,13 +56,14 @@ BLOCKS = {
 
 
 def _conv_bn_params(rng, name, c_in, c_out, kernel, dtype, xp):
-    """He-initialised bias-free conv ``name.w`` and its BN (gamma 1, beta 0), with the BN's running statistics.
+    """He-initialised bias-free conv ``name.w``, its BN (gamma 1, beta 0) and the BN's running statistics.
 
     The BN is named after the conv: ``res3.0.conv1`` -> ``res3.0.bn1``, ``res3.0.proj`` -> ``res3.0.proj_bn``.
     """
     params = {f"{name}.w": he_normal((c_out, c_in, *kernel), rng, dtype=dtype, xp=xp)}
     bn = name.replace("conv", "bn") if "conv" in name else name + "_bn"
-    params.update({f"{bn}.gamma": ones(c_out, dtype=dtype, xp=xp), f"{bn}.beta": zeros(c_out, dtype=dtype, xp=xp)})
+    params[f"{bn}.gamma"] = ones(c_out, dtype=dtype, xp=xp)
+    params[f"{bn}.beta"] = zeros(c_out, dtype=dtype, xp=xp)
     state = {f"{bn}.running_mean": zeros(c_out, dtype=dtype, xp=xp),
              f"{bn}.running_var": ones(c_out, dtype=dtype, xp=xp)}
     return params, state
@@ -73,6 +75,11 @@ def stem_layer(
     """Spec, parameters (``conv1.w``, ``bn1.*``) and BN state of the stem."""
     params, state = _conv_bn_params(rng, "conv1", c_in, c_out, kernel, dtype, xp)
     return {"op": "stem", "stride": stride, "t_pad": t_pad}, params, state
+
+
+def pool_layer(kernel_size: tuple, stride: tuple, padding: tuple) -> tuple[dict, dict, dict]:
+    """Spec of a max pool (no parameters): pool1 ``3x3x3``, pool2 ``3x1x1`` (time only)."""
+    return {"op": "max_pool", "kernel_size": kernel_size, "stride": stride, "padding": padding}, {}, {}
 
 
 def block_layer(
@@ -97,8 +104,9 @@ def block_layer(
         p, st = _conv_bn_params(rng, f"{name}.proj", c_in, c_out, (1, 1, 1), dtype, xp)
         params.update(p)
         state.update(st)
-    spec = {"op": "block", "name": name, "block": block, "n_convs": len(kernels), "stride": (1, stride, stride),
-            "stride_conv": BLOCKS[block]["stride_conv"], "proj": proj, "t_pad": t_pad}
+    spec = {"op": "block", "name": name, "block": block, "n_convs": len(kernels),
+            "stride": (1, stride, stride), "stride_conv": BLOCKS[block]["stride_conv"], "proj": proj,
+            "t_pad": t_pad}
     return spec, params, state
 
 
@@ -167,8 +175,8 @@ def _block_backward(dout, cache, spec, *, need_dx):
 
 
 def _nonlocal_forward(x, params, state, spec, *, train, rng):
-    return space_time_nonlocal_forward(x, params, state, spec["name"], mode=spec["mode"],
-                                       subsample=spec["subsample"], space_time=spec["space_time"], train=train)
+    return space_time_nonlocal_forward(x, params, state, spec["name"], mode=spec["mode"], train=train,
+                                       subsample=spec["subsample"], space_time=spec["space_time"])
 
 
 def _nonlocal_backward(dout, cache, spec, *, need_dx):
@@ -194,10 +202,11 @@ MODEL_LAYERS: dict[str, tuple[Callable, Callable]] = {
 
 
 def lookup_layer(spec: dict) -> tuple[Callable, Callable]:
-    """The ``(forward, backward)`` pair of a spec; ``ValueError`` for a kind :data:`MODEL_LAYERS` does not know."""
+    """The ``(forward, backward)`` of a spec; ``ValueError`` for a kind that :data:`MODEL_LAYERS` lacks."""
     op = spec.get("op") if isinstance(spec, dict) else None
     if op not in MODEL_LAYERS:
-        raise ValueError(f"model: unknown layer kind {op!r} in spec {spec!r}; known kinds: {list(MODEL_LAYERS)}")
+        raise ValueError(f"model: unknown layer kind {op!r} in spec {spec!r}; "
+                         f"known kinds: {list(MODEL_LAYERS)}")
     if op == "block" and spec.get("block") not in _RESIDUAL:
         raise ValueError(f"model: unknown residual block {spec.get('block')!r} in spec {spec!r}; "
                          f"known blocks: {list(_RESIDUAL)}")

@@ -1,34 +1,31 @@
 """C2D and I3D video ResNets with 0 / 1 / 5 / 10 non-local blocks (Wang et al., CVPR 2018, Sec. 4).
 
-This is where the blocks of :mod:`nlref.nn.blocks` become the paper's video
-networks.  A model is data, three plain things: ``model``, a list of layer
-specs (``{"op": "block", "name": "res3.1", ...}``) that :func:`model_forward`
-walks in order and :func:`model_backward` in reverse through the table
-:data:`MODEL_LAYERS` = ``{op: (forward, backward)}`` (print it; the kinds are
-in :mod:`nlref.nn.model_layers`); ``params``, one flat dict of named arrays
-(``"res3.1.conv2.w"``, ``"res3.1.nl.theta.w"``, ``"fc.w"``) that saves to
-``.npz`` as it is; ``state``, the BatchNorm running statistics::
+This is where the blocks of :mod:`nlref.nn.blocks` become the paper's video networks.  A model
+is data, three plain things: ``model``, a list of layer specs (``{"op": "block", "name": "res3.1",
+...}``) that :func:`model_forward` walks in order and :func:`model_backward` in reverse through
+the table :data:`MODEL_LAYERS` = ``{op: (forward, backward)}`` (print it; the kinds are in
+:mod:`nlref.nn.model_layers`); ``params``, one flat dict of named arrays (``"res3.1.conv2.w"``,
+``"res3.1.nl.theta.w"``, ``"fc.w"``) that saves to ``.npz`` as it is; ``state``, the BatchNorm
+running statistics::
 
-    op        layer: ResNet-50 (paper Table 1) | tiny (PAPER_NOTES)    ResNet-50, 32x224x224  tiny, 16x32x32
-    stem      conv1 1x7x7 s(2,2,2) | 1x5x5 s(1,2,2); BN; ReLU          (N, 64, 16, 112, 112)  (N, 8, 16, 16, 16)
-    max_pool  pool1 3x3x3, s(2,2,2) | s(1,2,2)                          (N, 64, 8, 56, 56)     (N, 8, 16, 8, 8)
-    block     res2: 3 bottlenecks | 1 basic block                       (N, 256, 8, 56, 56)    (N, 8, 16, 8, 8)
-    max_pool  pool2 3x1x1, s(2,1,1): time only                          (N, 256, 4, 56, 56)    (N, 8, 8, 8, 8)
-    block     res3: 4 | 1, the first at s(1,2,2)   [+ nonlocal]         (N, 512, 4, 28, 28)    (N, 16, 8, 4, 4)
-    block     res4: 6 | 1                          [+ nonlocal]         (N, 1024, 4, 14, 14)   (N, 32, 8, 2, 2)
-    block     res5: 3 | -                                               (N, 2048, 4, 7, 7)
-    head      global average pool, dropout, fc                          (N, num_classes)
+    op        layer: ResNet-50 (paper Table 1) | tiny (PAPER_NOTES)  ResNet-50, 32x224x224  tiny, 16x32x32
+    stem      conv1 1x7x7 s(2,2,2) | 1x5x5 s(1,2,2); BN; ReLU        (N, 64, 16, 112, 112)  (N, 8, 16, 16, 16)
+    max_pool  pool1 3x3x3, s(2,2,2) | s(1,2,2)                        (N, 64, 8, 56, 56)     (N, 8, 16, 8, 8)
+    block     res2: 3 bottlenecks | 1 basic block                     (N, 256, 8, 56, 56)    (N, 8, 16, 8, 8)
+    max_pool  pool2 3x1x1, s(2,1,1): time only                        (N, 256, 4, 56, 56)    (N, 8, 8, 8, 8)
+    block     res3: 4 | 1, the first at s(1,2,2)  [+ nonlocal]        (N, 512, 4, 28, 28)    (N, 16, 8, 4, 4)
+    block     res4: 6 | 1                         [+ nonlocal]        (N, 1024, 4, 14, 14)   (N, 32, 8, 2, 2)
+    block     res5: 3 | -                                             (N, 2048, 4, 7, 7)
+    head      global average pool, dropout, fc                        (N, num_classes)
 
-The layouts are the table :data:`LAYOUTS`, the blocks :data:`BLOCKS` (a
-bottleneck is 1x1 -> 3x3 -> 1x1 with 4x expansion, a basic block two 3x3
-convs).  Every C2D convolution is ``1 x k x k``: only the pools touch time, and
-the tiny C2D sees 5 frames (:func:`temporal_receptive_field`).  **I3D**
-inflates the stem to 5 (tiny: 3) frames and one conv every two residual blocks
-to 3 frames: which blocks is the table :data:`I3D_INFLATION` (spelt out by
-:func:`inflation_table`; for ResNet-50 the official code's ``use_temp_convs_2
-= [1, 0, 1]`` ... ``use_temp_convs_5 = [0, 1, 0]``, facebookresearch/video-nonlocal-net),
-which conv is :data:`INFLATED_CONV` (``inflate="3x3x3"``: the 3x3 conv;
-``"3x1x1"``: the first 1x1 conv, the paper's NL I3D).
+The layouts are the table :data:`LAYOUTS`, the blocks :data:`BLOCKS` (a bottleneck is 1x1 -> 3x3
+-> 1x1 with 4x expansion, a basic block two 3x3 convs).  Every C2D convolution is ``1 x k x k``:
+only the pools touch time, and the tiny C2D sees 5 frames (:func:`temporal_receptive_field`).
+**I3D** inflates the stem to 5 (tiny: 3) frames and one conv every two residual blocks to 3
+frames: which blocks is the table :data:`I3D_INFLATION` (spelt out by :func:`inflation_table`;
+for ResNet-50 the official code's ``use_temp_convs_2 = [1, 0, 1]`` ... ``use_temp_convs_5 =
+[0, 1, 0]``, facebookresearch/video-nonlocal-net), which conv is :data:`INFLATED_CONV`
+(``inflate="3x3x3"``: the 3x3 conv; ``"3x1x1"``: the first 1x1 conv, the paper's NL I3D).
 
 **Non-local blocks** go after residual blocks (:func:`nonlocal_positions`):
 ``nl_blocks=1`` right before the last residual block of res4; ``5`` after every
@@ -49,16 +46,17 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
+from . import model_layers
 from ._common import check_float, same_backend
 from .blocks import SPACE_TIME
 from .init import as_generator
-from .model_layers import BLOCKS, MODEL_LAYERS, block_layer, head_layer, lookup_layer, nonlocal_layer, stem_layer
+from .model_layers import BLOCKS, MODEL_LAYERS, lookup_layer
 from .nonlocal_block import NONLOCAL_MODES
 
 __all__ = [
     "c2d", "i3d", "build_model", "model_forward", "model_backward", "inflate_2d_to_3d", "nonlocal_positions",
-    "count_nonlocal", "temporal_receptive_field", "inflation_table",
-    "LAYOUTS", "BLOCKS", "I3D_INFLATION", "INFLATED_CONV", "MODEL_LAYERS",
+    "count_nonlocal", "temporal_receptive_field", "inflation_table", "LAYOUTS", "BLOCKS", "I3D_INFLATION",
+    "INFLATED_CONV", "MODEL_LAYERS",
 ]
 
 # ----------------------------------------------------------------------------- tables
@@ -83,7 +81,8 @@ def inflation_table(depth: tuple[int, ...]) -> dict[str, list[int]]:
     >>> inflation_table((3, 4, 6, 3))
     {'res2': [1, 0, 1], 'res3': [1, 0, 1, 0], 'res4': [1, 0, 1, 0, 1, 0], 'res5': [0, 1, 0]}
     """
-    return {f"res{s}": [I3D_INFLATION[f"res{s}"][i % 2] for i in range(n)] for s, n in zip(range(2, 6), depth)}
+    stages = [f"res{s}" for s in range(2, 2 + len(depth))]
+    return {stage: [I3D_INFLATION[stage][i % 2] for i in range(n)] for stage, n in zip(stages, depth)}
 
 
 # ----------------------------------------------------------------------------- placement rules
@@ -212,19 +211,15 @@ def build_model(
 
     Returns
     -------
-    model : list of dict
-        Layer specs for :func:`model_forward`.
-    params : dict
-        Flat named parameters.
-    state : dict
-        BatchNorm running statistics.
+    (model, params, state)
+        The layer specs for :func:`model_forward`, the flat named parameters, the BN running statistics.
     """
     lay, depth, width, block = _check_build_args(arch, layout, depth, width, block, inflate, nl_mode,
                                                  nl_space_time, temporal_padding, dropout)
     nl_after = set(nonlocal_positions(depth, nl_blocks))
     rng = as_generator(rng)
     temporal = inflation_table(depth) if arch == "i3d" else None
-    new = dict(dtype=dtype, xp=xp)
+    new = dict(t_pad=temporal_padding, dtype=dtype, xp=xp)
     model, params, state = [], {}, {}
 
     def add(layer):
@@ -232,24 +227,26 @@ def build_model(
         params.update(layer[1])
         state.update(layer[2])
 
-    add(stem_layer(rng, in_channels, width, lay["stem"][arch == "i3d"], lay["stem_stride"], temporal_padding, **new))
-    model.append({"op": "max_pool", "kernel_size": (3, 3, 3), "stride": lay["pool1_stride"], "padding": (1, 1, 1)})
+    add(model_layers.stem_layer(rng, in_channels, width, lay["stem"][arch == "i3d"], lay["stem_stride"],
+                                **new))
+    add(model_layers.pool_layer((3, 3, 3), lay["pool1_stride"], (1, 1, 1)))
     c_in = width
     for s, n_blocks in enumerate(depth):
         stage = s + 2
         if stage == 3:  # pool2: time only
-            model.append({"op": "max_pool", "kernel_size": (3, 1, 1), "stride": (2, 1, 1), "padding": (1, 0, 0)})
+            add(model_layers.pool_layer((3, 1, 1), (2, 1, 1), (1, 0, 0)))
         for i in range(n_blocks):
             name = f"res{stage}.{i}"
             t_kernels = [1] * len(BLOCKS[block]["kernels"])
             if temporal and temporal[f"res{stage}"][i]:
                 t_kernels[INFLATED_CONV[(block, inflate)]] = T_INFLATED
             stride = 2 if (stage > 2 and i == 0) else 1
-            add(block_layer(rng, name, block, c_in, width * 2 ** s, stride, t_kernels, temporal_padding, **new))
+            add(model_layers.block_layer(rng, name, block, c_in, width * 2 ** s, stride, t_kernels, **new))
             c_in = width * 2 ** s * BLOCKS[block]["expansion"]
             if name in nl_after:
-                add(nonlocal_layer(rng, f"{name}.nl", c_in, nl_mode, nl_subsample, nl_space_time, **new))
-    add(head_layer(rng, c_in, num_classes, dropout, **new))
+                add(model_layers.nonlocal_layer(rng, f"{name}.nl", c_in, nl_mode, nl_subsample,
+                                                nl_space_time, dtype, xp))
+    add(model_layers.head_layer(rng, c_in, num_classes, dropout, dtype, xp))
     return model, params, state
 
 
@@ -269,7 +266,8 @@ def i3d(**kwargs: Any) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
 def _check_clip(x: Any, params: dict[str, Any], train: Any) -> None:
     """The one check of every step: the clip (and ``train``), against the model's first kernel."""
     if not hasattr(x, "ndim") or x.ndim != 5:
-        raise ValueError(f"x must be a clip batch of shape (N, C, T, H, W), received {getattr(x, 'shape', type(x))}")
+        received = getattr(x, "shape", type(x))
+        raise ValueError(f"x must be a clip batch of shape (N, C, T, H, W), received {received}")
     check_float(x, "x")
     w = params["conv1.w"]
     if x.dtype != w.dtype:
@@ -390,7 +388,8 @@ def temporal_receptive_field(model: list[dict], params: dict[str, Any]) -> float
         elif op == "max_pool":
             windows = [(spec["kernel_size"][0], spec["stride"][0])]
         elif op == "block":
-            windows = [(params[f"{spec['name']}.conv{j}.w"].shape[2], 1) for j in range(1, spec["n_convs"] + 1)]
+            convs = [f"{spec['name']}.conv{j}.w" for j in range(1, spec["n_convs"] + 1)]
+            windows = [(params[c].shape[2], 1) for c in convs]
         elif op == "nonlocal" and spec["space_time"] != "space":
             return float("inf")
         for k, s in windows:  # a "space" non-local block and the head have none

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
-from ._common import check_layer_input, inner_slices, offsets, output_shape, pad_spatial, window_config, window_slices
+from ._common import (
+    check_layer_input,
+    inner_slices,
+    offsets,
+    output_shape,
+    pad_spatial,
+    window_config,
+    window_slices,
+)
 
 __all__ = [
     "max_pool_forward",
