@@ -5,7 +5,7 @@ Like CS231n's ``layer_utils.py``, each block chains a few layers of
 network of :mod:`nlref.nn.models` is a list of these blocks.  Parameters stay in
 the model's flat dict, under the names a checkpoint uses (``"res3.0.conv1.w"``,
 ``"res3.0.bn1.gamma"``); a block gets the names of its layers and returns its
-gradients and BatchNorm statistics under the same names.
+gradients and BatchNorm statistics under the same names::
 
     conv_bn       x (N, C, T, H, W) -> conv (stride s, 'same' padding) -> BN    (N, C', T', H', W')
     conv_bn_relu  conv_bn -> ReLU                                 (the stem: conv1 / bn1)

@@ -11,7 +11,7 @@ Stacking those ``K`` slices gives the "column" matrix ``cols: (C*K, N*P)``
 (P output positions per sample) and the convolution of the whole batch is one
 product ``W (C_out, C*K) @ cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
 and each offset's block of ``dcols`` is *added* into its slice of the padded
-``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.
+``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.  In shapes::
 
     x (N, C_in, *S) -> pad (zeros or replicated edges) -> cols (C_in*K, N*P)
     out = W (C_out, C_in*K) @ cols  -> (N, C_out, *O)
