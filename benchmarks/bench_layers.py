@@ -16,7 +16,16 @@ import os
 import time
 
 import numpy as np
-from common import backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json
+from common import (
+    backends_from,
+    bench_parser,
+    environment,
+    measure,
+    print_table,
+    ratio,
+    try_import,
+    write_json,
+)
 
 from nlref.backend import asarray
 from nlref.nn import batch_norm_backward, batch_norm_forward, conv_backward, conv_forward
@@ -27,7 +36,8 @@ def cases(quick: bool) -> list[dict]:
     hw2, thw3 = ((16, 16), (4, 8, 8)) if quick else ((56, 56), (8, 28, 28))
     return [
         {"case": f"conv2d 3x3 {N}x{C}x{hw2[0]}x{hw2[1]}", "kind": "conv", "x": (N, C, *hw2), "k": (3, 3)},
-        {"case": f"conv3d 3x3x3 {N}x{C}x{'x'.join(map(str, thw3))}", "kind": "conv", "x": (N, C, *thw3), "k": (3, 3, 3)},
+        {"case": f"conv3d 3x3x3 {N}x{C}x{'x'.join(map(str, thw3))}", "kind": "conv", "x": (N, C, *thw3),
+         "k": (3, 3, 3)},
         {"case": f"batch_norm {N}x{C}x{'x'.join(map(str, thw3))}", "kind": "bn", "x": (N, C, *thw3)},
     ]
 
@@ -124,10 +134,11 @@ def main() -> None:
     if torch is None:
         print("torch not importable: PyTorch columns left out")
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch time "
-              "on the same device")
-    print("OPENBLAS_NUM_THREADS={} OMP_NUM_THREADS={} (set both to 1 for a single-core comparison on a busy machine)"
-          .format(os.environ.get("OPENBLAS_NUM_THREADS", "unset"), os.environ.get("OMP_NUM_THREADS", "unset")))
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+              "vs_torch = nlref time / torch time on the same device")
+    threads = (os.environ.get("OPENBLAS_NUM_THREADS", "unset"), os.environ.get("OMP_NUM_THREADS", "unset"))
+    print("OPENBLAS_NUM_THREADS={} OMP_NUM_THREADS={} (set both to 1 for a single-core comparison on a busy "
+          "machine)".format(*threads))
     write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
 
 

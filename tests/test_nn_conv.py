@@ -26,7 +26,8 @@ def conv_loop(x, w, b, stride, padding, dilation):
     for i in itertools.product(*(range(o) for o in O)):
         window = xpad[(slice(None), slice(None)) + tuple(
             slice(ii * si, ii * si + di * (ki - 1) + 1, di) for ii, si, di, ki in zip(i, s, d, k))]
-        out[(slice(None), slice(None)) + i] = np.tensordot(window, w, axes=(range(1, x.ndim), range(1, x.ndim)))
+        axes = (range(1, x.ndim), range(1, x.ndim))
+        out[(slice(None), slice(None)) + i] = np.tensordot(window, w, axes=axes)
     return out + (0 if b is None else b.reshape((1, -1) + (1,) * n))
 
 
@@ -47,7 +48,8 @@ def test_conv_forward_matches_direct_loop(xp, rng, x_shape, w_shape, stride, pad
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     out, _ = conv_forward(xp.asarray(x), {"w": xp.asarray(w), "b": xp.asarray(b)},
                           stride=stride, padding=padding, dilation=dilation)
-    np.testing.assert_allclose(to_numpy(out), conv_loop(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(out), conv_loop(x, w, b, stride, padding, dilation),
+                               rtol=1e-10, atol=1e-10)
 
 
 def test_conv3d_matches_scipy_signal_correlate(xp, rng):
@@ -161,3 +163,71 @@ def test_conv_matches_loop_and_its_backward_is_the_adjoint(config, seed):
     dx, grads = conv_backward(y, cache)
     assert np.isclose((out * y).sum(), (x * dx).sum(), rtol=1e-10, atol=1e-10)
     assert np.isclose((out * y).sum(), (w * grads["w"]).sum(), rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- padding_mode
+
+
+def _edge_pad_then_zero_pad(x, p, modes):
+    """Oracle: numpy.pad(mode="edge") on the replicate axes, then zeros on the others."""
+    edge = [(0, 0), (0, 0)] + [(pi, pi) if m == "replicate" else (0, 0) for pi, m in zip(p, modes)]
+    zero = [0 if m == "replicate" else pi for pi, m in zip(p, modes)]
+    return np.pad(x, edge, mode="edge"), tuple(zero)
+
+
+@pytest.mark.parametrize("modes", [("replicate", "zeros", "zeros"), ("replicate",) * 3,
+                                   ("zeros", "replicate", "zeros")])
+def test_replicate_padding_equals_edge_padding_by_numpy_pad(xp, rng, modes):
+    x = rng.standard_normal((2, 3, 4, 5, 6))
+    w = rng.standard_normal((4, 3, 3, 3, 3))
+    p = (2, 1, 1)  # 2 > the 1 frame a 3-frame kernel needs: every padded frame must be the edge frame
+    xe, zero = _edge_pad_then_zero_pad(x, p, modes)
+    expected, _ = conv_forward(xe, {"w": w}, padding=zero)
+    out, _ = conv_forward(xp.asarray(x), {"w": xp.asarray(w)}, padding=p, padding_mode=modes)
+    np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["replicate", ("replicate", "zeros", "zeros"),
+                                  ("zeros", "replicate", "replicate")])
+def test_replicate_padding_backward_passes_gradcheck(xp, rng, mode):
+    x = xp.asarray(rng.standard_normal((2, 2, 3, 4, 4)))
+    w = xp.asarray(rng.standard_normal((3, 2, 3, 3, 3)))
+    report = gradcheck(
+        lambda x, p: conv_forward(x, p, stride=(1, 2, 1), padding=(1, 1, 2), padding_mode=mode),
+        conv_backward, x, {"w": w})
+    assert report.worst_error < 1e-6
+
+
+def test_temporal_replicate_padding_is_bit_identical_to_concatenating_edge_frames(rng):
+    # The models' former hand-made temporal padding: repeat the edge frames, zero-pad H and W only,
+    # and fold the gradient of the repeated frames back onto the edge frames.
+    x = rng.standard_normal((2, 3, 5, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3, 3)).astype(np.float32)
+    dout = rng.standard_normal((2, 4, 5, 6, 6)).astype(np.float32)
+    xc = np.concatenate([x[:, :, :1], x, x[:, :, -1:]], axis=2)
+    old, c_old = conv_forward(xc, {"w": w}, padding=(0, 1, 1))
+    dxc, g_old = conv_backward(dout, c_old)
+    dx_old = dxc[:, :, 1:-1].copy()
+    dx_old[:, :, :1] += dxc[:, :, :1].sum(axis=2, keepdims=True)
+    dx_old[:, :, -1:] += dxc[:, :, -1:].sum(axis=2, keepdims=True)
+    new, c_new = conv_forward(x, {"w": w}, padding=1, padding_mode=("replicate", "zeros", "zeros"))
+    dx_new, g_new = conv_backward(dout, c_new)
+    np.testing.assert_array_equal(new, old)
+    np.testing.assert_array_equal(dx_new, dx_old)
+    np.testing.assert_array_equal(g_new["w"], g_old["w"])
+
+
+@pytest.mark.parametrize("mode", ["reflect", ("replicate", "zeros"), 3])
+def test_conv_rejects_unknown_padding_modes(mode):
+    with pytest.raises(ValueError, match="padding_mode"):
+        conv_forward(np.zeros((1, 2, 4, 4, 4)), {"w": np.zeros((1, 2, 3, 3, 3))}, padding=1,
+                     padding_mode=mode)
+
+
+def test_check_false_skips_validation_but_computes_the_same(rng):
+    x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    np.testing.assert_array_equal(conv_forward(x, {"w": w}, padding=1, check=False)[0],
+                                  conv_forward(x, {"w": w}, padding=1)[0])
+    with pytest.raises(TypeError, match="dtype"):  # the check that check=False leaves to the caller
+        conv_forward(x.astype(np.float32), {"w": w})
+    conv_forward(x.astype(np.float32), {"w": w}, check=False)

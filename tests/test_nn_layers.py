@@ -80,8 +80,10 @@ def test_dropout_rejects_bad_p_and_missing_rng():
 
 def test_softmax_matches_scipy_and_is_stable(xp, rng):
     x = rng.standard_normal((3, 4, 7)) * 5
-    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(x))), scipy.special.softmax(x, axis=-1), rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(x), axis=1)), scipy.special.softmax(x, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(x))), scipy.special.softmax(x, axis=-1),
+                               rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(x), axis=1)), scipy.special.softmax(x, axis=1),
+                               rtol=1e-12)
     big = to_numpy(softmax(xp.asarray(np.array([[1000.0, 0.0, -1000.0]], dtype=np.float32))))
     assert np.isfinite(big).all() and big[0, 0] == 1.0
 
@@ -92,7 +94,8 @@ def test_cross_entropy_matches_scipy_log_softmax(xp, rng):
     ref = -scipy.special.log_softmax(logits, axis=1)[np.arange(6), labels].mean()
     assert isinstance(loss, float) and abs(loss - ref) < 1e-12
     onehot = np.eye(5)[labels]
-    np.testing.assert_allclose(to_numpy(dlogits), (scipy.special.softmax(logits, axis=1) - onehot) / 6, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(dlogits), (scipy.special.softmax(logits, axis=1) - onehot) / 6,
+                               rtol=1e-12)
 
 
 def test_cross_entropy_gradient_passes_gradcheck(xp, rng):
@@ -155,10 +158,26 @@ def test_scope_unscope_merge_round_trip(xp):
 def test_nlref_nn_exports_the_contract_names():
     import nlref.nn
 
-    contract = """linear_forward linear_backward conv_forward conv_backward batch_norm_forward batch_norm_backward
+    contract = """linear_forward linear_backward conv_forward conv_backward
+    batch_norm_forward batch_norm_backward
     relu_forward relu_backward max_pool_forward max_pool_backward avg_pool_forward avg_pool_backward
-    global_avg_pool_forward global_avg_pool_backward dropout_forward dropout_backward softmax softmax_cross_entropy
+    global_avg_pool_forward global_avg_pool_backward dropout_forward dropout_backward
+    softmax softmax_cross_entropy
     he_normal gaussian zeros ones scope unscope merge to_backend params_to_numpy
     sgd_init sgd_step adam_init adam_step step_lr""".split()
     missing = [name for name in contract if not callable(getattr(nlref.nn, name, None))]
     assert not missing and set(contract) <= set(nlref.nn.__all__)
+
+
+@pytest.mark.parametrize("layer", ["linear", "relu", "dropout"])
+def test_check_false_skips_validation_but_computes_the_same(rng, layer):
+    x, w = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 3))
+    run = {
+        "linear": lambda x, **kw: linear_forward(x, {"w": w}, **kw)[0],
+        "relu": lambda x, **kw: relu_forward(x, **kw)[0],
+        "dropout": lambda x, **kw: dropout_forward(x, p=0.5, train=True, rng=3, **kw)[0],
+    }[layer]
+    np.testing.assert_array_equal(run(x, check=False), run(x))
+    with pytest.raises(TypeError):  # an integer array: rejected by the check, not looked at without it
+        run(np.ones((2, 3, 4), dtype=np.int64))
+    run(np.ones((2, 3, 4), dtype=np.int64) if layer == "relu" else x.astype(np.float32), check=False)

@@ -8,16 +8,19 @@ import pytest
 from nlref.backend import to_numpy
 from nlref.gradcheck import gradcheck
 from nlref.nn.models import (
+    MODEL_LAYERS,
     build_model,
     c2d,
     count_nonlocal,
     i3d,
     inflate_2d_to_3d,
+    inflation_table,
     model_backward,
     model_forward,
     nonlocal_positions,
     temporal_receptive_field,
 )
+
 
 def _clip(rng, shape=(2, 3, 8, 16, 16), dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
@@ -55,7 +58,8 @@ def test_resnet50_c2d_has_paper_stage_sizes_and_2d_kernels_only():
 def test_i3d_inflates_one_kernel_every_two_blocks_as_the_official_code(inflate, conv):
     _, params, _ = i3d(layout="resnet50", width=4, inflate=inflate)
     assert params["conv1.w"].shape[2:] == (5, 7, 7)
-    inflated = {k.rsplit(".", 2)[0] for k, v in params.items() if k.startswith("res") and v.ndim == 5 and v.shape[2] == 3}
+    inflated = {k.rsplit(".", 2)[0] for k, v in params.items()
+                if k.startswith("res") and v.ndim == 5 and v.shape[2] == 3}
     expected = {"res2.0", "res2.2", "res3.0", "res3.2", "res4.0", "res4.2", "res4.4", "res5.1"}
     assert inflated == expected
     assert all(params[f"{b}.{conv}.w"].shape[2] == 3 for b in expected)
@@ -198,35 +202,6 @@ def test_inflation_rejects_mismatched_keys_or_shapes():
         inflate_2d_to_3d({"a.w": np.zeros((1, 1, 1, 3, 3))}, {"a.w": np.zeros((2, 1, 3, 3, 3))})
 
 
-# ----------------------------------------------------------------------------- space / time folding
-
-
-@pytest.mark.parametrize("space_time", ["space", "time"])
-def test_space_and_time_blocks_equal_a_loop_over_frames_or_positions(rng, space_time):
-    from nlref.nn.models import _nonlocal_forward
-    from nlref.nn.nonlocal_block import nonlocal_block_forward
-
-    m, p, s = c2d(width=4, nl_blocks=1, nl_space_time=space_time, dtype=np.float64)
-    _randomise_bn(p, s, rng)
-    spec = next(sp for sp in m if sp["op"] == "nonlocal")
-    x = rng.standard_normal((2, 8, 4, 3, 3))
-    z, _ = _nonlocal_forward(x, p, s, spec, False, {})
-    local_p = {k[len(spec["name"]) + 1:]: v for k, v in p.items() if k.startswith(spec["name"] + ".")}
-    local_s = {k[len(spec["name"]) + 1:]: v for k, v in s.items() if k.startswith(spec["name"] + ".")}
-    expected = np.empty_like(x)
-    if space_time == "space":  # each frame on its own
-        for t in range(4):
-            zt = nonlocal_block_forward(x[:, :, t:t + 1], local_p, local_s, mode=spec["mode"], train=False)[0]
-            expected[:, :, t:t + 1] = zt
-    else:  # each position on its own, across frames
-        for i in range(3):
-            for j in range(3):
-                zij = nonlocal_block_forward(x[:, :, :, i:i + 1, j:j + 1], local_p, local_s, mode=spec["mode"],
-                                             train=False)[0]
-                expected[:, :, :, i:i + 1, j:j + 1] = zij
-    np.testing.assert_allclose(z, expected, rtol=1e-10, atol=1e-12)
-
-
 # ----------------------------------------------------------------------------- gradients
 
 
@@ -269,3 +244,48 @@ def test_model_runs_on_the_requested_backend(xp, rng):
     grads = model_backward(logits, cache)
     assert isinstance(logits, xp.ndarray) and isinstance(grads["conv1.w"], xp.ndarray)
     assert np.isfinite(to_numpy(logits)).all()
+
+
+# ----------------------------------------------------------------------------- the model is data
+
+
+def test_inflation_table_is_the_official_use_temp_convs_lists():
+    # facebookresearch/video-nonlocal-net, resnet_video.py: use_temp_convs_2 .. use_temp_convs_5
+    assert inflation_table((3, 4, 6, 3)) == {
+        "res2": [1, 0, 1], "res3": [1, 0, 1, 0], "res4": [1, 0, 1, 0, 1, 0], "res5": [0, 1, 0]}
+    assert inflation_table((1, 1, 1)) == {"res2": [1], "res3": [1], "res4": [1]}
+
+
+def test_every_layer_of_a_model_has_a_forward_and_backward_in_the_table():
+    assert set(MODEL_LAYERS) == {"stem", "max_pool", "block", "nonlocal", "head"}
+    assert all(callable(f) and callable(b) for f, b in MODEL_LAYERS.values())
+    m, _, _ = i3d(width=2, nl_blocks=1)
+    assert {spec["op"] for spec in m} == set(MODEL_LAYERS)
+
+
+def test_unknown_layer_kind_is_an_error_not_skipped(rng):
+    m, p, s = c2d(width=2)
+    x = _clip(rng, (2, 3, 8, 8, 8), np.float32)
+    bad = m[:2] + [{"op": "avg_pool", "kernel_size": (1, 2, 2)}] + m[2:]
+    with pytest.raises(ValueError, match="unknown layer kind 'avg_pool'"):
+        model_forward(x, p, s, bad, train=False)
+    with pytest.raises(ValueError, match="unknown layer kind 'avg_pool'"):
+        temporal_receptive_field(bad, p)
+    _, cache, _ = model_forward(x, p, s, m, train=False)
+    cache[1] = ({"op": "avg_pool"}, cache[1][1])
+    with pytest.raises(ValueError, match="unknown layer kind"):
+        model_backward(np.ones((2, 2), np.float32), cache)
+    bad_block = [dict(spec, block="wide") if spec["op"] == "block" else spec for spec in m]
+    with pytest.raises(ValueError, match="unknown residual block 'wide'"):
+        model_forward(x, p, s, bad_block, train=False)
+
+
+def test_forward_checks_the_clip_against_the_parameters_once(rng, fake_cupy_array):
+    m, p, s = c2d(width=2)
+    x = _clip(rng, (2, 3, 8, 8, 8))
+    with pytest.raises(TypeError, match="dtype"):  # float64 clip, float32 model
+        model_forward(x, p, s, m, train=False)
+    with pytest.raises(TypeError, match="mixed array backends"):
+        model_forward(fake_cupy_array(x.astype(np.float32)), p, s, m, train=False)
+    with pytest.raises(TypeError, match="train"):
+        model_forward(x.astype(np.float32), p, s, m, train="yes")

@@ -47,8 +47,8 @@ def test_eval_mode_uses_running_statistics(xp, rng):
     x, p, s, x_, p_, s_ = make(xp, rng, (2, 3, 4, 4))
     out, _, new = batch_norm_forward(x_, p_, s_, train=False, eps=1e-3)
     b = (1, -1, 1, 1)
-    ref = (p["gamma"].reshape(b) * (x - s["running_mean"].reshape(b)) / np.sqrt(s["running_var"].reshape(b) + 1e-3)
-           + p["beta"].reshape(b))
+    x_hat = (x - s["running_mean"].reshape(b)) / np.sqrt(s["running_var"].reshape(b) + 1e-3)
+    ref = p["gamma"].reshape(b) * x_hat + p["beta"].reshape(b)
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-10)
     np.testing.assert_array_equal(to_numpy(new["running_mean"]), s["running_mean"])
 
@@ -57,7 +57,8 @@ def test_eval_mode_uses_running_statistics(xp, rng):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batch_norm_passes_gradcheck(xp, rng, shape, train):
     _, _, _, x_, p_, s_ = make(xp, rng, shape)
-    report = gradcheck(lambda x, p: batch_norm_forward(x, p, s_, train=train), batch_norm_backward, x_, p_, eps=1e-5)
+    report = gradcheck(lambda x, p: batch_norm_forward(x, p, s_, train=train), batch_norm_backward, x_, p_,
+                       eps=1e-5)
     assert report.worst_error < 1e-6
 
 
@@ -96,3 +97,16 @@ def test_batch_norm_rejects_bad_arguments():
         batch_norm_forward(x.astype(np.float16), p, s, train=True)
     with pytest.raises(ValueError, match="x must have shape"):
         batch_norm_forward(np.zeros(3), p, s, train=True)
+
+
+def test_check_false_skips_validation_but_computes_the_same(rng):
+    x, params, state, *_ = make(np, rng, (4, 3, 5))
+    out, _, st = batch_norm_forward(x, params, state, train=True)
+    out2, _, st2 = batch_norm_forward(x, params, state, train=True, check=False)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(st2["running_var"], st["running_var"])
+    with pytest.raises(TypeError, match="train"):
+        batch_norm_forward(x, params, state, train=1)
+    batch_norm_forward(x, params, state, train=1, check=False)  # the caller vouched for its arguments
+    with pytest.raises(ValueError, match="more than one value"):  # a property of the data: always checked
+        batch_norm_forward(x[:1, :, :1], params, state, train=True, check=False)

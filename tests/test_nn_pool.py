@@ -23,12 +23,12 @@ from nlref.nn import (
 
 def pool_loop(x, k, s, p, reduce, pad_value):
     """One window at a time (tiny shapes only)."""
-    n = x.ndim - 2
     xpad = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p], constant_values=pad_value)
     O = [(S + 2 * pi - ki) // si + 1 for S, pi, ki, si in zip(x.shape[2:], p, k, s)]
     out = np.zeros(x.shape[:2] + tuple(O))
     for i in itertools.product(*(range(o) for o in O)):
-        window = xpad[(slice(None), slice(None)) + tuple(slice(a * si, a * si + ki) for a, si, ki in zip(i, s, k))]
+        window = xpad[(slice(None), slice(None))
+                      + tuple(slice(a * si, a * si + ki) for a, si, ki in zip(i, s, k))]
         out[(slice(None), slice(None)) + i] = reduce(window.reshape(x.shape[:2] + (-1,)), axis=-1)
     return out
 
@@ -143,3 +143,17 @@ def test_pools_match_loops_for_random_configurations(config, seed):
                                   pool_loop(x, k, s, p, np.max, -np.inf))
     np.testing.assert_allclose(avg_pool_forward(x, kernel_size=k, stride=s, padding=p)[0],
                                pool_loop(x, k, s, p, np.mean, 0.0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["max", "avg", "global"])
+def test_check_false_skips_validation_but_computes_the_same(rng, layer):
+    x = rng.standard_normal((2, 3, 6, 6))
+    run = {
+        "max": lambda x, **kw: max_pool_forward(x, kernel_size=3, stride=2, padding=1, **kw)[0],
+        "avg": lambda x, **kw: avg_pool_forward(x, kernel_size=3, stride=2, padding=1, **kw)[0],
+        "global": lambda x, **kw: global_avg_pool_forward(x, **kw)[0],
+    }[layer]
+    np.testing.assert_array_equal(run(x, check=False), run(x))
+    with pytest.raises(TypeError, match="float16"):
+        run(x.astype(np.float16))
+    run(x.astype(np.float16), check=False)

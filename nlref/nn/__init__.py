@@ -43,7 +43,18 @@ __all__ = [
     "scope", "unscope", "merge", "to_backend", "params_to_numpy", "count_params",
 ]
 
-from . import bridge, models, nonlocal_block, nonlocal_op, optim, optim_flat, train, window  # noqa: E402
+from . import (  # noqa: E402
+    blocks,
+    bridge,
+    models,
+    nonlocal_block,
+    nonlocal_op,
+    optim,
+    optim_flat,
+    train,
+    window,
+)
+from .blocks import *  # noqa: E402,F401,F403
 from .bridge import *  # noqa: E402,F401,F403
 from .models import *  # noqa: E402,F401,F403
 from .nonlocal_block import *  # noqa: E402,F401,F403
@@ -55,6 +66,6 @@ from .window import *  # noqa: E402,F401,F403
 
 # ``train`` leaves its function ``train`` out of __all__ so that ``nlref.nn.train``
 # stays the module; call it as ``nlref.nn.train.train(config)``.
-for _m in (optim, optim_flat, nonlocal_op, nonlocal_block, bridge, models, train, window):
+for _m in (optim, optim_flat, nonlocal_op, nonlocal_block, blocks, bridge, models, train, window):
     __all__ += list(_m.__all__)
 del _m

@@ -18,6 +18,7 @@ from .._validation import as_tuple, check_array
 from ..backend import get_namespace
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+PADDING_MODES = ("zeros", "replicate")
 
 
 def check_float(x: Any, name: str) -> None:
@@ -26,7 +27,8 @@ def check_float(x: Any, name: str) -> None:
     if np.dtype(x.dtype) not in _FLOATS:
         raise TypeError(
             f"{name} must be float32 or float64, received dtype {x.dtype}"
-            + ("; float16 is not supported by nlref.nn, cast with .astype('float32')" if x.dtype == np.float16 else "")
+            + ("; float16 is not supported by nlref.nn, cast with .astype('float32')"
+               if x.dtype == np.float16 else "")
         )
 
 
@@ -45,7 +47,7 @@ def check_layer_input(x: Any, name: str = "x", *, min_spatial: int = 1, max_spat
 def check_param(
     params: Any, key: str, shape: tuple[int, ...] | None, dtype: Any, layer: str, *, required: bool = True
 ) -> Any:
-    """Fetch ``params[key]`` and require the given shape (None: any) and dtype (None if optional and absent)."""
+    """Fetch ``params[key]``, requiring the given shape (None: any) and dtype; None if optional and absent."""
     if not isinstance(params, dict):
         raise TypeError(f"{layer}: params must be a dict of arrays, received {type(params).__name__}")
     if key not in params or params[key] is None:
@@ -55,7 +57,8 @@ def check_param(
     a = params[key]
     check_float(a, f"params[{key!r}]")
     if shape is not None and tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{layer}: params[{key!r}] must have shape {tuple(shape)}, received {tuple(a.shape)}")
+        raise ValueError(f"{layer}: params[{key!r}] must have shape {tuple(shape)}, "
+                         f"received {tuple(a.shape)}")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{layer}: params[{key!r}] must have the dtype of x ({dtype}), received {a.dtype}")
     return a
@@ -123,6 +126,50 @@ def pad_spatial(x: Any, p: Sequence[int], value: float = 0.0) -> Any:
     out = xp.full(shape, value, dtype=x.dtype)
     out[inner_slices(x.shape[2:], p)] = x
     return out
+
+
+def padding_modes(padding_mode: Any, n: int) -> tuple[str, ...]:
+    """Expand ``padding_mode`` (one of :data:`PADDING_MODES`, or one per spatial axis) to an ``n``-tuple."""
+    modes = (padding_mode,) * n if isinstance(padding_mode, str) else padding_mode
+    if not isinstance(modes, (tuple, list)) or len(modes) != n or any(m not in PADDING_MODES for m in modes):
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES} or a tuple of {n} of them (one per "
+                         f"spatial axis), received {padding_mode!r}")
+    return tuple(modes)
+
+
+def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """``[:, ..., start:stop]`` on ``axis`` of an array."""
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+def replicate_borders(x_pad: Any, p: Sequence[int], modes: Sequence[str]) -> Any:
+    """Overwrite, in place, the padding of each "replicate" axis of ``(., ., *S_pad)`` with its edge slice.
+
+    ``x_pad`` is zero-padded on every axis first; axis by axis, the ``p`` slices
+    before the first and after the last real one become copies of it, so corners
+    repeat the corner value (``numpy.pad(mode="edge")`` on those axes).
+    """
+    for axis, (pi, mode) in enumerate(zip(p, modes)):
+        if mode == "replicate" and pi:
+            a, end = 2 + axis, x_pad.shape[2 + axis] - pi  # real slices are pi .. end - 1
+            x_pad[_along(a, 0, pi)] = x_pad[_along(a, pi, pi + 1)]
+            x_pad[_along(a, end, end + pi)] = x_pad[_along(a, end - 1, end)]
+    return x_pad
+
+
+def fold_replicated_borders(dx_pad: Any, p: Sequence[int], modes: Sequence[str]) -> Any:
+    """Adjoint of :func:`replicate_borders`, in place: each border's gradient is added onto its edge slice.
+
+    The axes are visited in reverse order, mirroring the forward; what lands in
+    the padding of another axis is cropped away afterwards with the padding.
+    """
+    for axis in reversed(range(len(p))):
+        pi = p[axis]
+        if modes[axis] == "replicate" and pi:
+            a, end = 2 + axis, dx_pad.shape[2 + axis] - pi
+            dx_pad[_along(a, pi, pi + 1)] += dx_pad[_along(a, 0, pi)].sum(axis=a, keepdims=True)
+            dx_pad[_along(a, end - 1, end)] += dx_pad[_along(a, end, end + pi)].sum(axis=a, keepdims=True)
+    return dx_pad
 
 
 def inner_slices(spatial: Sequence[int], p: Sequence[int]) -> tuple[slice, ...]:

@@ -11,7 +11,10 @@ Stacking those ``K`` slices gives the "column" matrix ``cols: (C*K, N*P)``
 (P output positions per sample) and the convolution of the whole batch is one
 product ``W (C_out, C*K) @ cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
 and each offset's block of ``dcols`` is *added* into its slice of the padded
-``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.
+``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.  In shapes::
+
+    x (N, C_in, *S) -> pad (zeros or replicated edges) -> cols (C_in*K, N*P)
+    out = W (C_out, C_in*K) @ cols  -> (N, C_out, *O)
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from ..backend import get_namespace
 from ._common import (
     check_layer_input,
     check_param,
+    fold_replicated_borders,
     inner_slices,
     offsets,
     output_shape,
     pad_spatial,
+    padding_modes,
+    replicate_borders,
     same_backend,
     window_config,
     window_slices,
@@ -49,7 +55,14 @@ def conv_output_shape(
 
 
 def conv_forward(
-    x: Any, params: dict[str, Any], *, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+    x: Any,
+    params: dict[str, Any],
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    padding_mode: Any = "zeros",
+    check: bool = True,
 ) -> tuple[Any, tuple]:
     """Cross-correlation of ``x`` with ``params["w"]`` (the "convolution" of deep learning).
 
@@ -62,7 +75,17 @@ def conv_forward(
     params : dict
         ``"w"``: (C_out, C_in, *k) kernel; ``"b"``: (C_out,) bias, optional.
     stride, padding, dilation : int or tuple of ints, one per spatial axis
-        Zero padding on both sides of every spatial axis.
+        Padding on both sides of every spatial axis.
+    padding_mode : {"zeros", "replicate"} or tuple of them, one per spatial axis
+        What the padding holds: zeros, or copies of the first / last slice
+        (``numpy.pad(mode="edge")``).  The I3D models pad time with
+        ``("replicate", "zeros", "zeros")`` so that a clip of identical frames
+        gives exactly the output of the 2-D network the kernels were inflated
+        from (:func:`nlref.nn.models.inflate_2d_to_3d`).
+    check : bool
+        Validate the arguments (the default).  Callers that have checked the
+        shapes once -- a model built by :func:`nlref.nn.models.build_model` --
+        pass False.
 
     Returns
     -------
@@ -77,27 +100,32 @@ def conv_forward(
     ------
     ValueError
         Wrong ndim, channel mismatch between ``x`` and ``w``, negative padding,
-        non-positive stride/dilation, kernel larger than the padded input.
+        non-positive stride/dilation, kernel larger than the padded input,
+        unknown padding mode.
     TypeError
         Non-float or float16 arrays, dtype mismatch, NumPy and CuPy mixed.
     """
+    if check:
+        _check_conv_args(x, params)
+    w, b = params["w"], params.get("b")
+    n = x.ndim - 2
+    k, s, p, d = window_config(n, tuple(w.shape[2:]), stride, padding, dilation)
+    modes = padding_modes(padding_mode, n)
+    o_shape = output_shape(x.shape[2:], k, s, p, d)
+    return _conv_forward(get_namespace(x), x, w, b, k, s, p, d, o_shape, modes)
+
+
+def _check_conv_args(x: Any, params: Any) -> None:
     n = check_layer_input(x, "x")
     w = check_param(params, "w", None, x.dtype, "conv_forward")
     if w.ndim != x.ndim:
-        raise ValueError(
-            f"conv_forward: params['w'] must have shape (C_out, C_in, *kernel) with {n} kernel axes "
-            f"to match x of shape {tuple(x.shape)}, received shape {tuple(w.shape)}"
-        )
+        raise ValueError(f"conv_forward: params['w'] must have shape (C_out, C_in, *kernel) with {n} kernel "
+                         f"axes to match x of shape {tuple(x.shape)}, received shape {tuple(w.shape)}")
     if w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"conv_forward: channel mismatch, x has C_in={x.shape[1]} channels but params['w'] of shape "
-            f"{tuple(w.shape)} expects C_in={w.shape[1]}"
-        )
+        raise ValueError(f"conv_forward: channel mismatch, x has C_in={x.shape[1]} channels but params['w'] "
+                         f"of shape {tuple(w.shape)} expects C_in={w.shape[1]}")
     b = check_param(params, "b", (w.shape[0],), x.dtype, "conv_forward", required=False)
-    xp = same_backend(x, w, b)
-    k, s, p, d = window_config(n, tuple(w.shape[2:]), stride, padding, dilation)
-    o_shape = output_shape(x.shape[2:], k, s, p, d)
-    return _conv_forward(xp, x, w, b, k, s, p, d, o_shape)
+    same_backend(x, w, b)
 
 
 def _swap_nc(a: Any) -> Any:
@@ -105,10 +133,11 @@ def _swap_nc(a: Any) -> Any:
     return a.swapaxes(0, 1)
 
 
-def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
+def _conv_forward(xp, x, w, b, k, s, p, d, o_shape, modes=None):
     N, C = x.shape[:2]
     C_out, K, P = w.shape[0], int(np.prod(k)), int(np.prod(o_shape))
-    x_pad = pad_spatial(_swap_nc(x), p)  # (C, N, *S_pad)
+    modes = modes or ("zeros",) * len(k)
+    x_pad = replicate_borders(pad_spatial(_swap_nc(x), p), p, modes)  # (C, N, *S_pad)
     if K == 1 and all(si == 1 for si in s):
         cols = x_pad.reshape(C, N * P)  # 1x1(x1) kernel: the columns are x itself
     else:
@@ -120,7 +149,7 @@ def _conv_forward(xp, x, w, b, k, s, p, d, o_shape):
     out = w2 @ cols  # (C_out, C*K) @ (C*K, N*P): one matrix product for the batch
     if b is not None:
         out += b[:, None]
-    cache = (tuple(x.shape), w2, tuple(w.shape), cols, b is not None, (k, s, p, d, o_shape))
+    cache = (tuple(x.shape), w2, tuple(w.shape), cols, b is not None, (k, s, p, d, o_shape, modes))
     return xp.ascontiguousarray(_swap_nc(out.reshape((C_out, N) + o_shape))), cache
 
 
@@ -133,7 +162,9 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
     * ``dcols = W^T dout``; the block of ``dcols`` for kernel offset ``k`` is
       added into that offset's slice of the padded input,
       ``dx_pad[slice(k)] += dcols[k]`` (col2im as dense slice adds, one offset
-      at a time), and ``dx`` is ``dx_pad`` without its padding.
+      at a time); with ``padding_mode="replicate"`` the gradient reaching the
+      padding is added onto the edge slice it copied; ``dx`` is ``dx_pad``
+      without its padding.
 
     ``dcols`` has the size of ``cols``: the backward briefly needs that much
     memory again.
@@ -152,7 +183,7 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
     grads : dict
         ``{"w": (C_out, C_in, *k), "b": (C_out,)}`` (``"b"`` only when the forward had a bias).
     """
-    x_shape, w2, w_shape, cols, has_bias, (k, s, p, d, o_shape) = cache
+    x_shape, w2, w_shape, cols, has_bias, (k, s, p, d, o_shape, modes) = cache
     xp = get_namespace(dout)
     N, C = x_shape[:2]
     C_out, K = w_shape[0], int(np.prod(k))
@@ -173,5 +204,6 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
         dcols = dcols.reshape((C, K, N) + o_shape)
         for i, off in enumerate(offsets(k)):
             dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, i]
+    fold_replicated_borders(dx_pad, p, modes)
     dx = _swap_nc(dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad)
     return xp.ascontiguousarray(dx), grads

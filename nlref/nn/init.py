@@ -52,7 +52,9 @@ def gaussian(shape: Any, std: float, rng: Any, *, dtype: Any = np.float32, xp: M
     return asarray((as_generator(rng).standard_normal(shape) * std).astype(dt), xp=xp)
 
 
-def he_normal(shape: Any, rng: Any, *, fan_in: int | None = None, dtype: Any = np.float32, xp: ModuleType = np) -> Any:
+def he_normal(
+    shape: Any, rng: Any, *, fan_in: int | None = None, dtype: Any = np.float32, xp: ModuleType = np
+) -> Any:
     """MSRA / He normal: ``N(0, 2 / fan_in)``, keeping ReLU activations' variance (He et al., ICCV 2015).
 
     ``fan_in`` defaults to ``prod(shape[1:])`` (C_in times the kernel size for a

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def linear_forward(x: Any, params: dict[str, Any]) -> tuple[Any, tuple]:
+def linear_forward(x: Any, params: dict[str, Any], *, check: bool = True) -> tuple[Any, tuple]:
     """Channel-mixing linear map at every position (a 1x1 / 1x1x1 convolution).
 
     ``out[n, :, i] = W x[n, :, i] + b``
@@ -43,12 +43,27 @@ def linear_forward(x: Any, params: dict[str, Any]) -> tuple[Any, tuple]:
     x : ndarray, shape (N, C_in) or (N, C_in, *S) with 1 to 3 spatial axes
     params : dict
         ``"w"``: (C_out, C_in); ``"b"``: (C_out,), optional.
+    check : bool
+        Validate the arguments (the default); False when the caller already did.
 
     Returns
     -------
     out : ndarray, shape (N, C_out) or (N, C_out, *S)
     cache : tuple
     """
+    if check:
+        _check_linear_args(x, params)
+    w, b = params["w"], params.get("b")
+    xp = get_namespace(x)
+    # a 1x1(x1) convolution: reuse conv's single matrix product over the whole batch
+    xs = x if x.ndim > 2 else x[:, :, None]  # (N, C) -> (N, C, 1)
+    ones = (1,) * (xs.ndim - 2)  # kernel size, stride and dilation
+    w_k = w.reshape(tuple(w.shape) + ones)
+    out, cache = _conv_forward(xp, xs, w_k, b, ones, ones, (0,) * len(ones), ones, tuple(xs.shape[2:]))
+    return out.reshape((x.shape[0], w.shape[0]) + tuple(x.shape[2:])), (cache, tuple(x.shape), tuple(w.shape))
+
+
+def _check_linear_args(x: Any, params: Any) -> None:
     check_layer_input(x, "x", min_spatial=0)
     w = check_param(params, "w", None, x.dtype, "linear_forward")
     if w.ndim != 2 or w.shape[1] != x.shape[1]:
@@ -57,13 +72,7 @@ def linear_forward(x: Any, params: dict[str, Any]) -> tuple[Any, tuple]:
             f"{tuple(x.shape)}, received shape {tuple(w.shape)}"
         )
     b = check_param(params, "b", (w.shape[0],), x.dtype, "linear_forward", required=False)
-    xp = same_backend(x, w, b)
-    # a 1x1(x1) convolution: reuse conv's single matrix product over the whole batch
-    xs = x if x.ndim > 2 else x[:, :, None]  # (N, C) -> (N, C, 1)
-    ones = (1,) * (xs.ndim - 2)  # kernel size, stride and dilation
-    w_k = w.reshape(tuple(w.shape) + ones)
-    out, cache = _conv_forward(xp, xs, w_k, b, ones, ones, (0,) * len(ones), ones, tuple(xs.shape[2:]))
-    return out.reshape((x.shape[0], w.shape[0]) + tuple(x.shape[2:])), (cache, tuple(x.shape), tuple(w.shape))
+    same_backend(x, w, b)
 
 
 def linear_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
@@ -83,9 +92,10 @@ def linear_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
     return dx.reshape(x_shape), grads
 
 
-def relu_forward(x: Any) -> tuple[Any, tuple]:
-    """``out = max(x, 0)``; any shape, float32 or float64."""
-    check_float(x, "x")
+def relu_forward(x: Any, *, check: bool = True) -> tuple[Any, tuple]:
+    """``out = max(x, 0)``; any shape, float32 or float64 (``check=False`` skips validating ``x``)."""
+    if check:
+        check_float(x, "x")
     xp = get_namespace(x)
     return xp.maximum(x, 0), (x > 0,)
 
@@ -96,7 +106,9 @@ def relu_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
     return dout * positive, {}
 
 
-def dropout_forward(x: Any, *, p: float, train: bool, rng: Any = None) -> tuple[Any, tuple]:
+def dropout_forward(
+    x: Any, *, p: float, train: bool, rng: Any = None, check: bool = True
+) -> tuple[Any, tuple]:
     """Inverted dropout: ``out = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``.
 
     Scaling at training time keeps ``E[out] = x``, so evaluation is the identity.
@@ -112,21 +124,26 @@ def dropout_forward(x: Any, *, p: float, train: bool, rng: Any = None) -> tuple[
         Seed or generator for the mask (required when training with p > 0).
         The mask is drawn on the host and moved with :func:`nlref.backend.asarray`,
         so NumPy and CuPy give the same mask for the same seed.
+    check : bool
+        Validate ``x``, ``p`` and ``train`` (the default); False when the caller already did.
 
     Returns
     -------
     out : ndarray, like ``x``
     cache : tuple
     """
-    check_float(x, "x")
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout_forward: p must be a number in [0, 1), received {p!r}")
-    if not isinstance(train, (bool, np.bool_)):
-        raise TypeError(f"dropout_forward: train must be a bool, received {train!r}")
+    if check:
+        check_float(x, "x")
+        number = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool)
+        if not number or not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout_forward: p must be a number in [0, 1), received {p!r}")
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"dropout_forward: train must be a bool, received {train!r}")
     if not train or p == 0:
         return x, (None,)
     if rng is None:
-        raise ValueError("dropout_forward: rng (a seed or numpy.random.Generator) is required when train=True")
+        raise ValueError("dropout_forward: rng (a seed or numpy.random.Generator) is required "
+                         "when train=True")
     keep = as_generator(rng).random(x.shape) >= p
     scale = asarray((keep / (1.0 - p)).astype(x.dtype), xp=get_namespace(x))
     return x * scale, (scale,)
@@ -167,9 +184,11 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, K), received shape {tuple(logits.shape)}")
     if not hasattr(labels, "dtype") or np.dtype(labels.dtype).kind not in "iu":
-        raise TypeError(f"labels must be an integer array, received {getattr(labels, 'dtype', type(labels).__name__)}")
+        received = getattr(labels, "dtype", type(labels).__name__)
+        raise TypeError(f"labels must be an integer array, received {received}")
     if tuple(labels.shape) != (logits.shape[0],):
-        raise ValueError(f"labels must have shape ({logits.shape[0]},) to match logits, received {tuple(labels.shape)}")
+        raise ValueError(f"labels must have shape ({logits.shape[0]},) to match logits, "
+                         f"received {tuple(labels.shape)}")
     xp = same_backend(logits, labels)
     N, K = logits.shape
     lo, hi = int(labels.min()), int(labels.max())

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_positive
+from ..backend import get_namespace
 from ._common import channel_shape, check_layer_input, check_param, same_backend
 
 __all__ = ["batch_norm_forward", "batch_norm_backward"]
@@ -31,6 +32,7 @@ def batch_norm_forward(
     train: bool,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    check: bool = True,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """Normalise each channel, then scale and shift: ``out = gamma * x_hat + beta``.
 
@@ -50,6 +52,9 @@ def batch_norm_forward(
     momentum : float in [0, 1]
         Weight of the batch statistics in the running average.
     eps : float > 0
+    check : bool
+        Validate the arguments (the default); False when the caller already did
+        (a model from :func:`nlref.nn.models.build_model`).
 
     Returns
     -------
@@ -60,24 +65,17 @@ def batch_norm_forward(
         ``running_var = (1 - momentum) running_var + momentum var * M / (M - 1)``
         in training; the same arrays as ``state`` in evaluation.
     """
-    check_layer_input(x, "x", min_spatial=0)
+    if check:
+        _check_bn_args(x, params, state, train, momentum, eps)
+    gamma, beta = params["gamma"], params["beta"]
+    running_mean, running_var = state["running_mean"], state["running_var"]
+    xp = get_namespace(x)
     C = x.shape[1]
-    gamma = check_param(params, "gamma", (C,), x.dtype, "batch_norm_forward")
-    beta = check_param(params, "beta", (C,), x.dtype, "batch_norm_forward")
-    if not isinstance(state, dict):
-        raise TypeError(f"batch_norm_forward: state must be a dict, received {type(state).__name__}")
-    running_mean = check_param(state, "running_mean", (C,), None, "batch_norm_forward")
-    running_var = check_param(state, "running_var", (C,), running_mean.dtype, "batch_norm_forward")
-    xp = same_backend(x, gamma, beta, running_mean, running_var)
-    if not isinstance(train, (bool, np.bool_)):
-        raise TypeError(f"batch_norm_forward: train must be a bool, received {train!r}")
-    check_positive(eps, "eps")
-    if not 0.0 <= float(momentum) <= 1.0:
-        raise ValueError(f"batch_norm_forward: momentum must be in [0, 1], received {momentum!r}")
     axes = (0,) + tuple(range(2, x.ndim))
     M = x.size // C
-    if train and M < 2:
-        raise ValueError(f"batch_norm_forward: training needs more than one value per channel, received x of shape {tuple(x.shape)}")
+    if train and M < 2:  # a property of the data, checked always: M - 1 divides below
+        raise ValueError(f"batch_norm_forward: training needs more than one value per channel, "
+                         f"received x of shape {tuple(x.shape)}")
 
     bshape = channel_shape(x.ndim)
     if train:
@@ -97,6 +95,23 @@ def batch_norm_forward(
     x_hat *= inv_std.reshape(bshape)  # in place: x_hat is our own temporary
     out = gamma.reshape(bshape) * x_hat + beta.reshape(bshape)
     return out, (x_hat, gamma, inv_std, bool(train), axes), new_state
+
+
+def _check_bn_args(x: Any, params: Any, state: Any, train: Any, momentum: float, eps: float) -> None:
+    check_layer_input(x, "x", min_spatial=0)
+    C = x.shape[1]
+    gamma = check_param(params, "gamma", (C,), x.dtype, "batch_norm_forward")
+    beta = check_param(params, "beta", (C,), x.dtype, "batch_norm_forward")
+    if not isinstance(state, dict):
+        raise TypeError(f"batch_norm_forward: state must be a dict, received {type(state).__name__}")
+    running_mean = check_param(state, "running_mean", (C,), None, "batch_norm_forward")
+    running_var = check_param(state, "running_var", (C,), running_mean.dtype, "batch_norm_forward")
+    same_backend(x, gamma, beta, running_mean, running_var)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"batch_norm_forward: train must be a bool, received {train!r}")
+    check_positive(eps, "eps")
+    if not 0.0 <= float(momentum) <= 1.0:
+        raise ValueError(f"batch_norm_forward: momentum must be in [0, 1], received {momentum!r}")
 
 
 def batch_norm_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
-from ._common import check_layer_input, inner_slices, offsets, output_shape, pad_spatial, window_config, window_slices
+from ._common import (
+    check_layer_input,
+    inner_slices,
+    offsets,
+    output_shape,
+    pad_spatial,
+    window_config,
+    window_slices,
+)
 
 __all__ = [
     "max_pool_forward",
@@ -28,16 +36,18 @@ __all__ = [
 ]
 
 
-def _pool_config(x: Any, kernel_size: Any, stride: Any, padding: Any, layer: str):
-    n = check_layer_input(x, "x")
+def _pool_config(x: Any, kernel_size: Any, stride: Any, padding: Any, layer: str, check: bool):
+    n = check_layer_input(x, "x") if check else x.ndim - 2
     k, s, p, d = window_config(n, kernel_size, kernel_size if stride is None else stride, padding)
-    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+    if check and any(pi > ki // 2 for pi, ki in zip(p, k)):
         raise ValueError(f"{layer}: padding must be at most half the kernel size on every axis, "
                          f"received padding {p} for kernel_size {k}")
     return k, s, p, d, output_shape(x.shape[2:], k, s, p, d)
 
 
-def max_pool_forward(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> tuple[Any, tuple]:
+def max_pool_forward(
+    x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0, check: bool = True
+) -> tuple[Any, tuple]:
     """Max over windows: ``out[n, c, i] = max_k x_pad[n, c, i * s + k]``.
 
     Parameters
@@ -50,13 +60,15 @@ def max_pool_forward(x: Any, *, kernel_size: Any, stride: Any = None, padding: A
     padding : int or tuple
         Padded with ``-inf``, so padding never wins the max; at most half the
         kernel size (as in PyTorch), so no window is padding only.
+    check : bool
+        Validate the arguments (the default); False when the caller already did.
 
     Returns
     -------
     out : ndarray, shape (N, C, *O)
     cache : tuple
     """
-    k, s, p, d, o_shape = _pool_config(x, kernel_size, stride, padding, "max_pool_forward")
+    k, s, p, d, o_shape = _pool_config(x, kernel_size, stride, padding, "max_pool_forward", check)
     x_pad = pad_spatial(x, p, value=-np.inf)
     xp = get_namespace(x)
     out = None
@@ -91,13 +103,15 @@ def max_pool_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
     return xp.ascontiguousarray(dx_pad[inner_slices(x_shape[2:], p)]), {}
 
 
-def avg_pool_forward(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> tuple[Any, tuple]:
+def avg_pool_forward(
+    x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0, check: bool = True
+) -> tuple[Any, tuple]:
     """Mean over windows, ``out[n, c, i] = 1/K sum_k x_pad[n, c, i * s + k]``.
 
     Zero padding counts in the mean (``K = prod(kernel_size)`` always; PyTorch's
     ``count_include_pad=True``).  Arguments as in :func:`max_pool_forward`.
     """
-    k, s, p, d, o_shape = _pool_config(x, kernel_size, stride, padding, "avg_pool_forward")
+    k, s, p, d, o_shape = _pool_config(x, kernel_size, stride, padding, "avg_pool_forward", check)
     x_pad = pad_spatial(x, p)
     out = get_namespace(x).zeros(tuple(x.shape[:2]) + o_shape, dtype=x.dtype)
     for off in offsets(k):
@@ -117,9 +131,9 @@ def avg_pool_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
     return xp.ascontiguousarray(dx_pad[inner_slices(x_shape[2:], p)]), {}
 
 
-def global_avg_pool_forward(x: Any) -> tuple[Any, tuple]:
-    """Mean over all spatial positions: ``(N, C, *S) -> (N, C)``."""
-    n = check_layer_input(x, "x")
+def global_avg_pool_forward(x: Any, *, check: bool = True) -> tuple[Any, tuple]:
+    """Mean over all spatial positions: ``(N, C, *S) -> (N, C)``; ``check=False`` skips validating ``x``."""
+    n = check_layer_input(x, "x") if check else x.ndim - 2
     return x.mean(axis=tuple(range(2, 2 + n))), (tuple(x.shape),)
 
 
