@@ -10,12 +10,13 @@ TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEN
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k nl_means"`
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast notebooks bench clean help
+.PHONY: demo test test-fast lint notebooks bench clean help
 
 help:
 	@echo "make demo       set up .venv and denoise a sample image"
 	@echo "make test       set up .venv and run the whole test suite (notebooks included)"
 	@echo "make test-fast  the suite without slow tests and notebooks"
+	@echo "make lint       ruff check and ruff format --check (part of make test)"
 	@echo "make notebooks  start Jupyter on notebooks/ with the project's kernel"
 	@echo "make bench      run every benchmark in quick mode"
 
@@ -39,7 +40,11 @@ $(VENV)/.stamp-notebooks: pyproject.toml | $(PY)
 demo: $(VENV)/.stamp-demo
 	$(PY) -m nlref.demo
 
-test: $(VENV)/.stamp-test
+lint: $(VENV)/.stamp-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.stamp-test

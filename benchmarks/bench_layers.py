@@ -36,8 +36,12 @@ def cases(quick: bool) -> list[dict]:
     hw2, thw3 = ((16, 16), (4, 8, 8)) if quick else ((56, 56), (8, 28, 28))
     return [
         {"case": f"conv2d 3x3 {N}x{C}x{hw2[0]}x{hw2[1]}", "kind": "conv", "x": (N, C, *hw2), "k": (3, 3)},
-        {"case": f"conv3d 3x3x3 {N}x{C}x{'x'.join(map(str, thw3))}", "kind": "conv", "x": (N, C, *thw3),
-         "k": (3, 3, 3)},
+        {
+            "case": f"conv3d 3x3x3 {N}x{C}x{'x'.join(map(str, thw3))}",
+            "kind": "conv",
+            "x": (N, C, *thw3),
+            "k": (3, 3, 3),
+        },
         {"case": f"batch_norm {N}x{C}x{'x'.join(map(str, thw3))}", "kind": "bn", "x": (N, C, *thw3)},
     ]
 
@@ -58,6 +62,7 @@ def nlref_fn(case: dict, xp, host: dict):
         def run():
             out, cache, _ = batch_norm_forward(x, params, state, train=True)
             return batch_norm_backward(dout, cache)
+
     return run
 
 
@@ -111,15 +116,20 @@ def main() -> None:
     for xp in backends_from(args.backend):
         for case, host in data:
             times[case["case"], f"nlref ({xp.__name__})"] = measure(
-                nlref_fn(case, xp, host), xp=xp, warmup=args.warmup, repeats=args.repeats)
+                nlref_fn(case, xp, host), xp=xp, warmup=args.warmup, repeats=args.repeats
+            )
         time.sleep(1.0)
         device = "cpu" if xp is np else "cuda"
         if torch is not None and (device == "cpu" or torch.cuda.is_available()):
             sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
             for case, host in data:
                 times[case["case"], f"torch ({device})"] = measure(
-                    torch_fn(case, torch, device, host), warmup=args.warmup, repeats=args.repeats,
-                    memory=False, sync=sync)
+                    torch_fn(case, torch, device, host),
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    memory=False,
+                    sync=sync,
+                )
             time.sleep(1.0)
 
     rows = []
@@ -128,17 +138,27 @@ def main() -> None:
             if name == case["case"]:
                 device = "cpu" if impl.endswith("(numpy)") or impl.endswith("(cpu)") else "cuda"
                 ref = times.get((name, f"torch ({device})"))
-                rows.append({"case": name, "impl": impl, **res.as_row(),
-                             "vs_torch": ratio(res.median, ref.median if ref else None)})
+                rows.append(
+                    {
+                        "case": name,
+                        "impl": impl,
+                        **res.as_row(),
+                        "vs_torch": ratio(res.median, ref.median if ref else None),
+                    }
+                )
     print_table(rows)
     if torch is None:
         print("torch not importable: PyTorch columns left out")
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
-              "vs_torch = nlref time / torch time on the same device")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+            "vs_torch = nlref time / torch time on the same device"
+        )
     threads = (os.environ.get("OPENBLAS_NUM_THREADS", "unset"), os.environ.get("OMP_NUM_THREADS", "unset"))
-    print("OPENBLAS_NUM_THREADS={} OMP_NUM_THREADS={} (set both to 1 for a single-core comparison on a busy "
-          "machine)".format(*threads))
+    print(
+        "OPENBLAS_NUM_THREADS={} OMP_NUM_THREADS={} (set both to 1 for a single-core comparison on a busy "
+        "machine)".format(*threads)
+    )
     write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
 
 

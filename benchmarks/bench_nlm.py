@@ -24,9 +24,17 @@ from __future__ import annotations
 
 import os
 
-from common import bench_parser, backends_from, environment, measure, print_table, ratio, try_import, write_json
-
 import numpy as np  # noqa: E402
+from common import (
+    backends_from,
+    bench_parser,
+    environment,
+    measure,
+    print_table,
+    ratio,
+    try_import,
+    write_json,
+)
 
 from nlref.backend import asarray, to_numpy  # noqa: E402
 from nlref.data import add_gaussian_noise, load_image  # noqa: E402
@@ -55,14 +63,17 @@ def torch_offset_loop(torch, u, s: int, d: int, h: float, sigma: float):
             if a == 0 and b <= 0:
                 continue
             y0, y1, x0, x1 = max(0, -a), min(H_, H_ - a), max(0, -b), min(W_, W_ - b)
-            D = padded[y0:y1 + 2 * r, x0:x1 + 2 * r] - padded[y0 + a:y1 + a + 2 * r, x0 + b:x1 + b + 2 * r]
-            c = F.pad(torch.cumsum(torch.cumsum(D * D, 0), 1), (1, 0, 1, 0))   # integral image
+            D = (
+                padded[y0 : y1 + 2 * r, x0 : x1 + 2 * r]
+                - padded[y0 + a : y1 + a + 2 * r, x0 + b : x1 + b + 2 * r]
+            )
+            c = F.pad(torch.cumsum(torch.cumsum(D * D, 0), 1), (1, 0, 1, 0))  # integral image
             d2 = (c[s:, s:] - c[:-s, s:] - c[s:, :-s] + c[:-s, :-s]) / (s * s)
             w = torch.exp(-torch.clamp(d2 - 2 * sigma**2, min=0) / h**2)
             den[y0:y1, x0:x1] += w
-            den[y0 + a:y1 + a, x0 + b:x1 + b] += w
-            num[y0:y1, x0:x1] += w * u[y0 + a:y1 + a, x0 + b:x1 + b]
-            num[y0 + a:y1 + a, x0 + b:x1 + b] += w * u[y0:y1, x0:x1]
+            den[y0 + a : y1 + a, x0 + b : x1 + b] += w
+            num[y0:y1, x0:x1] += w * u[y0 + a : y1 + a, x0 + b : x1 + b]
+            num[y0 + a : y1 + a, x0 + b : x1 + b] += w * u[y0:y1, x0:x1]
     return num / den
 
 
@@ -71,10 +82,10 @@ def main() -> int:
     args = parser.parse_args()
     size = 128 if args.quick else 512
     repeats = 1 if args.quick else args.repeats
-    warmup = 0 if args.quick else args.warmup       # the PSNR call below warms up too
+    warmup = 0 if args.quick else args.warmup  # the PSNR call below warms up too
     start = (512 - size) // 2
-    clean = load_image("camera")[start:start + size, start:start + size]
-    noisy = add_gaussian_noise(clean, SIGMA, seed=0)            # float32
+    clean = load_image("camera")[start : start + size, start : start + size]
+    noisy = add_gaussian_noise(clean, SIGMA, seed=0)  # float32
     kw = dict(patch_size=PATCH, patch_distance=DISTANCE, h=H, sigma=SIGMA)
     rows = []
 
@@ -82,8 +93,14 @@ def main() -> int:
         out = fn()
         out = to_float(out) if to_float else to_numpy(out)
         res = measure(fn, xp=xp, warmup=warmup, repeats=repeats, sync=sync, memory=memory and not args.quick)
-        rows.append({"impl": impl, "backend": backend, **res.as_row(),
-                     "psnr_dB": psnr(clean, out.astype(np.float64), data_range=1.0)})
+        rows.append(
+            {
+                "impl": impl,
+                "backend": backend,
+                **res.as_row(),
+                "psnr_dB": psnr(clean, out.astype(np.float64), data_range=1.0),
+            }
+        )
         return res
 
     from skimage.restoration import denoise_nl_means
@@ -93,30 +110,47 @@ def main() -> int:
         x = asarray(noisy, xp)
         add("nlref nl_means (fast)", xp.__name__, lambda: nl_means(x, **kw), xp=xp)
         if xp is np:
-            add("nlref batched offsets (max 64 MiB)", "numpy", lambda: nl_means(x, max_batch_bytes=64 * 2**20, **kw))
+            add(
+                "nlref batched offsets (max 64 MiB)",
+                "numpy",
+                lambda: nl_means(x, max_batch_bytes=64 * 2**20, **kw),
+            )
     cv2 = try_import("cv2")
     if cv2 is not None:
         noisy8 = np.clip(np.rint(noisy * 255), 0, 255).astype(np.uint8)
-        add(f"OpenCV fastNlMeansDenoising (h={CV2_H:g}, uint8)", f"cv2 {cv2.__version__} ({cv2.getNumThreads()} threads)",
-            lambda: cv2.fastNlMeansDenoising(noisy8, None, h=CV2_H, templateWindowSize=PATCH,
-                                             searchWindowSize=2 * DISTANCE + 1),
-            memory=False, to_float=lambda o: o / 255.0)
-    torch = None if args.quick else try_import("torch")   # seconds of per-op overhead: full runs only
+        add(
+            f"OpenCV fastNlMeansDenoising (h={CV2_H:g}, uint8)",
+            f"cv2 {cv2.__version__} ({cv2.getNumThreads()} threads)",
+            lambda: cv2.fastNlMeansDenoising(
+                noisy8, None, h=CV2_H, templateWindowSize=PATCH, searchWindowSize=2 * DISTANCE + 1
+            ),
+            memory=False,
+            to_float=lambda o: o / 255.0,
+        )
+    torch = None if args.quick else try_import("torch")  # seconds of per-op overhead: full runs only
     if torch is not None:
         torch.set_num_threads(1)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for dev in devices:
             t = torch.from_numpy(noisy.copy()).to(dev)
             sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-            add(f"torch offset loop ({torch.get_num_threads()} thread)" if dev == "cpu" else "torch offset loop",
+            add(
+                f"torch offset loop ({torch.get_num_threads()} thread)"
+                if dev == "cpu"
+                else "torch offset loop",
                 f"torch {torch.__version__} {dev}",
-                lambda: torch_offset_loop(torch, t, PATCH, DISTANCE, H, SIGMA), sync=sync, memory=False,
-                to_float=lambda o: o.cpu().numpy())
+                lambda: torch_offset_loop(torch, t, PATCH, DISTANCE, H, SIGMA),
+                sync=sync,
+                memory=False,
+                to_float=lambda o: o.cpu().numpy(),
+            )
     for row in rows:
         row["time_vs_skimage"] = ratio(row["median_s"], sk.median)
-    print(f"camera {size} x {size}, sigma 20/255, patch {PATCH}, search {2 * DISTANCE + 1}^2, "
-          f"h = 0.8 sigma, sigma given; noisy PSNR {psnr(clean, noisy, data_range=1.0):.2f} dB; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"camera {size} x {size}, sigma 20/255, patch {PATCH}, search {2 * DISTANCE + 1}^2, "
+        f"h = 0.8 sigma, sigma given; noisy PSNR {psnr(clean, noisy, data_range=1.0):.2f} dB; "
+        f"{os.cpu_count()} CPUs"
+    )
     print_table(rows, ["impl", "backend", "median_s", "best_s", "time_vs_skimage", "psnr_dB", "peak_MiB"])
     write_json(args.json, {"rows": rows, "env": environment(), "size": size})
     return 0

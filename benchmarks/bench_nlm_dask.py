@@ -49,7 +49,9 @@ def make_image(n: int, seed: int) -> np.ndarray:
     """A smooth pattern in [0, 1] plus Gaussian noise (sigma 0.1), float32, (n, n)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:n, 0:n].astype(np.float32) / np.float32(n)
-    clean = 0.5 + 0.25 * np.sin(12 * x) * np.cos(9 * y) + 0.2 * (((x * 8).astype(int) + (y * 8).astype(int)) % 2)
+    clean = (
+        0.5 + 0.25 * np.sin(12 * x) * np.cos(9 * y) + 0.2 * (((x * 8).astype(int) + (y * 8).astype(int)) % 2)
+    )
     return (clean + rng.normal(0, 0.1, (n, n))).astype(np.float32)
 
 
@@ -75,7 +77,7 @@ class TreePeak:
             self.peak = max(self.peak, total)
             time.sleep(self.interval)
 
-    def __enter__(self) -> "TreePeak":
+    def __enter__(self) -> TreePeak:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -109,9 +111,13 @@ def run_config(name: str, src: str, dst: str, kw: dict, chunks: int, workers: in
                 from dask.distributed import Client, LocalCluster
 
                 # distributed's MALLOC_TRIM_THRESHOLD_ for workers makes nl_means ~4x slower
-                with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-                        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster, Client(cluster):
+                with (
+                    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+                    LocalCluster(
+                        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                    ) as cluster,
+                    Client(cluster),
+                ):
                     t0 = time.perf_counter()  # the cluster's start-up is not the algorithm's time
                     lazy.to_zarr(dst)
         seconds = time.perf_counter() - t0
@@ -140,7 +146,9 @@ def main() -> None:
             import zarr
 
             image = make_image(n, args.seed)
-            zarr.open_array(src, mode="w", shape=image.shape, dtype=image.dtype, chunks=(chunks, chunks))[...] = image
+            zarr.open_array(src, mode="w", shape=image.shape, dtype=image.dtype, chunks=(chunks, chunks))[
+                ...
+            ] = image
             return
         print(json.dumps(run_config(name, src, dst, kw, chunks, args.workers)))
         return
@@ -151,9 +159,26 @@ def main() -> None:
     import zarr
 
     def child(name: str, src: str, dst: str) -> str:
-        cmd = [sys.executable, __file__, "--_child", name, src, dst, "--size", str(n), "--chunks", str(chunks),
-               "--patch-size", str(args.patch_size), "--patch-distance", str(args.patch_distance),
-               "--workers", str(args.workers), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--_child",
+            name,
+            src,
+            dst,
+            "--size",
+            str(n),
+            "--chunks",
+            str(chunks),
+            "--patch-size",
+            str(args.patch_size),
+            "--patch-distance",
+            str(args.patch_distance),
+            "--workers",
+            str(args.workers),
+            "--seed",
+            str(args.seed),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
@@ -167,18 +192,25 @@ def main() -> None:
         for name in args.configs.split(","):
             print(f"running {name} ...", flush=True)
             res = json.loads(child(name, src, os.path.join(tmp, f"{name}.zarr")).strip().splitlines()[-1])
-            rows.append({"config": name, "size": f"{n}x{n}", "chunks": None if name == "in-memory" else chunks, **res})
+            rows.append(
+                {"config": name, "size": f"{n}x{n}", "chunks": None if name == "in-memory" else chunks, **res}
+            )
         base = next((r for r in rows if r["config"] == "in-memory"), None)
         for r in rows:
             if base is not None:
                 ref = zarr.open_array(os.path.join(tmp, "in-memory.zarr"), mode="r")
                 out = zarr.open_array(os.path.join(tmp, f"{r['config']}.zarr"), mode="r")
-                r["max_abs_diff"] = max(float(np.abs(out[i:i + chunks] - ref[i:i + chunks]).max())
-                                        for i in range(0, n, chunks))
+                r["max_abs_diff"] = max(
+                    float(np.abs(out[i : i + chunks] - ref[i : i + chunks]).max())
+                    for i in range(0, n, chunks)
+                )
                 r["time_ratio"] = ratio(r["seconds"], base["seconds"])
                 r["tree_mem_ratio"] = ratio(r["tree_rss_MiB"], base["tree_rss_MiB"])
-    print(f"\nnon-local means, {n}x{n} float32, patch_size {args.patch_size}, patch_distance {args.patch_distance}, "
-          f"h 0.08, sigma 0.1; {os.cpu_count()} CPUs; ratios relative to in-memory")
+    print(
+        f"\nnon-local means, {n}x{n} float32, patch_size {args.patch_size}, "
+        f"patch_distance {args.patch_distance}, "
+        f"h 0.08, sigma 0.1; {os.cpu_count()} CPUs; ratios relative to in-memory"
+    )
     print_table(rows)
     write_json(args.json, {"rows": rows, "params": {**kw, "size": n, "chunks": chunks}, "env": environment()})
 

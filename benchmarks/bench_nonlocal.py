@@ -33,7 +33,15 @@ from __future__ import annotations
 
 import numpy as np
 from common import (
-    TorchCudaPeak, backends_from, bench_parser, environment, measure, print_table, ratio, try_import, write_json,
+    TorchCudaPeak,
+    backends_from,
+    bench_parser,
+    environment,
+    measure,
+    print_table,
+    ratio,
+    try_import,
+    write_json,
 )
 
 from nlref.backend import asarray, to_numpy
@@ -59,7 +67,10 @@ def shrink(shape, quick):
 def make_case(shape, mode, rng):
     params, state = init_nonlocal_params(shape[1], mode=mode, ndim=len(shape) - 2, rng=rng, std=0.05)
     params["bn.gamma"] = np.ones_like(params["bn.gamma"])  # not the identity init: every path does work
-    host = {"x": rng.standard_normal(shape).astype(np.float32), "dz": rng.standard_normal(shape).astype(np.float32)}
+    host = {
+        "x": rng.standard_normal(shape).astype(np.float32),
+        "dz": rng.standard_normal(shape).astype(np.float32),
+    }
     return host, params, state
 
 
@@ -190,8 +201,14 @@ def main() -> None:
                 if have_torch:
                     t_run, t_fwd = torch_run(host, params, state, mode, sub, torch, device)
                     sync = torch.cuda.synchronize if gpu else (lambda: None)
-                    t_res = measure(t_run, warmup=args.warmup, repeats=args.repeats, memory=gpu, sync=sync,
-                                    peak=(lambda: TorchCudaPeak(torch)) if gpu else None)
+                    t_res = measure(
+                        t_run,
+                        warmup=args.warmup,
+                        repeats=args.repeats,
+                        memory=gpu,
+                        sync=sync,
+                        peak=(lambda: TorchCudaPeak(torch)) if gpu else None,
+                    )
                     t_rss = None if gpu else rss_peak(t_run)
                     with torch.no_grad():
                         z_torch = t_fwd().cpu().numpy()
@@ -200,29 +217,60 @@ def main() -> None:
                     run, fwd = nlref_run(host, params, state, mode, sub, memory, xp)
                     res = measure(run, xp=xp, warmup=args.warmup, repeats=args.repeats)
                     dense_peak = res.peak_bytes if memory == "dense" else dense_peak
-                    row = {"case": label, "mode": mode, "impl": f"nlref {xp.__name__} {memory}", **res.as_row(),
-                           "vs_torch": None if t_res is None else ratio(res.median, t_res.median),
-                           "mem_vs_dense": ratio(res.peak_bytes, dense_peak)}
+                    row = {
+                        "case": label,
+                        "mode": mode,
+                        "impl": f"nlref {xp.__name__} {memory}",
+                        **res.as_row(),
+                        "vs_torch": None if t_res is None else ratio(res.median, t_res.median),
+                        "mem_vs_dense": ratio(res.peak_bytes, dense_peak),
+                    }
                     if not gpu:
                         rss = rss_peak(run)
                         row["rss_MiB"] = None if rss is None else rss / 2**20
                         row["rss_vs_torch"] = None if t_res is None else ratio(rss, t_rss)
                     if have_torch:
                         z = to_numpy(fwd())
-                        row["max_rel_diff_vs_torch"] = float(np.abs(z - z_torch).max() / np.abs(z_torch).max())
+                        row["max_rel_diff_vs_torch"] = float(
+                            np.abs(z - z_torch).max() / np.abs(z_torch).max()
+                        )
                     rows.append(row)
                 if t_res is not None:
-                    rows.append({"case": label, "mode": mode, "impl": f"torch {device}", **t_res.as_row(),
-                                 "vs_torch": 1.0, "rss_MiB": None if t_rss is None else t_rss / 2**20,
-                                 "rss_vs_torch": None if t_rss is None else 1.0})
+                    rows.append(
+                        {
+                            "case": label,
+                            "mode": mode,
+                            "impl": f"torch {device}",
+                            **t_res.as_row(),
+                            "vs_torch": 1.0,
+                            "rss_MiB": None if t_rss is None else t_rss / 2**20,
+                            "rss_vs_torch": None if t_rss is None else 1.0,
+                        }
+                    )
                 print(f"done: {label} {mode}", flush=True)
-    print_table(rows, ["case", "mode", "impl", "median_s", "vs_torch", "peak_MiB", "mem_vs_dense", "rss_MiB",
-                       "rss_vs_torch", "max_rel_diff_vs_torch"])
+    print_table(
+        rows,
+        [
+            "case",
+            "mode",
+            "impl",
+            "median_s",
+            "vs_torch",
+            "peak_MiB",
+            "mem_vs_dense",
+            "rss_MiB",
+            "rss_vs_torch",
+            "max_rel_diff_vs_torch",
+        ],
+    )
     if torch is None:
         print("torch not importable: PyTorch rows left out")
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; vs_torch = nlref time / torch time; "
-              "mem_vs_dense = peak_MiB / nlref dense peak_MiB; rss_vs_torch = rss_MiB / torch rss_MiB")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+            "vs_torch = nlref time / torch time; "
+            "mem_vs_dense = peak_MiB / nlref dense peak_MiB; rss_vs_torch = rss_MiB / torch rss_MiB"
+        )
     write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
 
 

@@ -83,9 +83,16 @@ def op_count_rows(case, model, params, state, x, y):
         modules = ops.by_module()
         optimiser = modules.pop("nlref.nn.optim_flat" if flat else "nlref.nn.optim", 0)
         top = ", ".join(f"{m.removeprefix('nlref.nn.')} {n}" for m, n in modules.most_common(6))
-        rows.append({"case": case, "optimiser": "flat Adam" if flat else "per-tensor Adam",
-                     "ops/step": ops.total, "optimiser ops": optimiser, "host syncs": ops.syncs,
-                     "rest by module": top})
+        rows.append(
+            {
+                "case": case,
+                "optimiser": "flat Adam" if flat else "per-tensor Adam",
+                "ops/step": ops.total,
+                "optimiser ops": optimiser,
+                "host syncs": ops.syncs,
+                "rest by module": top,
+            }
+        )
     return rows
 
 
@@ -96,9 +103,16 @@ def torch_forward(torch, x, P, S, model, train):
     def conv_bn(h, conv, bn, stride):
         w = P[f"{conv}.w"]
         h = F.conv3d(h, w, stride=stride, padding=tuple(k // 2 for k in w.shape[2:]))
-        return F.batch_norm(h, S[f"{bn}.running_mean"], S[f"{bn}.running_var"], P[f"{bn}.gamma"],
-                            P[f"{bn}.beta"],
-                            training=train, momentum=0.1, eps=1e-5)
+        return F.batch_norm(
+            h,
+            S[f"{bn}.running_mean"],
+            S[f"{bn}.running_var"],
+            P[f"{bn}.gamma"],
+            P[f"{bn}.beta"],
+            training=train,
+            momentum=0.1,
+            eps=1e-5,
+        )
 
     def pointwise(h, name):
         return F.conv3d(h, P[f"{name}.w"][:, :, None, None, None], P[f"{name}.b"])
@@ -126,9 +140,16 @@ def torch_forward(torch, x, P, S, model, train):
             f = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (N, P, P)
             y = (g @ f.transpose(1, 2)).reshape(n[0], -1, *n[2:])  # (N, C_i, T, H, W)
             z = pointwise(y, f"{name}.w_z")
-            h = h + F.batch_norm(z, S[f"{name}.bn.running_mean"], S[f"{name}.bn.running_var"],
-                                 P[f"{name}.bn.gamma"],
-                                 P[f"{name}.bn.beta"], training=train, momentum=0.1, eps=1e-5)
+            h = h + F.batch_norm(
+                z,
+                S[f"{name}.bn.running_mean"],
+                S[f"{name}.bn.running_var"],
+                P[f"{name}.bn.gamma"],
+                P[f"{name}.bn.beta"],
+                training=train,
+                momentum=0.1,
+                eps=1e-5,
+            )
         else:
             h = F.linear(h.mean(dim=(2, 3, 4)), P["fc.w"], P["fc.b"])
     return h
@@ -155,8 +176,12 @@ def torch_step(torch, device, model, params, state, x, y):
 
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None,
-                        help="PyTorch CPU threads (set NumPy's with OMP_NUM_THREADS before starting)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="PyTorch CPU threads (set NumPy's with OMP_NUM_THREADS before starting)",
+    )
     parser.add_argument("--ops-only", action="store_true", help="only count array operations per step")
     args = parser.parse_args()
     torch = try_import("torch")
@@ -169,15 +194,21 @@ def main() -> None:
         case = f"NL {arch.upper()} w={width} {batch}x3x16x{size}x{size}"
         model, params0, state0 = build_model(arch, width=width, nl_blocks=1, rng=0)
         op_rows += op_count_rows(case, model, params0, state0, x_host, y_host)
-        for xp in ([] if args.ops_only else backends_from(args.backend)):
+        for xp in [] if args.ops_only else backends_from(args.backend):
             device = "cpu" if xp is np else "cuda"
             params = {k: asarray(v, xp=xp) for k, v in params0.items()}
             state = {k: asarray(v, xp=xp) for k, v in state0.items()}
             x, y = asarray(x_host, xp=xp), asarray(y_host, xp=xp)
-            res = measure(nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup,
-                          repeats=args.repeats)
-            row = {"case": case, "impl": f"nlref ({xp.__name__})", **res.as_row(), "vs_torch": None,
-                   "max_dlogit": None}
+            res = measure(
+                nlref_step(model, params, state, x, y), xp=xp, warmup=args.warmup, repeats=args.repeats
+            )
+            row = {
+                "case": case,
+                "impl": f"nlref ({xp.__name__})",
+                **res.as_row(),
+                "vs_torch": None,
+                "max_dlogit": None,
+            }
             if torch is not None and (device == "cpu" or torch.cuda.is_available()):
                 run, eval_logits = torch_step(torch, device, model, params0, state0, x_host, y_host)
                 # same weights on both sides (nlref_step never mutates `params`), eval mode
@@ -187,8 +218,15 @@ def main() -> None:
                 tres = measure(run, warmup=args.warmup, repeats=args.repeats, memory=False, sync=sync)
                 row["vs_torch"] = ratio(res.median, tres.median)
                 rows.append(row)
-                rows.append({"case": case, "impl": f"torch ({device})", **tres.as_row(), "vs_torch": 1.0,
-                             "max_dlogit": row["max_dlogit"]})
+                rows.append(
+                    {
+                        "case": case,
+                        "impl": f"torch ({device})",
+                        **tres.as_row(),
+                        "vs_torch": 1.0,
+                        "max_dlogit": row["max_dlogit"],
+                    }
+                )
             else:
                 rows.append(row)
     if rows:
@@ -196,10 +234,12 @@ def main() -> None:
     if rows and torch is None:
         print("torch not importable: PyTorch columns left out")
     elif rows:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (NumPy: OMP_NUM_THREADS="
-              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); vs_torch = nlref time / torch "
-              "time per training step; max_dlogit = largest |logit difference| of the two forwards "
-              "(eval mode)")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (NumPy: OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); vs_torch = nlref time / torch "
+            "time per training step; max_dlogit = largest |logit difference| of the two forwards "
+            "(eval mode)"
+        )
     print("\narray operations per training step (nlref.opcount on NumPy; a proxy for GPU kernel launches):")
     print_table(op_rows)
     write_json(args.json, {"rows": rows, "op_counts": op_rows, "env": environment(), "args": vars(args)})

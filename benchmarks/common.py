@@ -27,9 +27,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class TorchCudaPeak:
         self.torch = torch
         self.peak = 0
 
-    def __enter__(self) -> "TorchCudaPeak":
+    def __enter__(self) -> TorchCudaPeak:
         self.torch.cuda.synchronize()
         self._base = self.torch.cuda.memory_allocated()
         self.torch.cuda.reset_peak_memory_stats()
@@ -200,7 +201,9 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument(
-        "--backend", choices=["auto", "numpy", "cupy"], default="auto",
+        "--backend",
+        choices=["auto", "numpy", "cupy"],
+        default="auto",
         help="nlref backend(s) to time: auto = numpy, plus cupy when a GPU is present",
     )
     return p
@@ -215,6 +218,16 @@ def backends_from(arg: str) -> list[Any]:
 
 
 __all__ = [
-    "Result", "measure", "TorchCudaPeak", "try_import", "ratio", "format_table", "print_table",
-    "environment", "write_json", "bench_parser", "backends_from", "asdict",
+    "Result",
+    "measure",
+    "TorchCudaPeak",
+    "try_import",
+    "ratio",
+    "format_table",
+    "print_table",
+    "environment",
+    "write_json",
+    "bench_parser",
+    "backends_from",
+    "asdict",
 ]

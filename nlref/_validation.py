@@ -7,7 +7,8 @@ trust their inputs; only public functions call these, once, before any work.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -288,7 +288,7 @@ class PeakMemory:
         self.xp = xp
         self.peak = 0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.xp is np:
             import tracemalloc
 

@@ -51,8 +51,11 @@ def save_figure(path: Path, noisy: np.ndarray, denoised: np.ndarray, title: str)
     panels = [
         (noisy, "noisy", dict(cmap="gray", vmin=0, vmax=1)),
         (denoised, "denoised (nl_means)", dict(cmap="gray", vmin=0, vmax=1)),
-        (method_noise, "method noise: noisy - denoised",
-         dict(cmap="RdBu_r", vmin=-3 * SIGMA, vmax=3 * SIGMA)),
+        (
+            method_noise,
+            "method noise: noisy - denoised",
+            dict(cmap="RdBu_r", vmin=-3 * SIGMA, vmax=3 * SIGMA),
+        ),
     ]
     for ax, (image, name, style) in zip(axes, panels):
         shown = ax.imshow(image, **style)
@@ -76,20 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in backend_report().items():
         print(f"  {key}: {value}")
 
-    clean = load_image("camera")                       # (512, 512) float32 in [0, 1]
+    clean = load_image("camera")  # (512, 512) float32 in [0, 1]
     noisy = add_gaussian_noise(clean, SIGMA, seed=0)
     params = dict(patch_size=7, patch_distance=10, h=0.8 * SIGMA, sigma=SIGMA)
     t0 = time.perf_counter()
     denoised = nl_means(noisy, **params)
     seconds = time.perf_counter() - t0
     before, after = psnr(clean, noisy, data_range=1.0), psnr(clean, denoised, data_range=1.0)
-    print(f"\nnon-local means on camera (512 x 512), sigma = 20/255, "
-          f"patch 7, search 21 x 21, h = 0.8 sigma (NumPy, float32)")
+    print(
+        "\nnon-local means on camera (512 x 512), sigma = 20/255, "
+        "patch 7, search 21 x 21, h = 0.8 sigma (NumPy, float32)"
+    )
     print(f"  PSNR noisy    {before:6.2f} dB")
     print(f"  PSNR denoised {after:6.2f} dB   ({seconds:.2f} s)")
-    save_figure(args.out, noisy, denoised,
-                f"nlref.denoise.nl_means on camera, sigma 20/255: {before:.2f} dB -> {after:.2f} dB "
-                f"in {seconds:.2f} s")
+    save_figure(
+        args.out,
+        noisy,
+        denoised,
+        f"nlref.denoise.nl_means on camera, sigma 20/255: {before:.2f} dB -> {after:.2f} dB "
+        f"in {seconds:.2f} s",
+    )
     print(f"  wrote {args.out}")
     return 0
 

@@ -26,8 +26,9 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -105,8 +106,18 @@ class GradcheckReport:
         rows = [("name", "kind", "rel. error", f"worst {where}", "analytic", "numeric", "checked", "ok")]
         for e in self.entries:
             ok = ("yes" if e.passed else "NO") + (f" ({e.note})" if e.note else "")
-            rows.append((e.name, e.kind, f"{e.worst_error:.3e}", str(e.where), f"{e.analytic:.6g}",
-                         f"{e.numeric:.6g}", str(e.n_checked), ok))
+            rows.append(
+                (
+                    e.name,
+                    e.kind,
+                    f"{e.worst_error:.3e}",
+                    str(e.where),
+                    f"{e.analytic:.6g}",
+                    f"{e.numeric:.6g}",
+                    str(e.n_checked),
+                    ok,
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         return "\n".join([head, *lines])
@@ -197,8 +208,10 @@ def gradcheck(
     params = {} if params is None else dict(params)
     for a in [*inputs, *params.values()]:
         if not hasattr(a, "dtype") or np.dtype(a.dtype).kind != "f":
-            raise TypeError("gradcheck: inputs and params must be floating arrays, "
-                            f"received {type(a).__name__} {getattr(a, 'dtype', '')}".rstrip())
+            raise TypeError(
+                "gradcheck: inputs and params must be floating arrays, "
+                f"received {type(a).__name__} {getattr(a, 'dtype', '')}".rstrip()
+            )
     xp = get_namespace(*inputs, *params.values())
     inputs = [a.astype(xp.float64, copy=True) for a in inputs]  # contiguous float64 copies
     params = {k: v.astype(xp.float64, copy=True) for k, v in params.items()}
@@ -220,6 +233,7 @@ def gradcheck(
     dxs = [dxs] if single else list(dxs)
     dxs += [None] * (len(inputs) - len(dxs))  # a missing input gradient is reported, not skipped
     grads = grads or {}
+
     # float64 copies of the gradients, taken before any input is perturbed
     def copy(g: Any) -> Any:
         return None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)
@@ -235,8 +249,9 @@ def gradcheck(
             got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}"
             report.entries.append(_failed_entry(name, kind, f"{got}, expected shape {tuple(a.shape)}"))
         else:
-            report.entries.append(check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions,
-                                        rng, xp))
+            report.entries.append(
+                check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp)
+            )
     extra = sorted(set(grads) - set(params))
     if extra:
         note = "gradients for names that are not params"
@@ -246,10 +261,13 @@ def gradcheck(
     return report
 
 
-def _check_arguments(forward: Any, backward: Any, mode: str, eps: float, rtol: float, atol: float,
-                     n_directions: int) -> None:
-    for name, fn, want in (("forward", forward, "forward(*inputs, params) -> (out, cache)"),
-                           ("backward", backward, "backward(dout, cache) -> (dx, grads)")):
+def _check_arguments(
+    forward: Any, backward: Any, mode: str, eps: float, rtol: float, atol: float, n_directions: int
+) -> None:
+    for name, fn, want in (
+        ("forward", forward, "forward(*inputs, params) -> (out, cache)"),
+        ("backward", backward, "backward(dout, cache) -> (dx, grads)"),
+    ):
         if not callable(fn):
             raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
     if mode not in ("full", "random"):
@@ -278,8 +296,10 @@ def _describe(value: Any) -> str:
 def _checked_forward(result: Any) -> tuple[Any, Any]:
     """``(out, cache)`` from what ``forward`` returned, or a TypeError saying what it returned."""
     if not isinstance(result, tuple) or len(result) not in (2, 3):
-        raise TypeError(f"gradcheck: forward must return (out, cache) or (out, cache, state), "
-                        f"received {_describe(result)}")
+        raise TypeError(
+            f"gradcheck: forward must return (out, cache) or (out, cache, state), "
+            f"received {_describe(result)}"
+        )
     out = result[0]
     if not (hasattr(out, "shape") or isinstance(out, (int, float, np.number))) or isinstance(out, bool):
         raise TypeError(f"gradcheck: forward's out must be an array or a float, received {_describe(out)}")
@@ -292,16 +312,21 @@ def _checked_backward(result: Any, single: bool, n_inputs: int) -> tuple[Any, An
         raise TypeError(f"gradcheck: backward must return (dx, grads), received {_describe(result)}")
     dxs, grads = result
     if not single and not isinstance(dxs, (tuple, list)):
-        raise TypeError(f"gradcheck: backward's dx must be a tuple of {n_inputs} input gradients for "
-                        f"{n_inputs} inputs, received {_describe(dxs)}")
+        raise TypeError(
+            f"gradcheck: backward's dx must be a tuple of {n_inputs} input gradients for "
+            f"{n_inputs} inputs, received {_describe(dxs)}"
+        )
     if grads is not None and not isinstance(grads, dict):
-        raise TypeError(f"gradcheck: backward's grads must be a dict of parameter gradients (or None), "
-                        f"received {_describe(grads)}")
+        raise TypeError(
+            f"gradcheck: backward's grads must be a dict of parameter gradients (or None), "
+            f"received {_describe(grads)}"
+        )
     return dxs, grads
 
 
-def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng,
-                xp) -> GradcheckEntry:
+def _check_full(
+    name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp
+) -> GradcheckEntry:
     """Perturb every element of ``a`` in place, one at a time."""
     flat, g_flat = a.reshape(-1), g.reshape(-1)  # views: a is a contiguous copy
     worst = (-1.0, None, float("nan"), float("nan"))
@@ -320,8 +345,9 @@ def _check_full(name, kind, a, g, output, difference, eps, rtol, atol, n_directi
     return GradcheckEntry(name, kind, max(err, 0.0), where, analytic, numeric, int(flat.size), err <= rtol)
 
 
-def _check_random(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng,
-                  xp) -> GradcheckEntry:
+def _check_random(
+    name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp
+) -> GradcheckEntry:
     """Directional derivatives ``<g, v>`` along random unit vectors ``v``."""
     worst = (-1.0, None, float("nan"), float("nan"))
     original = a.copy()

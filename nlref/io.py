@@ -23,15 +23,27 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .backend import as_float_image
 
-__all__ = ["atomic_path", "save_npz_atomic", "check_output", "check_writable", "read_image", "write_image",
-           "to_float", "from_float", "peek_shape", "TIFF_SUFFIXES", "PILLOW_SUFFIXES", "ZARR_SUFFIX"]
+__all__ = [
+    "atomic_path",
+    "save_npz_atomic",
+    "check_output",
+    "check_writable",
+    "read_image",
+    "write_image",
+    "to_float",
+    "from_float",
+    "peek_shape",
+    "TIFF_SUFFIXES",
+    "PILLOW_SUFFIXES",
+    "ZARR_SUFFIX",
+]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIX = ".zarr"
@@ -134,13 +146,15 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         raise
 
 
-def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], *,
-                    compressed: bool = False) -> None:
+def save_npz_atomic(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray], *, compressed: bool = False
+) -> None:
     """Save a flat dict of NumPy arrays to ``.npz`` atomically (no pickles)."""
     for key, value in arrays.items():
         if not isinstance(value, np.ndarray) or value.dtype == object:
-            raise TypeError(f"array {key!r} must be a non-object NumPy array, "
-                            f"received {type(value).__name__}")
+            raise TypeError(
+                f"array {key!r} must be a non-object NumPy array, received {type(value).__name__}"
+            )
     save = np.savez_compressed if compressed else np.savez
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -184,14 +198,18 @@ def check_writable(path: str | os.PathLike, dtype: np.dtype, shape: tuple[int, .
     holds = PILLOW_WRITES.get(suffix)
     if holds is None:
         known = ", ".join((*TIFF_SUFFIXES, *PILLOW_WRITES))
-        raise ValueError(f"output {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}; "
-                         f"expected {known}")
+        raise ValueError(
+            f"output {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}; expected {known}"
+        )
     channels = _frame_channels(tuple(shape), dtype.name in PILLOW_STACKS.get(suffix, ()))
     if channels not in holds.get(dtype.name, ()):
-        can = "; ".join(f"{name} with {', '.join(map(str, counts))} channel(s)"
-                        for name, counts in holds.items())
-        raise ValueError(f"output {str(path)!r} cannot hold a {dtype} image of shape {tuple(shape)} "
-                         f"({suffix} holds {can}); write a .tif instead")
+        can = "; ".join(
+            f"{name} with {', '.join(map(str, counts))} channel(s)" for name, counts in holds.items()
+        )
+        raise ValueError(
+            f"output {str(path)!r} cannot hold a {dtype} image of shape {tuple(shape)} "
+            f"({suffix} holds {can}); write a .tif instead"
+        )
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -24,13 +24,26 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
+
+from .backend import cupy_available, namespace_by_name
+from .io import atomic_path
 
 __all__ = [
-    "quick_mode", "pick_backend", "out_dir", "save_figure", "show_png", "markdown_table", "show_markdown",
-    "show_source", "code_cells", "run_notebook", "strip_outputs", "main",
+    "quick_mode",
+    "pick_backend",
+    "out_dir",
+    "save_figure",
+    "show_png",
+    "markdown_table",
+    "show_markdown",
+    "show_source",
+    "code_cells",
+    "run_notebook",
+    "strip_outputs",
+    "main",
 ]
 
 
@@ -41,8 +54,6 @@ def quick_mode() -> bool:
 
 def pick_backend(verbose: bool = True) -> ModuleType:
     """CuPy in full mode when a GPU is present, else NumPy (with a note saying why)."""
-    from .backend import cupy_available, namespace_by_name
-
     if quick_mode():
         if verbose:
             print("quick mode (NLREF_QUICK=1): using NumPy and small sizes")
@@ -58,7 +69,9 @@ def pick_backend(verbose: bool = True) -> ModuleType:
 
 def out_dir() -> Path:
     """Folder for notebook figures (``data/out/notebooks``, created on demand)."""
-    path = Path(os.environ.get("NLREF_OUT", Path(__file__).resolve().parent.parent / "data" / "out" / "notebooks"))
+    path = Path(
+        os.environ.get("NLREF_OUT", Path(__file__).resolve().parent.parent / "data" / "out" / "notebooks")
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -81,8 +94,6 @@ def save_figure(fig, name: str) -> Path:
     """
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
-
     if not name.endswith(".png"):
         name += ".png"
     path = out_dir() / name
@@ -99,7 +110,7 @@ def save_figure(fig, name: str) -> Path:
 
 
 def show_png(path: str | os.PathLike) -> None:
-    """Display a PNG written by another tool (e.g. the ablation's plot) in Jupyter; print its path elsewhere."""
+    """Display a PNG written by another tool (the ablation's plot) in Jupyter; else print its path."""
     if _in_notebook():
         from IPython.display import Image, display
 
@@ -110,6 +121,7 @@ def show_png(path: str | os.PathLike) -> None:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], *, floatfmt: str = ".3g") -> str:
     """A GitHub-style markdown table; floats formatted with ``floatfmt``, other cells with ``str``."""
+
     def cell(v) -> str:
         if isinstance(v, float):
             return format(v, floatfmt)
@@ -153,19 +165,23 @@ def show_source(obj, *, docstring: bool = False, start: str | None = None, stop:
         tree = ast.parse(src)
         node = tree.body[0]
         body = getattr(node, "body", [])
-        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            lines = lines[: body[0].lineno - 1] + lines[body[0].end_lineno:]
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            lines = lines[: body[0].lineno - 1] + lines[body[0].end_lineno :]
     if start is not None:
         hits = [i for i, ln in enumerate(lines) if start in ln]
         if not hits:
             raise ValueError(f"start text {start!r} not found in the source of {obj!r}")
-        lines = lines[hits[0]:]
+        lines = lines[hits[0] :]
     if stop is not None:
         ends = [i for i, ln in enumerate(lines) if i > 0 and stop in ln]
         if not ends:
             raise ValueError(f"stop text {stop!r} not found in the source of {obj!r}")
-        lines = lines[:ends[0]]
+        lines = lines[: ends[0]]
     text = "\n".join(lines)
     print(text)
     return text
@@ -190,7 +206,9 @@ def code_cells(path: str | os.PathLike) -> list[str]:
     for cell in _load(path)["cells"]:
         if cell.get("cell_type") != "code":
             continue
-        lines = [("# " + ln if ln.lstrip().startswith(("%", "!")) else ln) for ln in _source(cell).splitlines()]
+        lines = [
+            ("# " + ln if ln.lstrip().startswith(("%", "!")) else ln) for ln in _source(cell).splitlines()
+        ]
         cells.append("\n".join(lines))
     return cells
 
@@ -234,8 +252,6 @@ def run_notebook(path: str | os.PathLike, *, quick: bool | None = None) -> list[
 
 def strip_outputs(path: str | os.PathLike) -> bool:
     """Remove outputs and execution counts in place; True if the file changed."""
-    from .io import atomic_path
-
     nb = _load(path)
     changed = False
     for cell in nb["cells"]:

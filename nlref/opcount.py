@@ -58,24 +58,68 @@ from __future__ import annotations
 import collections
 import contextlib
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 __all__ = ["CountedArray", "OpCounter", "count_ops"]
 
 # NumPy functions that return views (or metadata) and launch nothing
-_VIEWS = frozenset({
-    "transpose", "swapaxes", "moveaxis", "rollaxis", "expand_dims", "squeeze", "broadcast_to",
-    "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d", "sliding_window_view", "shape", "ndim",
-    "size", "result_type", "may_share_memory", "shares_memory", "real", "imag", "diagonal", "iscomplexobj",
-    "isrealobj", "ndim", "can_cast", "min_scalar_type", "array_equal",
-})
+_VIEWS = frozenset(
+    {
+        "transpose",
+        "swapaxes",
+        "moveaxis",
+        "rollaxis",
+        "expand_dims",
+        "squeeze",
+        "broadcast_to",
+        "broadcast_arrays",
+        "atleast_1d",
+        "atleast_2d",
+        "atleast_3d",
+        "sliding_window_view",
+        "shape",
+        "ndim",
+        "size",
+        "result_type",
+        "may_share_memory",
+        "shares_memory",
+        "real",
+        "imag",
+        "diagonal",
+        "iscomplexobj",
+        "isrealobj",
+        "can_cast",
+        "min_scalar_type",
+        "array_equal",
+    }
+)
 # copies only when the data cannot be viewed
 _MAYBE_COPY = frozenset({"reshape", "ravel"})
 _COUNTED_METHODS = (
-    "copy", "mean", "var", "std", "argmax", "argmin", "clip", "cumsum", "cumprod", "fill", "sort", "argsort",
-    "take", "repeat", "nonzero", "flatten", "dot", "round", "put", "searchsorted", "trace",
+    "copy",
+    "mean",
+    "var",
+    "std",
+    "argmax",
+    "argmin",
+    "clip",
+    "cumsum",
+    "cumprod",
+    "fill",
+    "sort",
+    "argsort",
+    "take",
+    "repeat",
+    "nonzero",
+    "flatten",
+    "dot",
+    "round",
+    "put",
+    "searchsorted",
+    "trace",
 )
 _CREATION = ("zeros", "empty", "ones", "full", "arange", "eye", "identity", "linspace")
 _CONVERSION = ("asarray", "asanyarray", "ascontiguousarray", "array")

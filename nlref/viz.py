@@ -32,8 +32,9 @@ def _as_index_tuple(query, shape):
     try:
         query = tuple(int(q) for q in query)
     except TypeError:
-        raise TypeError(f"query must be a tuple of ints (a position in the map), "
-                        f"received {query!r}") from None
+        raise TypeError(
+            f"query must be a tuple of ints (a position in the map), received {query!r}"
+        ) from None
     if len(query) != len(shape) or not all(0 <= q < s for q, s in zip(query, shape)):
         raise ValueError(f"query must be a position inside query_shape {tuple(shape)}, received {query}")
     return query
@@ -96,8 +97,9 @@ def attention_map(
     query_shape = tuple(int(s) for s in query_shape)
     key_shape = query_shape if key_shape is None else tuple(int(s) for s in key_shape)
     if len(query_shape) not in (1, 2, 3) or len(key_shape) != len(query_shape):
-        raise ValueError(f"query_shape and key_shape must have the same 1 to 3 axes, "
-                         f"received {query_shape}, {key_shape}")
+        raise ValueError(
+            f"query_shape and key_shape must have the same 1 to 3 axes, received {query_shape}, {key_shape}"
+        )
     query = _as_index_tuple(query, query_shape)
     weights = _query_row(attention, query, query_shape, key_shape, batch).reshape(key_shape)
     label = title or f"non-local attention of query position {query}"
@@ -125,12 +127,16 @@ def _query_row(attention, query, query_shape, key_shape, batch):
         att = att[batch]
     if att.ndim == 2:
         if att.shape[0] != math.prod(query_shape):
-            raise ValueError(f"attention has {att.shape[0]} query rows but query_shape {query_shape} "
-                             f"has {math.prod(query_shape)} positions")
+            raise ValueError(
+                f"attention has {att.shape[0]} query rows but query_shape {query_shape} "
+                f"has {math.prod(query_shape)} positions"
+            )
         att = att[np.ravel_multi_index(query, query_shape)]
     if att.ndim != 1 or att.size != math.prod(key_shape):
-        raise ValueError(f"attention row must have prod(key_shape) = {math.prod(key_shape)} entries, "
-                         f"received shape {att.shape}")
+        raise ValueError(
+            f"attention row must have prod(key_shape) = {math.prod(key_shape)} entries, "
+            f"received shape {att.shape}"
+        )
     return att.astype(np.float64)
 
 
@@ -140,8 +146,10 @@ def _background(frames, n):
     if n == 2:
         background = background[None]
     if background.ndim not in (3, 4) or (background.ndim == 4 and background.shape[3] not in (1, 3)):
-        raise ValueError(f"frames must be (H, W[, 3]) for an image or (T, H, W[, 3]) for a clip, "
-                         f"received {to_numpy(frames).shape}")
+        raise ValueError(
+            f"frames must be (H, W[, 3]) for an image or (T, H, W[, 3]) for a clip, "
+            f"received {to_numpy(frames).shape}"
+        )
     if background.ndim == 4 and background.shape[3] == 1:
         background = background[..., 0]
     lo, hi = background.min(), background.max()
@@ -175,8 +183,13 @@ def _draw_maps(figure_cls, weights, query, query_shape, background, max_frames, 
         name = f"frame {t}" if is_clip else "image"
         if background is not None:
             ax = axes[0, col]
-            ax.imshow(background[min(t * background.shape[0] // clip.shape[0], background.shape[0] - 1)],
-                      cmap="gray", extent=extent, vmin=0, vmax=1)
+            ax.imshow(
+                background[min(t * background.shape[0] // clip.shape[0], background.shape[0] - 1)],
+                cmap="gray",
+                extent=extent,
+                vmin=0,
+                vmax=1,
+            )
             ax.set(xlabel="x", ylabel="y", title=f"input, {name}")
         ax = axes[-1, col]
         im = ax.imshow(clip[t], cmap=cmap, extent=extent, vmin=0, vmax=vmax, interpolation="nearest")

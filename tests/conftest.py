@@ -31,10 +31,7 @@ _GPU_SKIP = _cupy_skip_reason()
 
 
 @pytest.fixture(
-    params=[
-        pytest.param("numpy", id="numpy"),
-        pytest.param("cupy", id="cupy", marks=pytest.mark.gpu),
-    ]
+    params=[pytest.param("numpy", id="numpy"), pytest.param("cupy", id="cupy", marks=pytest.mark.gpu)]
 )
 def xp(request):
     """The array namespace under test: ``numpy``, then ``cupy`` when a GPU is present."""

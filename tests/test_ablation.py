@@ -41,17 +41,32 @@ def test_rows_report_mean_and_sample_std_of_the_seeds(tmp_path):
         accs = [by_seed[(nl, 0)], by_seed[(nl, 1)]]
         assert row["accuracies"] == accs
         assert row["mean"] == pytest.approx(sum(accs) / 2)
-        assert row["std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)  # sample std of two values
-    assert [p.name for p in write_results(result, tmp_path / "new")] == ["ablation.md", "ablation.json",
-                                                                       "ablation.png"]
+        assert row["std"] == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)  # sample std of two values
+    assert [p.name for p in write_results(result, tmp_path / "new")] == [
+        "ablation.md",
+        "ablation.json",
+        "ablation.png",
+    ]
 
 
 def test_markdown_rows_show_mean_std_seeds_time_and_the_paper():
-    row = {"part": "f", "model": "C2D", "mean": 0.5, "std": 0.01, "accuracies": [0.49, 0.5, 0.51],
-           "step_s": 0.1, "paper_top1": 71.8}
-    result = {"rows": [row],
-              "base_config": ablation_config().__dict__, "seeds": [0, 1, 2], "backend": "numpy",
-              "quick": False, "seconds": 1.0}
+    row = {
+        "part": "f",
+        "model": "C2D",
+        "mean": 0.5,
+        "std": 0.01,
+        "accuracies": [0.49, 0.5, 0.51],
+        "step_s": 0.1,
+        "paper_top1": 71.8,
+    }
+    result = {
+        "rows": [row],
+        "base_config": ablation_config().__dict__,
+        "seeds": [0, 1, 2],
+        "backend": "numpy",
+        "quick": False,
+        "seconds": 1.0,
+    }
     assert statistics.stdev([0.49, 0.5, 0.51]) == pytest.approx(0.01)
     text = markdown(result)
     assert "| C2D | 0.500 +- 0.010 | 0.490, 0.500, 0.510 | 0.100 | 71.8 |" in text
@@ -70,12 +85,15 @@ def test_select_rows_keeps_the_order_of_the_parts_and_drops_repeats():
     assert select_rows("da", "C2D,space-only") == [("d", "space-only", PARTS["d"][0][1]), ("a", "C2D", {})]
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: select_rows("b"), "parts"),
-    (lambda: select_rows("f", "R3D"), "models"),
-    (lambda: run_ablation(ablation_config(quick=True), select_rows("f"), seeds=0), "seeds"),
-    (lambda: ablation_config(optimizer="rmsprop"), "optimizer"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: select_rows("b"), "parts"),
+        (lambda: select_rows("f", "R3D"), "models"),
+        (lambda: run_ablation(ablation_config(quick=True), select_rows("f"), seeds=0), "seeds"),
+        (lambda: ablation_config(optimizer="rmsprop"), "optimizer"),
+    ],
+)
 def test_bad_options_are_rejected_before_any_training(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -88,6 +106,10 @@ def test_bad_command_line_options_exit_2(argv, tmp_path, capsys):
 
 
 def test_the_benchmark_script_is_the_same_command():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablation.py"), "--help"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ablation.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "--parts" in out.stdout and "--seeds" in out.stdout

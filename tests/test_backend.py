@@ -103,8 +103,15 @@ def test_backend_report_lists_versions():
 
 @pytest.mark.parametrize(
     "dtype, expected",
-    [(np.uint8, np.float64), (np.uint16, np.float64), (np.int16, np.float64), (np.bool_, np.float64),
-     (np.float16, np.float32), (np.float32, np.float32), (np.float64, np.float64)],
+    [
+        (np.uint8, np.float64),
+        (np.uint16, np.float64),
+        (np.int16, np.float64),
+        (np.bool_, np.float64),
+        (np.float16, np.float32),
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+    ],
 )
 def test_float_dtype_policy(dtype, expected):
     assert float_dtype_for(dtype) == expected

@@ -56,8 +56,9 @@ def test_bridge_equals_a_plain_loop_with_and_without_cutoff(rng):
 @pytest.mark.parametrize("memory", ["dense", "chunked"])
 def test_bridge_equals_pixelwise_non_local_means(xp, rng, shape, patch_size, patch_distance, h, memory):
     image = asarray(noisy(rng, shape), xp)
-    ours = nl_means_as_nonlocal(image, patch_size=patch_size, patch_distance=patch_distance, h=h,
-                                memory=memory, chunk_size=37)
+    ours = nl_means_as_nonlocal(
+        image, patch_size=patch_size, patch_distance=patch_distance, h=h, memory=memory, chunk_size=37
+    )
     ref = nl_means_pixelwise(image, patch_size, patch_distance, h, patch_weights="uniform")
     assert ours.shape == image.shape
     np.testing.assert_allclose(to_numpy(ours), to_numpy(ref), rtol=0, atol=1e-10)
@@ -86,7 +87,9 @@ def test_nlm_is_an_embedded_gaussian_with_a_key_bias(xp, rng):
     window = to_numpy(inp["mask"])
     w = np.where(window, np.exp(-dist2 / h**2), 0.0)
     w /= w.sum(axis=1, keepdims=True)
-    att = attention_weights(inp["query"], inp["key"], f="embedded_gaussian", key_bias=inp["key_bias"], mask=inp["mask"])
+    att = attention_weights(
+        inp["query"], inp["key"], f="embedded_gaussian", key_bias=inp["key_bias"], mask=inp["mask"]
+    )
     np.testing.assert_allclose(to_numpy(att[0]), w, rtol=1e-12, atol=1e-15)
 
 

@@ -22,8 +22,9 @@ def _checkpoint(tmp_path, **kw):
     opt = {"velocity.fc.w": np.ones_like(params["fc.w"]), "step": np.asarray(3)}
     meter = {"loss_sum": np.array(1.5), "correct": np.array(2), "count": np.array(4)}
     path = tmp_path / "ck.npz"
-    save_checkpoint(path, params=params, opt_state=opt, state=state, step=3, config=TrainConfig(),
-                    meter=meter)
+    save_checkpoint(
+        path, params=params, opt_state=opt, state=state, step=3, config=TrainConfig(), meter=meter
+    )
     return path, params, opt, state
 
 
@@ -120,8 +121,13 @@ def test_load_rejects_corrupt_and_truncated_files(tmp_path):
 
 def test_load_refuses_pickled_arrays_and_foreign_npz(tmp_path):
     pickled = tmp_path / "pickled.npz"
-    np.savez(pickled, format=np.array("nlref-checkpoint-v1"), step=np.array(1), config=np.array("{}"),
-             **{"param/x": np.array([{"a": 1}], dtype=object)})
+    np.savez(
+        pickled,
+        format=np.array("nlref-checkpoint-v1"),
+        step=np.array(1),
+        config=np.array("{}"),
+        **{"param/x": np.array([{"a": 1}], dtype=object)},
+    )
     with pytest.raises(ValueError, match="corrupt or truncated"):
         load_checkpoint(pickled)
     foreign = tmp_path / "foreign.npz"
@@ -140,18 +146,30 @@ CORRUPTIONS = {
     "step is negative": ("step", np.array(-1), "key 'step' must be >= 0, received -1"),
     "step is missing": ("step", None, "missing key 'step'"),
     "config is not JSON": ("config", np.array("{'arch': c2d"), "key 'config' is not valid JSON"),
-    "config is a JSON list": ("config", np.array("[1, 2]"),
-                              "key 'config' must be a JSON object, received list"),
+    "config is a JSON list": (
+        "config",
+        np.array("[1, 2]"),
+        "key 'config' must be a JSON object, received list",
+    ),
     "config is a number": ("config", np.array(7), "key 'config' must be a 0-d string"),
-    "meter is a vector": ("meter/loss_sum", np.array([1.0, 2.0]),
-                          "key 'meter/loss_sum' must be a 0-d number"),
+    "meter is a vector": (
+        "meter/loss_sum",
+        np.array([1.0, 2.0]),
+        "key 'meter/loss_sum' must be a 0-d number",
+    ),
     "meter is a string": ("meter/count", np.array("4"), "key 'meter/count' holds <U1 values, expected real"),
     "meter is NaN": ("meter/loss_sum", np.array(np.nan), "key 'meter/loss_sum' holds 1 non-finite value"),
     "weights are NaN": ("param/fc.w", NAN_W, "key 'param/fc.w' holds 64 non-finite value"),
-    "BN statistics are inf": ("state/bn1.running_var", INF_STATE,
-                              "key 'state/bn1.running_var' holds 1 non-finite"),
-    "weights are complex": ("param/fc.w", np.ones((2, 32), dtype=np.complex64),
-                            "key 'param/fc.w' holds complex64 values, expected real numbers"),
+    "BN statistics are inf": (
+        "state/bn1.running_var",
+        INF_STATE,
+        "key 'state/bn1.running_var' holds 1 non-finite",
+    ),
+    "weights are complex": (
+        "param/fc.w",
+        np.ones((2, 32), dtype=np.complex64),
+        "key 'param/fc.w' holds complex64 values, expected real numbers",
+    ),
     "weights are bool": ("param/fc.b", np.ones(2, dtype=bool), "key 'param/fc.b' holds bool values"),
     "unknown top-level key": ("weights", np.zeros(3), "unknown key 'weights'"),
     "unknown group": ("grad/fc.w", np.zeros(3), "unknown key 'grad/fc.w'"),

@@ -57,7 +57,9 @@ def test_a_missing_subcommand_module_is_skipped_but_a_broken_one_is_not(monkeypa
 
 
 def test_the_library_does_not_import_the_face():
-    code = ("import sys, nlref.denoise, nlref.nn, nlref.metrics, nlref.data, nlref.io; "
-            "print(sorted(m for m in sys.modules if m.startswith('nlref.cli') or m == 'nlref.demo'))")
+    code = (
+        "import sys, nlref.denoise, nlref.nn, nlref.metrics, nlref.data, nlref.io; "
+        "print(sorted(m for m in sys.modules if m.startswith('nlref.cli') or m == 'nlref.demo'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -13,9 +13,9 @@ import tifffile
 
 from nlref.cli import denoise as denoise_cli
 from nlref.cli import main
+from nlref.cli.options import nl_means_kwargs_from_args
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import estimate_sigma, ipol_parameters, nl_means
-from nlref.cli.options import nl_means_kwargs_from_args
 
 
 @pytest.fixture
@@ -40,8 +40,24 @@ def test_tiff_16bit_round_trip_keeps_the_bit_depth_and_equals_nl_means(tmp_path,
     clean = (load_image("moon", dtype=np.float64)[100:150, 100:160] * 65535).astype(np.uint16)
     src, out = tmp_path / "in.tif", tmp_path / "out.tif"
     tifffile.imwrite(src, clean)
-    argv = ["denoise", str(src), str(out), "--add-noise", "0.05", "--seed", "1", "--sigma", "0.05",
-            "--h", "0.04", "--patch-size", "5", "--patch-distance", "4", "--slow"]
+    argv = [
+        "denoise",
+        str(src),
+        str(out),
+        "--add-noise",
+        "0.05",
+        "--seed",
+        "1",
+        "--sigma",
+        "0.05",
+        "--h",
+        "0.04",
+        "--patch-size",
+        "5",
+        "--patch-distance",
+        "4",
+        "--slow",
+    ]
     assert main(argv) == 0
     assert "PSNR noisy" in capsys.readouterr().out
     result = tifffile.imread(out)
@@ -86,8 +102,11 @@ def test_bad_option_values_are_refused(camera_png, tmp_path, capsys):
         main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--sigma", "abc"])
     capsys.readouterr()
     # checked while parsing, before the image is read or sigma estimated
-    for option, value, word in (("--patch-size", "4", "odd"), ("--patch-distance", "-1", ">= 0"),
-                                ("--h", "0", "> 0")):
+    for option, value, word in (
+        ("--patch-size", "4", "odd"),
+        ("--patch-distance", "-1", ">= 0"),
+        ("--h", "0", "> 0"),
+    ):
         with pytest.raises(SystemExit) as info:
             main(["denoise", str(camera_png), str(tmp_path / "o.png"), option, value, "--sigma", "0.1"])
         assert info.value.code == 2
@@ -97,8 +116,15 @@ def test_bad_option_values_are_refused(camera_png, tmp_path, capsys):
 
 
 def _args(**kw):
-    base = dict(sigma=None, h=None, patch_size=None, patch_distance=None, preset=None,
-                fast_mode=True, channel_axis="auto")
+    base = dict(
+        sigma=None,
+        h=None,
+        patch_size=None,
+        patch_distance=None,
+        preset=None,
+        fast_mode=True,
+        channel_axis="auto",
+    )
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -127,8 +153,21 @@ def test_kwargs_need_sigma_when_there_is_no_image():
 
 
 def test_progress_bar_goes_to_stderr_when_asked(camera_png, tmp_path, capsys):
-    assert main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--sigma", "0.05",
-                 "--patch-distance", "2", "--progress"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                str(camera_png),
+                str(tmp_path / "o.png"),
+                "--sigma",
+                "0.05",
+                "--patch-distance",
+                "2",
+                "--progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "nl_means offsets" in err and "100%" in err
 
@@ -156,8 +195,12 @@ def test_explicit_channel_axis_denoises_the_alpha_too(tmp_path, rng):
     image = (rng.random((30, 33, 4)) * 255).astype(np.uint8)
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     iio.imwrite(src, image)
-    assert main(["denoise", str(src), str(out), "--sigma", "0.1", "--patch-distance", "2",
-                 "--channel-axis", "-1"]) == 0
+    assert (
+        main(
+            ["denoise", str(src), str(out), "--sigma", "0.1", "--patch-distance", "2", "--channel-axis", "-1"]
+        )
+        == 0
+    )
     expected = nl_means(image, 7, 2, 0.08, sigma=0.1, channel_axis=-1)
     np.testing.assert_array_equal(iio.imread(out), np.clip(np.rint(expected * 255), 0, 255).astype(np.uint8))
 
@@ -168,6 +211,7 @@ def test_explicit_channel_axis_denoises_the_alpha_too(tmp_path, rng):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fail the test if denoising starts."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("nl_means was called")
 
@@ -187,11 +231,17 @@ def moon_16bit(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("name, word", [("out.jpg", "cannot hold a uint16"),
-                                        ("out.xyz", "unknown image format"),
-                                        ("out.png", "cannot hold a uint16")])
+@pytest.mark.parametrize(
+    "name, word",
+    [
+        ("out.jpg", "cannot hold a uint16"),
+        ("out.xyz", "unknown image format"),
+        ("out.png", "cannot hold a uint16"),
+    ],
+)
 def test_format_that_cannot_hold_the_image_is_refused_before_any_work(
-        moon_16bit, tmp_path, capsys, no_work, name, word):
+    moon_16bit, tmp_path, capsys, no_work, name, word
+):
     tifffile.imwrite(moon_16bit, np.zeros((32, 32, 3), np.uint16), photometric="rgb")  # 16-bit RGB: not PNG
     assert main(["denoise", str(moon_16bit), str(tmp_path / name), "--sigma", "0.1"]) == 2
     line = one_error_line(capsys)
@@ -208,7 +258,8 @@ def test_output_folder_with_overwrite_is_refused_before_any_work(camera_png, tmp
 
 @pytest.mark.parametrize("parent", ["missing", "a_file"])
 def test_output_folder_that_is_missing_or_a_file_is_refused_before_any_work(
-        camera_png, tmp_path, capsys, no_work, parent):
+    camera_png, tmp_path, capsys, no_work, parent
+):
     (tmp_path / "a_file").write_bytes(b"")
     out = tmp_path / parent / "out.png"
     assert main(["denoise", str(camera_png), str(out), "--sigma", "0.1"]) == 2
@@ -224,7 +275,8 @@ def test_unwritable_output_folder_is_refused_before_any_work(camera_png, tmp_pat
 
 
 def test_write_failure_during_the_work_exits_1_with_one_line_naming_the_output(
-        moon_16bit, tmp_path, capsys, monkeypatch):
+    moon_16bit, tmp_path, capsys, monkeypatch
+):
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 

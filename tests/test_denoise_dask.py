@@ -59,7 +59,9 @@ def test_tiling_is_exact_for_scikit_image_too(monkeypatch, rng):
     monkeypatch.setattr(tiled, "_in_memory_nl_means", lambda: denoise_nl_means)
     image = rng.random((53, 41))
     kw = dict(patch_size=5, patch_distance=4, h=0.1, fast_mode=True)
-    assert_exact(nl_means_dask(image, chunks=(11, 9), **kw).compute(), denoise_nl_means(image, **kw), np.float64)
+    assert_exact(
+        nl_means_dask(image, chunks=(11, 9), **kw).compute(), denoise_nl_means(image, **kw), np.float64
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -167,8 +169,10 @@ def test_missing_dask_raises_importerror_naming_the_extra(monkeypatch):
 
 
 def test_importing_nlref_denoise_does_not_import_dask():
-    code = ("import sys, nlref, nlref.denoise, nlref.denoise.tiled, nlref.cli.stream, nlref.cli.denoise; "
-            "print('dask' in sys.modules)")
+    code = (
+        "import sys, nlref, nlref.denoise, nlref.denoise.tiled, nlref.cli.stream, nlref.cli.denoise; "
+        "print('dask' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -179,8 +183,12 @@ def test_distributed_local_cluster_with_two_worker_processes(nl_means, rng):
     kw = dict(patch_size=5, patch_distance=4, h=0.12)
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         out = client.compute(nl_means_dask(image, chunks=(23, 19), **kw)).result()
     assert_exact(out, nl_means(image, **kw), np.float32)

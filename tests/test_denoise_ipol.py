@@ -11,12 +11,21 @@ from nlref.denoise import ipol_parameters, nl_means, nl_means_ipol, nl_means_pix
 from nlref.metrics import psnr
 
 
-@pytest.mark.parametrize("sigma255,colour,expected", [
-    (10, False, (3, 10, 0.40)), (15, False, (3, 10, 0.40)), (20, False, (5, 10, 0.40)),
-    (40, False, (7, 17, 0.35)), (60, False, (9, 17, 0.35)), (90, False, (11, 17, 0.30)),
-    (150, False, (11, 17, 0.30)),
-    (20, True, (3, 10, 0.55)), (30, True, (5, 17, 0.40)), (80, True, (7, 17, 0.35)),
-])
+@pytest.mark.parametrize(
+    "sigma255,colour,expected",
+    [
+        (10, False, (3, 10, 0.40)),
+        (15, False, (3, 10, 0.40)),
+        (20, False, (5, 10, 0.40)),
+        (40, False, (7, 17, 0.35)),
+        (60, False, (9, 17, 0.35)),
+        (90, False, (11, 17, 0.30)),
+        (150, False, (11, 17, 0.30)),
+        (20, True, (3, 10, 0.55)),
+        (30, True, (5, 17, 0.40)),
+        (80, True, (7, 17, 0.35)),
+    ],
+)
 def test_parameters_follow_the_article_table_on_the_0_255_scale(sigma255, colour, expected):
     p = ipol_parameters(sigma255 / 255, colour=colour)
     s, d, factor = expected
@@ -33,8 +42,9 @@ def test_ipol_is_nl_means_with_the_ipol_weighting_and_table(xp, rng):
 
 def test_ipol_equals_the_pixelwise_definition_in_colour(rng):
     image = rng.random((12, 13, 3))
-    expected = nl_means_pixelwise(image, 3, 10, 0.55 * 0.05, sigma=0.05, patch_weights="uniform",
-                                  weighting="ipol", channel_axis=-1)
+    expected = nl_means_pixelwise(
+        image, 3, 10, 0.55 * 0.05, sigma=0.05, patch_weights="uniform", weighting="ipol", channel_axis=-1
+    )
     np.testing.assert_allclose(nl_means_ipol(image, 0.05, channel_axis=-1), expected, atol=1e-12)
 
 

@@ -49,7 +49,7 @@ def steps(monkeypatch):
 def test_huge_patch_distance_visits_only_the_offsets_inside_the_image(rng, steps):
     image = rng.random((16, 16))
     out = nl_means(image, 3, 10**9, 0.2)
-    assert steps == [(31 * 31 - 1) // 2]          # half of the 31 x 31 window, centre excluded
+    assert steps == [(31 * 31 - 1) // 2]  # half of the 31 x 31 window, centre excluded
     np.testing.assert_array_equal(out, nl_means(image, 3, 15, 0.2))
     expected = nl_means_pixelwise(image, 3, 10**9, 0.2, patch_weights="uniform")
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
@@ -58,7 +58,7 @@ def test_huge_patch_distance_visits_only_the_offsets_inside_the_image(rng, steps
 def test_huge_patch_distance_per_axis_and_batched(rng, steps):
     image = rng.random((9, 16))
     out = nl_means(image, 3, (0, 10**9), 0.2, max_batch_bytes=2**30)
-    assert steps == [1]                            # one batch: offsets (0, 1 .. 15)
+    assert steps == [1]  # one batch: offsets (0, 1 .. 15)
     expected = nl_means_pixelwise(image, 3, (0, 10**9), 0.2, patch_weights="uniform")
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
 
@@ -66,8 +66,9 @@ def test_huge_patch_distance_per_axis_and_batched(rng, steps):
 def test_huge_patch_distance_in_ipol_and_dask(rng):
     pytest.importorskip("dask.array")
     image = rng.random((16, 18))
-    np.testing.assert_array_equal(nl_means_ipol(image, 0.05, patch_distance=10**9),
-                                  nl_means_ipol(image, 0.05, patch_distance=17))
+    np.testing.assert_array_equal(
+        nl_means_ipol(image, 0.05, patch_distance=10**9), nl_means_ipol(image, 0.05, patch_distance=17)
+    )
     lazy = nl_means_dask(image, 3, 10**9, 0.2, chunks=8)
     np.testing.assert_allclose(lazy.compute(), nl_means(image, 3, 17, 0.2), rtol=0, atol=1e-12)
 
@@ -86,11 +87,12 @@ def test_constant_image_at_the_float64_maximum_is_unchanged(fn):
 
 
 @pytest.mark.parametrize("dtype,exponent", [(np.float32, 127), (np.float64, 1023)])
-@pytest.mark.parametrize("kw", [dict(), dict(weighting="ipol", sigma=0.05), dict(fast_mode=False),
-                                dict(max_batch_bytes=2**30)])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(weighting="ipol", sigma=0.05), dict(fast_mode=False), dict(max_batch_bytes=2**30)]
+)
 def test_values_near_the_dtype_maximum_give_the_scaled_result(rng, dtype, exponent, kw):
     small = rng.uniform(-1, 1, (12, 13)).astype(dtype)
-    big = small * dtype(2.0**exponent)                        # max |big| close to finfo.max, all finite
+    big = small * dtype(2.0**exponent)  # max |big| close to finfo.max, all finite
     assert np.isfinite(big).all()
     scaled = {k: (v * 2.0**exponent if k == "sigma" else v) for k, v in kw.items()}
     out = nl_means(big, 3, 3, 0.3 * 2.0**exponent, **scaled)
@@ -126,8 +128,10 @@ def python_loop_nd(v, s, d, h):
         return i
 
     def patch(i):
-        return [v[tuple(reflect(a + k, n) for a, k, n in zip(i, ks, shape))]
-                for ks in itertools.product(range(-r, r + 1), repeat=len(shape))]
+        return [
+            v[tuple(reflect(a + k, n) for a, k, n in zip(i, ks, shape))]
+            for ks in itertools.product(range(-r, r + 1), repeat=len(shape))
+        ]
 
     patches = {i: patch(i) for i in itertools.product(*map(range, shape))}
     out = np.empty(shape)
@@ -173,18 +177,23 @@ def test_5d_with_a_colour_last_axis_suggests_channel_axis():
 
 
 # --------------------------------------------------------------------------- memory cap
-CAP_CASES = [((200, 210), None, 7, 3, "skimage"), ((150, 160, 3), -1, 5, 2, "ipol"),
-             ((20, 40, 42), None, 3, 2, "skimage"), ((8, 9, 20, 22), None, 3, 1, "ipol")]
+CAP_CASES = [
+    ((200, 210), None, 7, 3, "skimage"),
+    ((150, 160, 3), -1, 5, 2, "ipol"),
+    ((20, 40, 42), None, 3, 2, "skimage"),
+    ((8, 9, 20, 22), None, 3, 1, "ipol"),
+]
 
 
 @pytest.mark.parametrize("shape,channel_axis,s,d,weighting", CAP_CASES)
 @pytest.mark.parametrize("offsets", [1, 2, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_batch_bytes_caps_every_temporary_of_a_step(monkeypatch, rng, shape, channel_axis, s, d,
-                                                        weighting, offsets, dtype):
+def test_max_batch_bytes_caps_every_temporary_of_a_step(
+    monkeypatch, rng, shape, channel_axis, s, d, weighting, offsets, dtype
+):
     peaks = []
 
-    def tracking(iterable, total, enabled):   # peak bytes allocated while the offsets are visited
+    def tracking(iterable, total, enabled):  # peak bytes allocated while the offsets are visited
         with PeakMemory(np) as pm:
             yield from iterable
         peaks.append(pm.peak)
@@ -195,8 +204,9 @@ def test_max_batch_bytes_caps_every_temporary_of_a_step(monkeypatch, rng, shape,
     n_channels = 1 if channel_axis is None else shape[channel_axis]
     spatial = shape if channel_axis is None else shape[:-1]
     cap = batch_bytes((n_channels,) + spatial, np.dtype(dtype).itemsize, (s,) * len(spatial), offsets)
-    nl_means(image, s, d, 0.1, True, 0.02, channel_axis=channel_axis, weighting=weighting,
-             max_batch_bytes=cap)
+    nl_means(
+        image, s, d, 0.1, True, 0.02, channel_axis=channel_axis, weighting=weighting, max_batch_bytes=cap
+    )
     assert 0 < peaks[0] <= cap
 
 
@@ -223,7 +233,7 @@ def test_signature_starts_like_scikit_images():
     ours = inspect.signature(nl_means).parameters
     for p in theirs:
         assert (ours[p.name].kind, ours[p.name].default) == (p.kind, p.default), p.name
-    assert list(ours)[:len(theirs)] == [p.name for p in theirs]
+    assert list(ours)[: len(theirs)] == [p.name for p in theirs]
 
 
 @pytest.mark.parametrize("call", ["positional", "keywords"])
@@ -234,8 +244,18 @@ def test_same_call_as_scikit_image_gives_at_least_its_psnr(call):
     if call == "positional":
         args, kw = (noisy, 7, 11, 0.06, True, 0.05), {}
     else:
-        args, kw = (noisy,), dict(patch_size=7, patch_distance=11, h=0.06, fast_mode=True, sigma=0.05,
-                                  preserve_range=False, channel_axis=None)
+        args, kw = (
+            (noisy,),
+            dict(
+                patch_size=7,
+                patch_distance=11,
+                h=0.06,
+                fast_mode=True,
+                sigma=0.05,
+                preserve_range=False,
+                channel_axis=None,
+            ),
+        )
     ours, theirs = psnr(clean, nl_means(*args, **kw)), psnr(clean, denoise_nl_means(*args, **kw))
     assert ours > psnr(clean, noisy) + 3
     assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"

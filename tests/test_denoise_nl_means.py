@@ -70,8 +70,15 @@ def noisy12(rng):
 @pytest.mark.parametrize("sigma", [0.0, 0.05])
 @pytest.mark.parametrize("weighting", ["skimage", "ipol"])
 def test_pixelwise_matches_plain_python_loop_on_12x12(noisy12, kernel, sigma, weighting):
-    expected = python_loop_nl_means([[[x] for x in row] for row in noisy12.tolist()], 3, 2, 0.12, sigma,
-                                    kernel, centre_max=weighting == "ipol")[..., 0]
+    expected = python_loop_nl_means(
+        [[[x] for x in row] for row in noisy12.tolist()],
+        3,
+        2,
+        0.12,
+        sigma,
+        kernel,
+        centre_max=weighting == "ipol",
+    )[..., 0]
     got = nl_means_pixelwise(noisy12, 3, 2, 0.12, sigma=sigma, patch_weights=kernel, weighting=weighting)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
@@ -89,10 +96,12 @@ CASES = [
     pytest.param(dict(shape=(17, 15, 3), patch_size=3, patch_distance=3, channel_axis=-1), id="rgb-last"),
     pytest.param(dict(shape=(2, 14, 13), patch_size=3, patch_distance=2, channel_axis=0), id="2ch-first"),
     pytest.param(dict(shape=(7, 9, 10), patch_size=3, patch_distance=2), id="volume"),
-    pytest.param(dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)),
-                 id="video-per-axis"),
-    pytest.param(dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3),
-                 id="volume-2ch"),
+    pytest.param(
+        dict(shape=(6, 11, 12), patch_size=(1, 3, 5), patch_distance=(1, 3, 2)), id="video-per-axis"
+    ),
+    pytest.param(
+        dict(shape=(5, 8, 9, 2), patch_size=3, patch_distance=(2, 1, 2), channel_axis=3), id="volume-2ch"
+    ),
 ]
 
 
@@ -173,8 +182,12 @@ def test_tiny_h_returns_the_input(xp, rng, fast_mode):
 @pytest.mark.parametrize("batch_bytes", [None, 2**30])
 def test_huge_h_gives_the_box_mean_over_the_search_window(xp, rng, d, batch_bytes):
     image = rng.random((14, 15))
-    expected = np.array([[image[max(0, i - d):i + d + 1, max(0, j - d):j + d + 1].mean()
-                          for j in range(15)] for i in range(14)])
+    expected = np.array(
+        [
+            [image[max(0, i - d) : i + d + 1, max(0, j - d) : j + d + 1].mean() for j in range(15)]
+            for i in range(14)
+        ]
+    )
     out = nl_means(asarray(image, xp), 5, d, 1e6, max_batch_bytes=batch_bytes)
     np.testing.assert_allclose(to_numpy(out), expected, rtol=0, atol=1e-9)
 
@@ -221,7 +234,7 @@ def test_input_is_not_modified(rng):
 # --------------------------------------------------------------------------- against scikit-image (PSNR)
 def _centre_crop(image, size):
     y0, x0 = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
-    return image[y0:y0 + size, x0:x0 + size]
+    return image[y0 : y0 + size, x0 : x0 + size]
 
 
 def _psnr_pair(name, sigma255, size, fast_mode, h_factor):
@@ -231,8 +244,9 @@ def _psnr_pair(name, sigma255, size, fast_mode, h_factor):
     sigma = sigma255 / 255
     noisy = add_gaussian_noise(clean, sigma, seed=sigma255)
     ch = -1 if clean.ndim == 3 else None
-    kw = dict(patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma,
-              channel_axis=ch)
+    kw = dict(
+        patch_size=7, patch_distance=10, h=h_factor * sigma, fast_mode=fast_mode, sigma=sigma, channel_axis=ch
+    )
     ours = psnr(clean, nl_means(noisy, **kw))
     theirs = psnr(clean, denoise_nl_means(noisy, **kw))
     return ours, theirs, psnr(clean, noisy)
@@ -249,8 +263,9 @@ def test_fast_mode_psnr_not_below_scikit_image_on_crops(name, sigma255):
 # patch is worth up to 0.2 dB on textured images (nlref with patch_size=5 beats
 # it).  Measured on whole images, sigma 10/255: camera +0.21, moon +0.06,
 # astronaut -0.21, coins -0.15 dB.
-_SMALLER_PATCH_WINS = pytest.mark.xfail(reason="scikit-image's effective patch is (s-1) x (s-1)",
-                                        strict=False)
+_SMALLER_PATCH_WINS = pytest.mark.xfail(
+    reason="scikit-image's effective patch is (s-1) x (s-1)", strict=False
+)
 
 
 @pytest.mark.slow
@@ -263,8 +278,15 @@ def test_fast_mode_psnr_not_below_scikit_image_on_whole_images(name, sigma255):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["camera", pytest.param("astronaut", marks=_SMALLER_PATCH_WINS),
-                                  pytest.param("coins", marks=_SMALLER_PATCH_WINS), "moon"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "camera",
+        pytest.param("astronaut", marks=_SMALLER_PATCH_WINS),
+        pytest.param("coins", marks=_SMALLER_PATCH_WINS),
+        "moon",
+    ],
+)
 def test_fast_mode_psnr_at_sigma_10_on_whole_images(name):
     ours, theirs, _ = _psnr_pair(name, 10, 512, True, 0.8)
     assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"

@@ -45,13 +45,16 @@ def test_agrees_with_scikit_image_wavelet_estimate_on_pure_noise(rng):
     assert estimate_sigma(noise) == pytest.approx(skimage_estimate(noise), rel=0.03)
 
 
-@pytest.mark.parametrize("image,kw,error,match", [
-    (np.zeros(16), {}, ValueError, "image must have"),
-    (np.zeros((2, 16)), {}, ValueError, "at least 3"),
-    (np.full((8, 8), np.nan), {}, ValueError, "finite"),
-    (np.zeros((8, 8)), {"channel_axis": 2}, ValueError, "channel_axis"),
-    ([[0.0]], {}, TypeError, "image"),
-])
+@pytest.mark.parametrize(
+    "image,kw,error,match",
+    [
+        (np.zeros(16), {}, ValueError, "image must have"),
+        (np.zeros((2, 16)), {}, ValueError, "at least 3"),
+        (np.full((8, 8), np.nan), {}, ValueError, "finite"),
+        (np.zeros((8, 8)), {"channel_axis": 2}, ValueError, "channel_axis"),
+        ([[0.0]], {}, TypeError, "image"),
+    ],
+)
 def test_bad_input_is_refused(image, kw, error, match):
     with pytest.raises(error, match=match):
         estimate_sigma(image, **kw)

@@ -24,7 +24,6 @@ zarr = pytest.importorskip("zarr")
 pytest.importorskip("dask.array")
 import dask  # noqa: E402
 
-
 KW = dict(patch_size=3, patch_distance=4, h=0.15, sigma=0.0)
 OPTIONS = ["--patch-size", "3", "--patch-distance", "4", "--h", "0.15", "--sigma", "0"]
 
@@ -181,8 +180,18 @@ def test_volume_streams_to_tiff_pages_and_zarr(tmp_path, rng):
     tifffile.imwrite(src, volume)
     want = nl_means(volume, patch_size=(1, 3, 3), patch_distance=(1, 4, 4))
     for name in ("out.tif", "out.zarr"):
-        stream.run_streaming(make_args(src, tmp_path / name, "--chunks", "4,17,13",
-                                       "--patch-size", "1,3,3", "--patch-distance", "1,4,4"))
+        stream.run_streaming(
+            make_args(
+                src,
+                tmp_path / name,
+                "--chunks",
+                "4,17,13",
+                "--patch-size",
+                "1,3,3",
+                "--patch-distance",
+                "1,4,4",
+            )
+        )
         out = read_back(tmp_path / name)
         assert out.shape == volume.shape and max_diff(out, want) <= 1e-6
 
@@ -197,7 +206,6 @@ def test_max_memory_sizes_the_chunks(grey_tiff, tmp_path):
     assert plan(130 * 10**6, band=False) == (512, 512)  # Zarr is written chunk by chunk, without bands
     with pytest.raises(ValueError, match="too little"):
         plan(10**5)
-
 
 
 def test_max_memory_streams_in_the_planned_chunks(grey_tiff, tmp_path, monkeypatch, capsys):
@@ -227,8 +235,9 @@ def _refuse_work(monkeypatch):
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])
-def test_existing_output_without_overwrite_is_refused_before_any_work(grey_tiff, tmp_path, monkeypatch,
-                                                                     suffix):
+def test_existing_output_without_overwrite_is_refused_before_any_work(
+    grey_tiff, tmp_path, monkeypatch, suffix
+):
     src, _ = grey_tiff
     dst = tmp_path / f"old{suffix}"
     dst.mkdir() if suffix == ".zarr" else dst.write_bytes(b"keep me")
@@ -298,8 +307,9 @@ def test_sigma_is_estimated_once_on_a_central_crop(grey_tiff, tmp_path, monkeypa
     monkeypatch.setattr(stream, "SIGMA_CROP_PIXELS", 400)  # a 20 x 20 crop
     sigma = float(estimate_sigma(image[25:45, 12:32]))
     dst = tmp_path / "out.tif"
-    stream.run_streaming(make_args(src, dst, "--chunks", "23", "--patch-size", "3", "--patch-distance", "4",
-                                   defaults=False))
+    stream.run_streaming(
+        make_args(src, dst, "--chunks", "23", "--patch-size", "3", "--patch-distance", "4", defaults=False)
+    )
     # h: the CLI's default, 0.8 sigma
     assert max_diff(read_back(dst), nl_means(image, sigma=sigma, h=0.8 * sigma)) <= 1e-6
 

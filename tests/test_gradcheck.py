@@ -172,8 +172,12 @@ def test_checks_a_scalar_loss_returned_as_a_float(xp, rng):
     forward = lambda z, _: softmax_cross_entropy(z, labels)  # noqa: E731  (loss, dlogits)
     x = xp.asarray(rng.standard_normal((3, 4)))
     assert gradcheck(forward, lambda dout, dz: (dout * dz, {}), x).passed
-    wrong = gradcheck(forward, lambda dout, dz: (2 * dout * dz, {}), xp.asarray(rng.standard_normal((3, 4))),
-                      raise_on_failure=False)
+    wrong = gradcheck(
+        forward,
+        lambda dout, dz: (2 * dout * dz, {}),
+        xp.asarray(rng.standard_normal((3, 4))),
+        raise_on_failure=False,
+    )
     assert wrong.failed == ["x"]
 
 
@@ -201,8 +205,9 @@ def test_non_callable_forward_or_backward_is_named(rng, which):
         gradcheck(fns["forward"], fns["backward"], x, params)
 
 
-@pytest.mark.parametrize("returned,received",
-                         [(None, "NoneType"), ((1, 2, 3), "tuple of 3"), ([1, 2], "list of 2")])
+@pytest.mark.parametrize(
+    "returned,received", [(None, "NoneType"), ((1, 2, 3), "tuple of 3"), ([1, 2], "list of 2")]
+)
 def test_backward_returning_the_wrong_structure_is_named(rng, returned, received):
     x, params = _linear_case(rng)
     with pytest.raises(TypeError, match=rf"backward must return \(dx, grads\), received {received}$"):

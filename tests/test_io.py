@@ -7,8 +7,16 @@ import os
 import numpy as np
 import pytest
 
-from nlref.io import (atomic_path, check_output, check_writable, from_float, read_image, save_npz_atomic,
-                      to_float, write_image)
+from nlref.io import (
+    atomic_path,
+    check_output,
+    check_writable,
+    from_float,
+    read_image,
+    save_npz_atomic,
+    to_float,
+    write_image,
+)
 
 
 def test_failed_write_leaves_destination_untouched(tmp_path):
@@ -77,10 +85,20 @@ def test_check_output_refuses_an_unwritable_folder(tmp_path):
 # ---------------------------------------------------------------- images
 
 
-SHAPES = {"grey": (6, 5), "grey+alpha": (6, 5, 2), "rgb": (6, 5, 3), "rgba": (6, 5, 4),
-          "volume": (7, 6, 5), "rgb frames": (7, 6, 5, 3)}
-CASES = [(suffix, dtype, shape) for suffix in (".png", ".jpg", ".bmp", ".tif")
-         for dtype in ("uint8", "uint16", "float32") for shape in SHAPES.values()]
+SHAPES = {
+    "grey": (6, 5),
+    "grey+alpha": (6, 5, 2),
+    "rgb": (6, 5, 3),
+    "rgba": (6, 5, 4),
+    "volume": (7, 6, 5),
+    "rgb frames": (7, 6, 5, 3),
+}
+CASES = [
+    (suffix, dtype, shape)
+    for suffix in (".png", ".jpg", ".bmp", ".tif")
+    for dtype in ("uint8", "uint16", "float32")
+    for shape in SHAPES.values()
+]
 
 
 # imageio's writer raises again when collected after a refused write
@@ -99,8 +117,11 @@ def test_check_writable_accepts_exactly_what_the_writer_round_trips(tmp_path, rn
         else:
             iio.imwrite(path, image, plugin="pillow")
         back = tifffile.imread(path) if suffix == ".tif" else iio.imread(path, plugin="pillow")
-        kept = back.shape == image.shape and back.dtype == image.dtype and (
-            suffix == ".jpg" or np.array_equal(back, image))  # JPEG is lossy by design
+        kept = (
+            back.shape == image.shape
+            and back.dtype == image.dtype
+            and (suffix == ".jpg" or np.array_equal(back, image))
+        )  # JPEG is lossy by design
     except Exception:
         kept = False
     if kept:

@@ -32,10 +32,15 @@ from nlref.nn.params import unscope
 
 
 def _conv_bn(rng, name, bn, c_in, c_out, k):
-    params = {f"{name}.w": rng.standard_normal((c_out, c_in, *k)) / np.sqrt(c_in * np.prod(k)),
-              f"{bn}.gamma": 0.5 + rng.random(c_out), f"{bn}.beta": 0.1 * rng.standard_normal(c_out)}
-    state = {f"{bn}.running_mean": 0.1 * rng.standard_normal(c_out),
-             f"{bn}.running_var": 0.5 + rng.random(c_out)}
+    params = {
+        f"{name}.w": rng.standard_normal((c_out, c_in, *k)) / np.sqrt(c_in * np.prod(k)),
+        f"{bn}.gamma": 0.5 + rng.random(c_out),
+        f"{bn}.beta": 0.1 * rng.standard_normal(c_out),
+    }
+    state = {
+        f"{bn}.running_mean": 0.1 * rng.standard_normal(c_out),
+        f"{bn}.running_var": 0.5 + rng.random(c_out),
+    }
     return params, state
 
 
@@ -59,9 +64,12 @@ def _by_hand(x, params, state, conv, bn, stride, train, relu=True):
     """Reference: the public layers one after the other (with their checks on)."""
     w = params[f"{conv}.w"]
     out, _ = conv_forward(x, {"w": w}, stride=stride, padding=tuple(k // 2 for k in w.shape[2:]))
-    out, _, _ = batch_norm_forward(out, {"gamma": params[f"{bn}.gamma"], "beta": params[f"{bn}.beta"]},
-                                   {"running_mean": state[f"{bn}.running_mean"],
-                                    "running_var": state[f"{bn}.running_var"]}, train=train)
+    out, _, _ = batch_norm_forward(
+        out,
+        {"gamma": params[f"{bn}.gamma"], "beta": params[f"{bn}.beta"]},
+        {"running_mean": state[f"{bn}.running_mean"], "running_var": state[f"{bn}.running_var"]},
+        train=train,
+    )
     return relu_forward(out)[0] if relu else out
 
 
@@ -72,11 +80,18 @@ def _by_hand(x, params, state, conv, bn, stride, train, relu=True):
 def test_conv_bn_relu_equals_the_three_layers_in_a_row(xp, rng, train):
     params, state = _conv_bn(rng, "conv1", "bn1", 3, 4, (3, 5, 5))
     x = rng.standard_normal((2, 3, 4, 8, 8))
-    out, _, new = conv_bn_relu_forward(xp.asarray(x), {k: xp.asarray(v) for k, v in params.items()},
-                                       {k: xp.asarray(v) for k, v in state.items()}, "conv1", "bn1",
-                                       stride=(1, 2, 2), train=train)
-    np.testing.assert_allclose(to_numpy(out), _by_hand(x, params, state, "conv1", "bn1", (1, 2, 2), train),
-                               rtol=1e-12, atol=1e-12)
+    out, _, new = conv_bn_relu_forward(
+        xp.asarray(x),
+        {k: xp.asarray(v) for k, v in params.items()},
+        {k: xp.asarray(v) for k, v in state.items()},
+        "conv1",
+        "bn1",
+        stride=(1, 2, 2),
+        train=train,
+    )
+    np.testing.assert_allclose(
+        to_numpy(out), _by_hand(x, params, state, "conv1", "bn1", (1, 2, 2), train), rtol=1e-12, atol=1e-12
+    )
     assert set(new) == set(state)
 
 
@@ -130,8 +145,17 @@ def test_conv_bn_relu_passes_gradcheck(xp, rng):
     x = xp.asarray(rng.standard_normal((2, 2, 3, 5, 5)))
     p = {k: xp.asarray(v) for k, v in params.items()}
     s = {k: xp.asarray(v) for k, v in state.items()}
-    report = _check(conv_bn_relu_forward, conv_bn_relu_backward, x, p, s, conv="c", bn="n",
-                    padding_mode=("replicate", "zeros", "zeros"), train=True)
+    report = _check(
+        conv_bn_relu_forward,
+        conv_bn_relu_backward,
+        x,
+        p,
+        s,
+        conv="c",
+        bn="n",
+        padding_mode=("replicate", "zeros", "zeros"),
+        train=True,
+    )
     assert report.worst_error < 1e-6
 
 
@@ -139,18 +163,25 @@ def test_conv_bn_relu_passes_gradcheck(xp, rng):
 def test_residual_blocks_pass_gradcheck(rng, kind, proj):
     c_in = 4 if not proj else 3
     params, state = _block_params(rng, kind, c_in, 4 if not proj else 2, proj)
-    forward, backward = {"basic": (basic_block_forward, basic_block_backward),
-                         "bottleneck": (bottleneck_block_forward, bottleneck_block_backward)}[kind]
+    forward, backward = {
+        "basic": (basic_block_forward, basic_block_backward),
+        "bottleneck": (bottleneck_block_forward, bottleneck_block_backward),
+    }[kind]
     x = rng.standard_normal((2, c_in, 3, 6, 6))
-    report = _check(forward, backward, x, params, state, name="b", stride=(1, 2, 2) if proj else 1, proj=proj,
-                    train=True)
+    report = _check(
+        forward, backward, x, params, state, name="b", stride=(1, 2, 2) if proj else 1, proj=proj, train=True
+    )
     assert report.worst_error < 1e-6
 
 
 def test_head_passes_gradcheck(rng):
     params = {"fc.w": rng.standard_normal((4, 6)), "fc.b": rng.standard_normal(4)}
-    report = gradcheck(lambda x, p: head_forward(x, p, dropout=0.5, train=True, rng=3), head_backward,
-                       rng.standard_normal((2, 6, 2, 3, 3)), params)
+    report = gradcheck(
+        lambda x, p: head_forward(x, p, dropout=0.5, train=True, rng=3),
+        head_backward,
+        rng.standard_normal((2, 6, 2, 3, 3)),
+        params,
+    )
     assert report.worst_error < 1e-6
 
 
@@ -176,18 +207,21 @@ def _nonlocal_params(rng, mode="embedded_gaussian"):
 def test_space_and_time_blocks_equal_a_loop_over_frames_or_positions(rng, space_time):
     params, state, local_p, local_s = _nonlocal_params(rng)
     x = rng.standard_normal((2, 8, 4, 3, 3))
-    z, _, _ = space_time_nonlocal_forward(x, params, state, "nl", mode="embedded_gaussian", subsample=False,
-                                          space_time=space_time, train=False)
+    z, _, _ = space_time_nonlocal_forward(
+        x, params, state, "nl", mode="embedded_gaussian", subsample=False, space_time=space_time, train=False
+    )
     expected = np.empty_like(x)
     if space_time == "space":  # each frame on its own
         for t in range(4):
-            expected[:, :, t:t + 1] = nonlocal_block_forward(x[:, :, t:t + 1], local_p, local_s,
-                                                             mode="embedded_gaussian", train=False)[0]
+            expected[:, :, t : t + 1] = nonlocal_block_forward(
+                x[:, :, t : t + 1], local_p, local_s, mode="embedded_gaussian", train=False
+            )[0]
     else:  # each position on its own, across frames
         for i in range(3):
             for j in range(3):
-                expected[:, :, :, i:i + 1, j:j + 1] = nonlocal_block_forward(
-                    x[:, :, :, i:i + 1, j:j + 1], local_p, local_s, mode="embedded_gaussian", train=False)[0]
+                expected[:, :, :, i : i + 1, j : j + 1] = nonlocal_block_forward(
+                    x[:, :, :, i : i + 1, j : j + 1], local_p, local_s, mode="embedded_gaussian", train=False
+                )[0]
     np.testing.assert_allclose(z, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -195,16 +229,26 @@ def test_space_and_time_blocks_equal_a_loop_over_frames_or_positions(rng, space_
 def test_space_time_nonlocal_passes_gradcheck(rng, space_time, subsample):
     params, state, _, _ = _nonlocal_params(rng, mode="dot_product")
     x = rng.standard_normal((2, 8, 3, 4, 4))
-    report = _check(space_time_nonlocal_forward, space_time_nonlocal_backward, x, params, state, name="nl",
-                    mode="dot_product", subsample=subsample, space_time=space_time, train=True)
+    report = _check(
+        space_time_nonlocal_forward,
+        space_time_nonlocal_backward,
+        x,
+        params,
+        state,
+        name="nl",
+        mode="dot_product",
+        subsample=subsample,
+        space_time=space_time,
+        train=True,
+    )
     assert report.worst_error < 1e-6
 
 
 def test_single_pixel_frames_are_not_subsampled(rng):
     params, state, local_p, local_s = _nonlocal_params(rng)
     x = rng.standard_normal((2, 8, 4, 1, 1))
-    z, _, _ = space_time_nonlocal_forward(x, params, state, "nl", mode="embedded_gaussian", subsample=True,
-                                          space_time="spacetime", train=False)
+    z, _, _ = space_time_nonlocal_forward(
+        x, params, state, "nl", mode="embedded_gaussian", subsample=True, space_time="spacetime", train=False
+    )
     expected = nonlocal_block_forward(x, local_p, local_s, mode="embedded_gaussian", train=False)[0]
     np.testing.assert_array_equal(z, expected)
-

@@ -24,8 +24,10 @@ def conv_loop(x, w, b, stride, padding, dilation):
     O = [(S + 2 * pi - di * (ki - 1) - 1) // si + 1 for S, pi, di, ki, si in zip(x.shape[2:], p, d, k, s)]
     out = np.zeros((x.shape[0], w.shape[0], *O))
     for i in itertools.product(*(range(o) for o in O)):
-        window = xpad[(slice(None), slice(None)) + tuple(
-            slice(ii * si, ii * si + di * (ki - 1) + 1, di) for ii, si, di, ki in zip(i, s, d, k))]
+        window = xpad[
+            (slice(None), slice(None))
+            + tuple(slice(ii * si, ii * si + di * (ki - 1) + 1, di) for ii, si, di, ki in zip(i, s, d, k))
+        ]
         axes = (range(1, x.ndim), range(1, x.ndim))
         out[(slice(None), slice(None)) + i] = np.tensordot(window, w, axes=axes)
     return out + (0 if b is None else b.reshape((1, -1) + (1,) * n))
@@ -46,18 +48,28 @@ CASES = [  # (x shape, w shape, stride, padding, dilation)
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", CASES)
 def test_conv_forward_matches_direct_loop(xp, rng, x_shape, w_shape, stride, padding, dilation):
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
-    out, _ = conv_forward(xp.asarray(x), {"w": xp.asarray(w), "b": xp.asarray(b)},
-                          stride=stride, padding=padding, dilation=dilation)
-    np.testing.assert_allclose(to_numpy(out), conv_loop(x, w, b, stride, padding, dilation),
-                               rtol=1e-10, atol=1e-10)
+    out, _ = conv_forward(
+        xp.asarray(x),
+        {"w": xp.asarray(w), "b": xp.asarray(b)},
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
+    np.testing.assert_allclose(
+        to_numpy(out), conv_loop(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_conv3d_matches_scipy_signal_correlate(xp, rng):
     x = rng.standard_normal((2, 3, 4, 6, 5)).astype(np.float32)
     w = rng.standard_normal((2, 3, 3, 3, 3)).astype(np.float32)
     out, _ = conv_forward(xp.asarray(x), {"w": xp.asarray(w)})
-    ref = np.array([[sum(scipy.signal.correlate(x[n, c], w[o, c], mode="valid") for c in range(3))
-                     for o in range(2)] for n in range(2)])
+    ref = np.array(
+        [
+            [sum(scipy.signal.correlate(x[n, c], w[o, c], mode="valid") for c in range(3)) for o in range(2)]
+            for n in range(2)
+        ]
+    )
     assert out.dtype == np.float32
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-4, atol=1e-4)
 
@@ -66,8 +78,13 @@ def test_conv3d_matches_scipy_signal_correlate(xp, rng):
 def test_conv_backward_passes_gradcheck(xp, rng, x_shape, w_shape, stride, padding, dilation):
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     mode = "full" if x.size + w.size < 400 else "random"
-    report = gradcheck(lambda x, p: conv_forward(x, p, stride=stride, padding=padding, dilation=dilation),
-                       conv_backward, xp.asarray(x), {"w": xp.asarray(w), "b": xp.asarray(b)}, mode=mode)
+    report = gradcheck(
+        lambda x, p: conv_forward(x, p, stride=stride, padding=padding, dilation=dilation),
+        conv_backward,
+        xp.asarray(x),
+        {"w": xp.asarray(w), "b": xp.asarray(b)},
+        mode=mode,
+    )
     assert report.worst_error < 1e-6
 
 
@@ -175,8 +192,9 @@ def _edge_pad_then_zero_pad(x, p, modes):
     return np.pad(x, edge, mode="edge"), tuple(zero)
 
 
-@pytest.mark.parametrize("modes", [("replicate", "zeros", "zeros"), ("replicate",) * 3,
-                                   ("zeros", "replicate", "zeros")])
+@pytest.mark.parametrize(
+    "modes", [("replicate", "zeros", "zeros"), ("replicate",) * 3, ("zeros", "replicate", "zeros")]
+)
 def test_replicate_padding_equals_edge_padding_by_numpy_pad(xp, rng, modes):
     x = rng.standard_normal((2, 3, 4, 5, 6))
     w = rng.standard_normal((4, 3, 3, 3, 3))
@@ -187,14 +205,18 @@ def test_replicate_padding_equals_edge_padding_by_numpy_pad(xp, rng, modes):
     np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["replicate", ("replicate", "zeros", "zeros"),
-                                  ("zeros", "replicate", "replicate")])
+@pytest.mark.parametrize(
+    "mode", ["replicate", ("replicate", "zeros", "zeros"), ("zeros", "replicate", "replicate")]
+)
 def test_replicate_padding_backward_passes_gradcheck(xp, rng, mode):
     x = xp.asarray(rng.standard_normal((2, 2, 3, 4, 4)))
     w = xp.asarray(rng.standard_normal((3, 2, 3, 3, 3)))
     report = gradcheck(
         lambda x, p: conv_forward(x, p, stride=(1, 2, 1), padding=(1, 1, 2), padding_mode=mode),
-        conv_backward, x, {"w": w})
+        conv_backward,
+        x,
+        {"w": w},
+    )
     assert report.worst_error < 1e-6
 
 
@@ -220,14 +242,16 @@ def test_temporal_replicate_padding_is_bit_identical_to_concatenating_edge_frame
 @pytest.mark.parametrize("mode", ["reflect", ("replicate", "zeros"), 3])
 def test_conv_rejects_unknown_padding_modes(mode):
     with pytest.raises(ValueError, match="padding_mode"):
-        conv_forward(np.zeros((1, 2, 4, 4, 4)), {"w": np.zeros((1, 2, 3, 3, 3))}, padding=1,
-                     padding_mode=mode)
+        conv_forward(
+            np.zeros((1, 2, 4, 4, 4)), {"w": np.zeros((1, 2, 3, 3, 3))}, padding=1, padding_mode=mode
+        )
 
 
 def test_check_false_skips_validation_but_computes_the_same(rng):
     x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
-    np.testing.assert_array_equal(conv_forward(x, {"w": w}, padding=1, check=False)[0],
-                                  conv_forward(x, {"w": w}, padding=1)[0])
+    np.testing.assert_array_equal(
+        conv_forward(x, {"w": w}, padding=1, check=False)[0], conv_forward(x, {"w": w}, padding=1)[0]
+    )
     with pytest.raises(TypeError, match="dtype"):  # the check that check=False leaves to the caller
         conv_forward(x.astype(np.float32), {"w": w})
     conv_forward(x.astype(np.float32), {"w": w}, check=False)

@@ -80,10 +80,12 @@ def test_dropout_rejects_bad_p_and_missing_rng():
 
 def test_softmax_matches_scipy_and_is_stable(xp, rng):
     x = rng.standard_normal((3, 4, 7)) * 5
-    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(x))), scipy.special.softmax(x, axis=-1),
-                               rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(softmax(xp.asarray(x), axis=1)), scipy.special.softmax(x, axis=1),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(softmax(xp.asarray(x))), scipy.special.softmax(x, axis=-1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        to_numpy(softmax(xp.asarray(x), axis=1)), scipy.special.softmax(x, axis=1), rtol=1e-12
+    )
     big = to_numpy(softmax(xp.asarray(np.array([[1000.0, 0.0, -1000.0]], dtype=np.float32))))
     assert np.isfinite(big).all() and big[0, 0] == 1.0
 
@@ -94,8 +96,9 @@ def test_cross_entropy_matches_scipy_log_softmax(xp, rng):
     ref = -scipy.special.log_softmax(logits, axis=1)[np.arange(6), labels].mean()
     assert isinstance(loss, float) and abs(loss - ref) < 1e-12
     onehot = np.eye(5)[labels]
-    np.testing.assert_allclose(to_numpy(dlogits), (scipy.special.softmax(logits, axis=1) - onehot) / 6,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(dlogits), (scipy.special.softmax(logits, axis=1) - onehot) / 6, rtol=1e-12
+    )
 
 
 def test_cross_entropy_gradient_passes_gradcheck(xp, rng):

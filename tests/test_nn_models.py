@@ -58,8 +58,11 @@ def test_resnet50_c2d_has_paper_stage_sizes_and_2d_kernels_only():
 def test_i3d_inflates_one_kernel_every_two_blocks_as_the_official_code(inflate, conv):
     _, params, _ = i3d(layout="resnet50", width=4, inflate=inflate)
     assert params["conv1.w"].shape[2:] == (5, 7, 7)
-    inflated = {k.rsplit(".", 2)[0] for k, v in params.items()
-                if k.startswith("res") and v.ndim == 5 and v.shape[2] == 3}
+    inflated = {
+        k.rsplit(".", 2)[0]
+        for k, v in params.items()
+        if k.startswith("res") and v.ndim == 5 and v.shape[2] == 3
+    }
     expected = {"res2.0", "res2.2", "res3.0", "res3.2", "res4.0", "res4.2", "res4.4", "res5.1"}
     assert inflated == expected
     assert all(params[f"{b}.{conv}.w"].shape[2] == 3 for b in expected)
@@ -224,11 +227,14 @@ def test_whole_network_passes_gradcheck(rng, arch):
     assert report.passed, str(report)
 
 
-@pytest.mark.parametrize("arch, kw", [
-    ("c2d", dict(nl_blocks=5, nl_mode="embedded_gaussian", nl_subsample=True)),
-    ("i3d", dict(nl_blocks=1, nl_mode="dot_product", nl_space_time="space")),
-    ("c2d", dict(nl_blocks=1, nl_mode="concatenation", nl_space_time="time")),
-])
+@pytest.mark.parametrize(
+    "arch, kw",
+    [
+        ("c2d", dict(nl_blocks=5, nl_mode="embedded_gaussian", nl_subsample=True)),
+        ("i3d", dict(nl_blocks=1, nl_mode="dot_product", nl_space_time="space")),
+        ("c2d", dict(nl_blocks=1, nl_mode="concatenation", nl_space_time="time")),
+    ],
+)
 def test_whole_network_with_nonlocal_blocks_passes_gradcheck(rng, arch, kw):
     m, p, s = build_model(arch, width=4, dtype=np.float64, **kw)
     assert count_nonlocal(m) >= 1
@@ -252,7 +258,11 @@ def test_model_runs_on_the_requested_backend(xp, rng):
 def test_inflation_table_is_the_official_use_temp_convs_lists():
     # facebookresearch/video-nonlocal-net, resnet_video.py: use_temp_convs_2 .. use_temp_convs_5
     assert inflation_table((3, 4, 6, 3)) == {
-        "res2": [1, 0, 1], "res3": [1, 0, 1, 0], "res4": [1, 0, 1, 0, 1, 0], "res5": [0, 1, 0]}
+        "res2": [1, 0, 1],
+        "res3": [1, 0, 1, 0],
+        "res4": [1, 0, 1, 0, 1, 0],
+        "res5": [0, 1, 0],
+    }
     assert inflation_table((1, 1, 1)) == {"res2": [1], "res3": [1], "res4": [1]}
 
 

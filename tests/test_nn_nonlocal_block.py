@@ -31,8 +31,10 @@ def random_block(rng, xp, mode, ndim, *, bn=True, dtype=np.float64, weight=0.5):
     params, state = init_nonlocal_params(4, mode=mode, ndim=ndim, bn=bn, dtype=dtype, xp=xp)
     params = {k: asarray(weight * rng.standard_normal(v.shape), xp, dtype) for k, v in params.items()}
     if bn:
-        state = {"bn.running_mean": asarray(0.1 * rng.standard_normal(4), xp, dtype),
-                 "bn.running_var": asarray(0.5 + rng.random(4), xp, dtype)}
+        state = {
+            "bn.running_mean": asarray(0.1 * rng.standard_normal(4), xp, dtype),
+            "bn.running_var": asarray(0.5 + rng.random(4), xp, dtype),
+        }
     return x, params, state
 
 
@@ -76,8 +78,13 @@ def oracle_block(x, p, state, mode, kernel=None, order="before_conv", scale=None
     elif mode == "dot_product":
         att = np.einsum("nid,njd->nij", t, ph) / n_keys
     else:  # the ports' (N, 2d, P, P') concatenation tensor, then w_f and ReLU
-        pairs = np.concatenate([np.broadcast_to(t[:, :, None, :], t.shape[:2] + (n_keys, t.shape[2])),
-                                np.broadcast_to(ph[:, None, :, :], (n, t.shape[1]) + ph.shape[1:])], axis=3)
+        pairs = np.concatenate(
+            [
+                np.broadcast_to(t[:, :, None, :], t.shape[:2] + (n_keys, t.shape[2])),
+                np.broadcast_to(ph[:, None, :, :], (n, t.shape[1]) + ph.shape[1:]),
+            ],
+            axis=3,
+        )
         att = np.maximum(pairs @ p["concat.w"], 0) / n_keys
     y = (att @ gv).transpose(0, 2, 1).reshape((n, -1) + sp)
     wy = conv("w_z", y)
@@ -87,8 +94,9 @@ def oracle_block(x, p, state, mode, kernel=None, order="before_conv", scale=None
             mu, var = wy.mean(axis=axes), wy.var(axis=axes)
         else:
             mu, var = to_numpy(state["bn.running_mean"]), to_numpy(state["bn.running_var"])
-        wy = p["bn.gamma"].reshape(expand) * (wy - mu.reshape(expand)) / np.sqrt(var.reshape(expand) + eps) \
-            + p["bn.beta"].reshape(expand)
+        wy = p["bn.gamma"].reshape(expand) * (wy - mu.reshape(expand)) / np.sqrt(
+            var.reshape(expand) + eps
+        ) + p["bn.beta"].reshape(expand)
     return wy + x, att
 
 
@@ -100,8 +108,9 @@ def test_forward_matches_the_paper_oracle(xp, rng, mode, ndim, sub):
     x, p, s = random_block(rng, xp, mode, ndim)
     scale = 0.5 if mode.endswith("gaussian") else None
     for train in (True, False):
-        z, _, _, att = nonlocal_block_forward(x, p, s, mode=mode, scale=scale, train=train, return_attention=True,
-                                              **subsample_args(ndim, sub))
+        z, _, _, att = nonlocal_block_forward(
+            x, p, s, mode=mode, scale=scale, train=train, return_attention=True, **subsample_args(ndim, sub)
+        )
         kernel = None if sub is None else KERNELS[ndim]
         z_ref, att_ref = oracle_block(x, p, s, mode, kernel, sub or "before_conv", scale=scale, train=train)
         np.testing.assert_allclose(to_numpy(z), z_ref, rtol=1e-10, atol=1e-12)
@@ -111,8 +120,12 @@ def test_forward_matches_the_paper_oracle(xp, rng, mode, ndim, sub):
 def test_pool_orders_differ_and_before_conv_is_the_default(rng):
     x, p, s = random_block(rng, np, "embedded_gaussian", 3)
     z_default = nonlocal_block_forward(x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2))[0]
-    z_before = nonlocal_block_forward(x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2), pool_order="before_conv")[0]
-    z_after = nonlocal_block_forward(x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2), pool_order="after_conv")[0]
+    z_before = nonlocal_block_forward(
+        x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2), pool_order="before_conv"
+    )[0]
+    z_after = nonlocal_block_forward(
+        x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2), pool_order="after_conv"
+    )[0]
     np.testing.assert_array_equal(z_default, z_before)
     assert np.abs(z_before - z_after).max() > 1e-3
 
@@ -135,8 +148,9 @@ def test_block_is_the_identity_at_initialisation(xp, rng, mode, bn):
         params, state = init_nonlocal_params(4, mode=mode, ndim=ndim, bn=bn, rng=1, xp=xp)
         for train in (True, False):
             for sub in SUBSAMPLE:
-                z, _, new_state = nonlocal_block_forward(x, params, state, mode=mode, train=train,
-                                                         **subsample_args(ndim, sub))
+                z, _, new_state = nonlocal_block_forward(
+                    x, params, state, mode=mode, train=train, **subsample_args(ndim, sub)
+                )
                 assert z.dtype == np.float32
                 assert bool((z == x).all())
                 assert set(new_state) == set(state)
@@ -182,9 +196,17 @@ def test_bn_state_is_returned_not_mutated(rng):
 def block_fns(mode, ndim, sub, memory, train):
     def forward(x, params):
         # 2 or 3 blocks of queries and of keys per axis: several tiles, few Python iterations
-        return nonlocal_block_forward(x, params, STATE, mode=mode, train=train, memory=memory,
-                                      chunk_size={1: 4, 2: 6, 3: 12}[ndim],
-                                      scale=0.7 if mode.endswith("gaussian") else None, **subsample_args(ndim, sub))
+        return nonlocal_block_forward(
+            x,
+            params,
+            STATE,
+            mode=mode,
+            train=train,
+            memory=memory,
+            chunk_size={1: 4, 2: 6, 3: 12}[ndim],
+            scale=0.7 if mode.endswith("gaussian") else None,
+            **subsample_args(ndim, sub),
+        )
 
     STATE = {}
     return forward, nonlocal_block_backward, STATE
@@ -201,7 +223,9 @@ def test_gradients_match_finite_differences(xp, rng, mode, ndim, sub, memory, tr
     x, params, state = random_block(rng, xp, mode, ndim)
     forward, backward, st = block_fns(mode, ndim, sub, memory, train)
     st.update(state)
-    report = gradcheck(forward, backward, x, params, mode="full" if ndim == 1 else "random", n_directions=4, eps=1e-5)
+    report = gradcheck(
+        forward, backward, x, params, mode="full" if ndim == 1 else "random", n_directions=4, eps=1e-5
+    )
     assert report.worst_error < 1e-6
 
 
@@ -218,7 +242,9 @@ def test_chunked_and_dense_blocks_agree_in_forward_and_every_gradient(xp, rng, m
     dz = asarray(rng.standard_normal(x.shape), xp)
     res = {}
     for memory in ("dense", "chunked"):
-        z, cache, _ = nonlocal_block_forward(x, p, s, mode=mode, subsample=(1, 2, 2), memory=memory, chunk_size=3)
+        z, cache, _ = nonlocal_block_forward(
+            x, p, s, mode=mode, subsample=(1, 2, 2), memory=memory, chunk_size=3
+        )
         assert cache["op"]["memory"] == memory
         res[memory] = (z, *nonlocal_block_backward(dz, cache))
     zd, dxd, gd = res["dense"]
@@ -232,7 +258,9 @@ def test_chunked_and_dense_blocks_agree_in_forward_and_every_gradient(xp, rng, m
 
 def test_float32_block_runs_and_keeps_its_dtype(xp, rng):
     x, p, s = random_block(rng, xp, "embedded_gaussian", 3, dtype=np.float32)
-    z, cache, new_state = nonlocal_block_forward(x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2), memory="chunked")
+    z, cache, new_state = nonlocal_block_forward(
+        x, p, s, mode="embedded_gaussian", subsample=(1, 2, 2), memory="chunked"
+    )
     dx, grads = nonlocal_block_backward(xp.ones_like(z), cache)
     assert {a.dtype for a in (z, dx, *grads.values(), *new_state.values())} == {np.dtype(np.float32)}
 

@@ -19,7 +19,9 @@ from nlref.nn.nonlocal_op import attention_weights, nonlocal_op_backward, nonloc
 FUNCS = ["gaussian", "embedded_gaussian", "dot_product", "concatenation"]
 
 
-def make_inputs(rng, xp, n=2, nq=5, nk=7, d=3, c=2, dtype=np.float64, f="embedded_gaussian", bias=False, mask=False):
+def make_inputs(
+    rng, xp, n=2, nq=5, nk=7, d=3, c=2, dtype=np.float64, f="embedded_gaussian", bias=False, mask=False
+):
     q = rng.standard_normal((n, nq, d))
     k = rng.standard_normal((n, nk, d))
     v = rng.standard_normal((n, nk, c))
@@ -74,7 +76,9 @@ def test_each_function_matches_the_loop_definition(xp, rng, f, memory):
     (q, k, v), kw = make_inputs(rng, xp, f=f, bias=extra, mask=extra)
     scale = 0.7 if extra else None
     y, _ = nonlocal_op_forward(q, k, v, f=f, scale=scale, memory=memory, chunk_size=3, **kw)
-    np.testing.assert_allclose(to_numpy(y), loop_nonlocal(q, k, v, f, scale=scale, **kw), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(y), loop_nonlocal(q, k, v, f, scale=scale, **kw), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("f", ["dot_product", "concatenation"])
@@ -94,7 +98,9 @@ def test_dot_product_normalises_by_number_of_key_positions(xp, rng):
 
 def test_gaussian_attention_rows_sum_to_one_and_are_returned(xp, rng):
     (q, k, v), _ = make_inputs(rng, xp)
-    y, _, att = nonlocal_op_forward(q, k, v, f="embedded_gaussian", memory="chunked", chunk_size=2, return_attention=True)
+    y, _, att = nonlocal_op_forward(
+        q, k, v, f="embedded_gaussian", memory="chunked", chunk_size=2, return_attention=True
+    )
     assert att.shape == (2, 5, 7)
     np.testing.assert_allclose(to_numpy(att).sum(axis=2), 1.0, rtol=1e-14)
     np.testing.assert_allclose(to_numpy(att @ v), to_numpy(y), rtol=1e-12)
@@ -112,7 +118,9 @@ def test_large_logits_give_finite_output(xp, rng):
             assert bool(xp.isfinite(a).all())
     # the largest logit wins: y_i is (almost exactly) v at argmax_j q_i . k_j
     s = to_numpy(q) @ to_numpy(k).transpose(0, 2, 1)
-    np.testing.assert_allclose(to_numpy(y), np.take_along_axis(to_numpy(v), s.argmax(2)[..., None], 1), atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(y), np.take_along_axis(to_numpy(v), s.argmax(2)[..., None], 1), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("f", FUNCS)
@@ -122,7 +130,9 @@ def test_chunked_agrees_with_dense_forward_and_gradients(xp, rng, f):
     dy = asarray(rng.standard_normal((2, 9, 3)), xp)
     out = {}
     for memory in ("dense", "chunked"):
-        y, cache = nonlocal_op_forward(q, k, v, f=f, scale=0.3 if extra else None, memory=memory, chunk_size=4, **kw)
+        y, cache = nonlocal_op_forward(
+            q, k, v, f=f, scale=0.3 if extra else None, memory=memory, chunk_size=4, **kw
+        )
         assert cache["memory"] == memory
         out[memory] = (y, *nonlocal_op_backward(dy, cache)[0], *nonlocal_op_backward(dy, cache)[1].values())
     for a, b in zip(out["dense"], out["chunked"]):

@@ -32,8 +32,9 @@ def test_train_mode_normalises_with_batch_statistics(xp, rng, shape):
     ref = p["gamma"].reshape(b) * (x - mu.reshape(b)) / np.sqrt(var.reshape(b) + 1e-5) + p["beta"].reshape(b)
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(to_numpy(new["running_mean"]), 0.8 * s["running_mean"] + 0.2 * mu, rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(new["running_var"]),
-                               0.8 * s["running_var"] + 0.2 * np.var(x, axis=axes, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(new["running_var"]), 0.8 * s["running_var"] + 0.2 * np.var(x, axis=axes, ddof=1), rtol=1e-12
+    )
 
 
 def test_state_is_returned_not_mutated(xp, rng):
@@ -57,8 +58,9 @@ def test_eval_mode_uses_running_statistics(xp, rng):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batch_norm_passes_gradcheck(xp, rng, shape, train):
     _, _, _, x_, p_, s_ = make(xp, rng, shape)
-    report = gradcheck(lambda x, p: batch_norm_forward(x, p, s_, train=train), batch_norm_backward, x_, p_,
-                       eps=1e-5)
+    report = gradcheck(
+        lambda x, p: batch_norm_forward(x, p, s_, train=train), batch_norm_backward, x_, p_, eps=1e-5
+    )
     assert report.worst_error < 1e-6
 
 

@@ -27,8 +27,9 @@ def pool_loop(x, k, s, p, reduce, pad_value):
     O = [(S + 2 * pi - ki) // si + 1 for S, pi, ki, si in zip(x.shape[2:], p, k, s)]
     out = np.zeros(x.shape[:2] + tuple(O))
     for i in itertools.product(*(range(o) for o in O)):
-        window = xpad[(slice(None), slice(None))
-                      + tuple(slice(a * si, a * si + ki) for a, si, ki in zip(i, s, k))]
+        window = xpad[
+            (slice(None), slice(None)) + tuple(slice(a * si, a * si + ki) for a, si, ki in zip(i, s, k))
+        ]
         out[(slice(None), slice(None)) + i] = reduce(window.reshape(x.shape[:2] + (-1,)), axis=-1)
     return out
 
@@ -54,8 +55,12 @@ def test_max_pool_matches_loop_and_passes_gradcheck(xp, rng, shape, k, s, p):
     out, _ = max_pool_forward(xp.asarray(x), kernel_size=k, stride=s, padding=p)
     np.testing.assert_array_equal(to_numpy(out), pool_loop(x, k, s, p, np.max, -np.inf))
     mode = "full" if x.size <= 300 else "random"
-    gradcheck(lambda x, _: max_pool_forward(x, kernel_size=k, stride=s, padding=p), max_pool_backward,
-              xp.asarray(x), mode=mode)
+    gradcheck(
+        lambda x, _: max_pool_forward(x, kernel_size=k, stride=s, padding=p),
+        max_pool_backward,
+        xp.asarray(x),
+        mode=mode,
+    )
 
 
 @pytest.mark.parametrize("shape,k,s,p", CASES)
@@ -64,8 +69,12 @@ def test_avg_pool_matches_loop_and_passes_gradcheck(xp, rng, shape, k, s, p):
     out, _ = avg_pool_forward(xp.asarray(x), kernel_size=k, stride=s, padding=p)
     np.testing.assert_allclose(to_numpy(out), pool_loop(x, k, s, p, np.mean, 0.0), rtol=1e-12, atol=1e-12)
     mode = "full" if x.size <= 300 else "random"
-    gradcheck(lambda x, _: avg_pool_forward(x, kernel_size=k, stride=s, padding=p), avg_pool_backward,
-              xp.asarray(x), mode=mode)
+    gradcheck(
+        lambda x, _: avg_pool_forward(x, kernel_size=k, stride=s, padding=p),
+        avg_pool_backward,
+        xp.asarray(x),
+        mode=mode,
+    )
 
 
 def test_max_pool_routes_tied_gradient_to_first_maximum_only(xp):
@@ -139,10 +148,15 @@ def pool_configs(draw):
 def test_pools_match_loops_for_random_configurations(config, seed):
     shape, k, s, p = config
     x = distinct_values(np.random.default_rng(seed), shape)
-    np.testing.assert_array_equal(max_pool_forward(x, kernel_size=k, stride=s, padding=p)[0],
-                                  pool_loop(x, k, s, p, np.max, -np.inf))
-    np.testing.assert_allclose(avg_pool_forward(x, kernel_size=k, stride=s, padding=p)[0],
-                               pool_loop(x, k, s, p, np.mean, 0.0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(
+        max_pool_forward(x, kernel_size=k, stride=s, padding=p)[0], pool_loop(x, k, s, p, np.max, -np.inf)
+    )
+    np.testing.assert_allclose(
+        avg_pool_forward(x, kernel_size=k, stride=s, padding=p)[0],
+        pool_loop(x, k, s, p, np.mean, 0.0),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("layer", ["max", "avg", "global"])

@@ -22,9 +22,14 @@ def test_teaching_path_is_complete():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_is_stored_without_outputs(path):
     nb = json.loads(path.read_text())
-    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
-             and (c.get("outputs") or c.get("execution_count") is not None)]
-    assert dirty == [], f"{path.name}: cells {dirty} have outputs; run `python -m nlref.notebooks strip {path}`"
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+    assert dirty == [], (
+        f"{path.name}: cells {dirty} have outputs; run `python -m nlref.notebooks strip {path}`"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -45,8 +50,9 @@ def test_notebook_executes_in_quick_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("NLREF_OUT", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()
     # every figure is also saved as a PNG into nlref.notebooks.out_dir() (NLREF_OUT)
     assert list(tmp_path.rglob("*.png")), f"{path.name} saved no figure into NLREF_OUT"
@@ -57,18 +63,40 @@ def test_notebook_opens_with_a_title_and_teaches_in_prose(path):
     nb = json.loads(path.read_text())
     first = nb["cells"][0]
     src = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
-    assert first["cell_type"] == "markdown" and src.startswith("# "), f"{path.name} must open with a markdown title"
-    prose = sum(len("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
-                for c in nb["cells"] if c["cell_type"] == "markdown")
-    assert prose > 2000, f"{path.name} has only {prose} characters of markdown: a notebook must explain, not just run"
+    assert first["cell_type"] == "markdown" and src.startswith("# "), (
+        f"{path.name} must open with a markdown title"
+    )
+    prose = sum(
+        len("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+        for c in nb["cells"]
+        if c["cell_type"] == "markdown"
+    )
+    assert prose > 2000, (
+        f"{path.name} has only {prose} characters of markdown: a notebook must explain, not just run"
+    )
 
 
 def test_runner_executes_cells_in_order_and_skips_magics(tmp_path, capsys):
-    nb = {"cells": [
-        {"cell_type": "markdown", "source": "# title"},
-        {"cell_type": "code", "source": ["%matplotlib inline\n", "x = 2\n"], "outputs": [], "execution_count": None},
-        {"cell_type": "code", "source": "y = x * 21\nassert y == 42", "outputs": [], "execution_count": None},
-    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": "# title"},
+            {
+                "cell_type": "code",
+                "source": ["%matplotlib inline\n", "x = 2\n"],
+                "outputs": [],
+                "execution_count": None,
+            },
+            {
+                "cell_type": "code",
+                "source": "y = x * 21\nassert y == 42",
+                "outputs": [],
+                "execution_count": None,
+            },
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path = tmp_path / "t.ipynb"
     path.write_text(json.dumps(nb))
     times = run_notebook(path, quick=True)
@@ -76,8 +104,12 @@ def test_runner_executes_cells_in_order_and_skips_magics(tmp_path, capsys):
 
 
 def test_runner_names_the_failing_cell(tmp_path):
-    nb = {"cells": [{"cell_type": "code", "source": "1/0", "outputs": [], "execution_count": None}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [{"cell_type": "code", "source": "1/0", "outputs": [], "execution_count": None}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path = tmp_path / "bad.ipynb"
     path.write_text(json.dumps(nb))
     with pytest.raises(RuntimeError, match="code cell 1 failed"):
@@ -85,9 +117,26 @@ def test_runner_names_the_failing_cell(tmp_path):
 
 
 def test_strip_outputs_removes_outputs(tmp_path):
-    nb = {"cells": [{"cell_type": "code", "source": "1", "execution_count": 3,
-                     "outputs": [{"output_type": "execute_result", "data": {"text/plain": "1"}, "metadata": {}, "execution_count": 3}]}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "1",
+                "execution_count": 3,
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "data": {"text/plain": "1"},
+                        "metadata": {},
+                        "execution_count": 3,
+                    }
+                ],
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path = tmp_path / "o.ipynb"
     path.write_text(json.dumps(nb))
     assert strip_outputs(path) is True

@@ -21,8 +21,13 @@ from nlref.nn.optim_flat import (
 )
 
 SGD = (sgd_init, sgd_step, flat_sgd_init, flat_sgd_step, dict(lr=0.05, momentum=0.9, weight_decay=1e-2))
-ADAM = (adam_init, adam_step, flat_adam_init, flat_adam_step,
-        dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2))
+ADAM = (
+    adam_init,
+    adam_step,
+    flat_adam_init,
+    flat_adam_step,
+    dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2),
+)
 
 
 def network_params(xp, dtype=np.float64):
@@ -32,8 +37,10 @@ def network_params(xp, dtype=np.float64):
 
 
 def random_grads(xp, rng, params, n):
-    return [{k: xp.asarray(rng.standard_normal(v.shape).astype(v.dtype)) for k, v in params.items()}
-            for _ in range(n)]
+    return [
+        {k: xp.asarray(rng.standard_normal(v.shape).astype(v.dtype)) for k, v in params.items()}
+        for _ in range(n)
+    ]
 
 
 def test_views_have_the_names_shapes_and_values_of_params_and_write_to_the_buffer(xp):

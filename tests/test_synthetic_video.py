@@ -53,7 +53,9 @@ def test_labels_are_exactly_balanced_and_colours_agree_with_labels():
 
 
 def test_different_colour_is_uniform_over_the_other_colours():
-    _, labels, info = make_clips(1400, seed=5, n_frames=8, size=8, mark_size=2, t_a=1, t_b=5, return_info=True)
+    _, labels, info = make_clips(
+        1400, seed=5, n_frames=8, size=8, mark_size=2, t_a=1, t_b=5, return_info=True
+    )
     diff = labels == 0
     # the offset c2 - c1 (mod 8) of a "different" pair is uniform over 1..7: 100 expected each
     counts = np.bincount((info["colour_b"][diff] - info["colour_a"][diff]) % 8, minlength=8)
@@ -63,16 +65,22 @@ def test_different_colour_is_uniform_over_the_other_colours():
 
 
 def test_marks_have_the_palette_colour_in_their_frames_only():
-    clips, labels, info = make_clips(20, seed=4, return_info=True)  # 3 x 16 x 32 x 32, marks in frames 4-5, 10-11
+    clips, labels, info = make_clips(
+        20, seed=4, return_info=True
+    )  # 3 x 16 x 32 x 32, marks in frames 4-5, 10-11
     colours = palette(3, 8)
     assert clips.shape == (20, 3, 16, 32, 32) and clips.dtype == np.float32
     for k in range(20):
         (ya, xa), (yb, xb) = info["pos_a"][k], info["pos_b"][k]
         assert info["t_a"][k] == 4 and info["t_b"][k] == 10
-        a = clips[k][:, 4:6, ya:ya + 4, xa:xa + 4]
-        b = clips[k][:, 10:12, yb:yb + 4, xb:xb + 4]
-        np.testing.assert_array_equal(a, np.broadcast_to(colours[info["colour_a"][k]][:, None, None, None], a.shape))
-        np.testing.assert_array_equal(b, np.broadcast_to(colours[info["colour_b"][k]][:, None, None, None], b.shape))
+        a = clips[k][:, 4:6, ya : ya + 4, xa : xa + 4]
+        b = clips[k][:, 10:12, yb : yb + 4, xb : xb + 4]
+        np.testing.assert_array_equal(
+            a, np.broadcast_to(colours[info["colour_a"][k]][:, None, None, None], a.shape)
+        )
+        np.testing.assert_array_equal(
+            b, np.broadcast_to(colours[info["colour_b"][k]][:, None, None, None], b.shape)
+        )
         # the squares do not overlap
         assert abs(ya - yb) >= 4 or abs(xa - xb) >= 4
         # every other frame is pure noise of std 0.1: no value near +-1
@@ -93,7 +101,9 @@ def test_grey_palette_and_one_channel_clips():
 
 
 def test_clips_move_to_the_requested_backend(xp):
-    clips, labels = make_clips(2, seed=0, n_frames=8, size=8, mark_size=2, t_a=1, t_b=5, xp=xp, dtype=np.float64)
+    clips, labels = make_clips(
+        2, seed=0, n_frames=8, size=8, mark_size=2, t_a=1, t_b=5, xp=xp, dtype=np.float64
+    )
     assert isinstance(clips, xp.ndarray) and clips.dtype == xp.float64 and labels.dtype == xp.int64
 
 

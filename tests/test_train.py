@@ -57,7 +57,7 @@ def test_crop_and_flip_are_slices_of_the_padded_clip(rng):
     padded = np.pad(x, ((0, 0), (0, 0), (0, 0), (2, 2), (2, 2)))
     for i in range(5):
         dy, dx = offsets[i]
-        expected = padded[i, :, :, dy:dy + 6, dx:dx + 6]
+        expected = padded[i, :, :, dy : dy + 6, dx : dx + 6]
         np.testing.assert_array_equal(out[i], expected[..., ::-1] if flips[i] else expected)
     np.testing.assert_array_equal(random_crop_flip(x, np.random.default_rng(1), pad=0, flip=False), x)
 
@@ -119,8 +119,9 @@ def test_training_and_checkpoints_work_on_each_backend(xp, tmp_path):
     assert isinstance(out["params"]["fc.w"], xp.ndarray)
     ck = load_checkpoint(tmp_path / "checkpoint.npz", params=out["params"], state=out["state"], xp=xp)
     assert isinstance(ck["params"]["fc.w"], xp.ndarray) and ck["step"] == 2
-    np.testing.assert_array_equal(np.asarray(ck["params"]["fc.w"].tolist()),
-                                  np.asarray(out["params"]["fc.w"].tolist()))
+    np.testing.assert_array_equal(
+        np.asarray(ck["params"]["fc.w"].tolist()), np.asarray(out["params"]["fc.w"].tolist())
+    )
 
 
 # ----------------------------------------------------------------------------- same path as before the split
@@ -131,11 +132,13 @@ PINNED = {
     "adam, crop and dropout": (
         dict(crop_pad=1, dropout=0.5),
         [0.6978655457496643, 0.6985085010528564, 0.6900933980941772, 0.6914008855819702],
-        0.029729632660746574),
+        0.029729632660746574,
+    ),
     "sgd, step schedule": (
         dict(optimizer="sgd", lr=0.1, lr_step=2, weight_decay=1e-4),
         [0.7000775337219238, 0.7322113513946533, 0.7373910546302795, 0.7306382060050964],
-        0.029728572815656662),
+        0.029728572815656662,
+    ),
 }
 
 
@@ -191,8 +194,14 @@ def test_resume_refuses_non_finite_weights(tmp_path):
     cfg = get_preset("quick").replace(**{**TINY, "steps": 2, "eval_every": 2})
     out = train(cfg, out_dir=tmp_path, progress=False, verbose=False)
     params = dict(out["params"], **{"fc.b": np.array([np.nan, 0.0], dtype=np.float32)})
-    save_checkpoint(tmp_path / "checkpoint.npz", params=params, opt_state=out["opt_state"],
-                    state=out["state"], step=2, config=cfg)
+    save_checkpoint(
+        tmp_path / "checkpoint.npz",
+        params=params,
+        opt_state=out["opt_state"],
+        state=out["state"],
+        step=2,
+        config=cfg,
+    )
     with pytest.raises(ValueError, match=r"key 'param/fc\.b' holds 1 non-finite value"):
         train(cfg.replace(steps=3), out_dir=tmp_path, resume=True, progress=False)
 
@@ -212,8 +221,10 @@ def test_sigterm_saves_a_checkpoint_and_raises_with_exit_code_143(tmp_path, caps
     assert info.value.exit_code == 143 and isinstance(info.value, KeyboardInterrupt)
     assert pickle.loads(pickle.dumps(info.value)).exit_code == 143
     assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 3
-    assert capsys.readouterr().out == (f"stopped by SIGTERM after step 3; checkpoint saved to "
-                                       f"{tmp_path / 'checkpoint.npz'} (resume with --resume)\n")
+    assert capsys.readouterr().out == (
+        f"stopped by SIGTERM after step 3; checkpoint saved to "
+        f"{tmp_path / 'checkpoint.npz'} (resume with --resume)\n"
+    )
 
 
 def test_train_installs_its_sigterm_handler_only_while_it_runs():
@@ -224,8 +235,12 @@ def test_train_installs_its_sigterm_handler_only_while_it_runs():
     try:
         during = []
         cfg = get_preset("quick").replace(**{**TINY, "steps": 1, "eval_every": 1})
-        train(cfg, progress=False, verbose=False,
-              callback=lambda s, i: during.append(signal.getsignal(signal.SIGTERM)))
+        train(
+            cfg,
+            progress=False,
+            verbose=False,
+            callback=lambda s, i: during.append(signal.getsignal(signal.SIGTERM)),
+        )
         assert during[0] is not mine and callable(during[0])
         assert signal.getsignal(signal.SIGTERM) is mine
 

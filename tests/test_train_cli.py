@@ -27,8 +27,24 @@ def test_nlref_train_command_writes_checkpoint_and_metrics_and_resumes(tmp_path,
     first = capsys.readouterr().out.splitlines()
     assert [ln.split(":")[0] for ln in first[1:3]] == ["step 1/2", "step 2/2"]
     assert first[3].startswith("done:")
-    assert main(["train", "--config", str(cfg), "--out", str(out), "--no-progress", "--set", "n_val=8",
-                 "--steps", "3", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--set",
+                "n_val=8",
+                "--steps",
+                "3",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert load_checkpoint(out / "checkpoint.npz")["step"] == 3
     assert "resuming from step 2" in capsys.readouterr().out
     # a bad --set is a clean error
@@ -44,21 +60,40 @@ def test_resume_without_a_checkpoint_exits_2_with_one_line(tmp_path, capsys):
 
 
 # a run long enough to be stopped; its first checkpoint appears at step 25 (the early evaluation)
-_LONG_RUN = ["train", "--preset", "quick", "--steps", "100000", "--set", "eval_every=100000",
-             "--set", "n_val=8", "--no-progress"]
+_LONG_RUN = [
+    "train",
+    "--preset",
+    "quick",
+    "--steps",
+    "100000",
+    "--set",
+    "eval_every=100000",
+    "--set",
+    "n_val=8",
+    "--no-progress",
+]
 # Python ignores SIGINT in a child whose parent ignores it; restore Ctrl-C's usual behaviour first
-_CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-          "from nlref.cli import main; sys.exit(main(sys.argv[1:]))")
+_CHILD = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from nlref.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
-@pytest.mark.parametrize("signum, exit_code, said", [(signal.SIGTERM, 143, "stopped by SIGTERM"),
-                                                      (signal.SIGINT, 130, "interrupted")],
-                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum, exit_code, said",
+    [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")],
+    ids=["SIGTERM", "SIGINT"],
+)
 def test_a_signalled_run_saves_a_checkpoint_says_so_and_exits_non_zero(tmp_path, signum, exit_code, said):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, *_LONG_RUN, "--out", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, *_LONG_RUN, "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoint.npz").exists():

@@ -18,8 +18,9 @@ from nlref.nn.step import build_from_config, optimizer_init, step_rng, train_ste
 
 ROOT = Path(__file__).resolve().parent.parent
 # float64, no dropout, plain SGD without momentum or weight decay: new_params = params - lr * grad
-CFG = get_preset("quick").replace(width=2, size=16, nl_blocks=1, dtype="float64", optimizer="sgd",
-                                  momentum=0.0, weight_decay=0.0, lr_step=0)
+CFG = get_preset("quick").replace(
+    width=2, size=16, nl_blocks=1, dtype="float64", optimizer="sgd", momentum=0.0, weight_decay=0.0, lr_step=0
+)
 
 
 def _batch():
@@ -37,8 +38,9 @@ def test_train_step_leaves_its_inputs_untouched_and_reports_the_loss_before_the_
     opt_state = optimizer_init(CFG, params)
     copies = [{k: np.copy(v) for k, v in d.items()} for d in (params, state, opt_state)]
     x, y = _batch()
-    loss, correct, new_params, new_state, new_opt = train_step(model, params, state, opt_state, x, y, cfg=CFG,
-                                                               lr=0.1, rng=step_rng(0, 102, 0))
+    loss, correct, new_params, new_state, new_opt = train_step(
+        model, params, state, opt_state, x, y, cfg=CFG, lr=0.1, rng=step_rng(0, 102, 0)
+    )
     for before, d in zip(copies, (params, state, opt_state)):
         for k in before:
             np.testing.assert_array_equal(d[k], before[k], err_msg=k)
@@ -53,8 +55,9 @@ def test_train_step_moves_the_parameters_along_the_finite_difference_gradient():
     model, params, state = build_from_config(CFG)
     x, y = _batch()
     lr = 1e-3
-    _, _, new_params, _, _ = train_step(model, params, state, optimizer_init(CFG, params), x, y, cfg=CFG,
-                                        lr=lr, rng=step_rng(0, 102, 0))
+    _, _, new_params, _, _ = train_step(
+        model, params, state, optimizer_init(CFG, params), x, y, cfg=CFG, lr=lr, rng=step_rng(0, 102, 0)
+    )
     rng = np.random.default_rng(0)
     for name in ("fc.w", "conv1.w", "res3.0.nl.theta.w", "res2.0.bn1.gamma"):
         grad = (params[name] - new_params[name]) / lr
@@ -70,9 +73,20 @@ def test_train_step_moves_the_parameters_along_the_finite_difference_gradient():
 def test_public_names_stay_importable_from_nlref_nn_and_nlref_nn_train():
     from nlref.nn import train as train_module
 
-    for name in ("TrainConfig", "PRESETS", "get_preset", "load_config", "save_checkpoint", "load_checkpoint",
-                 "random_crop_flip", "step_rng", "build_from_config", "evaluate", "train_summary",
-                 "train_step"):
+    for name in (
+        "TrainConfig",
+        "PRESETS",
+        "get_preset",
+        "load_config",
+        "save_checkpoint",
+        "load_checkpoint",
+        "random_crop_flip",
+        "step_rng",
+        "build_from_config",
+        "evaluate",
+        "train_summary",
+        "train_step",
+    ):
         assert getattr(nlref.nn, name) is getattr(train_module, name), name
     assert callable(train_module.train)
 
@@ -89,10 +103,18 @@ def test_the_library_never_imports_the_face_or_benchmarks():
 
 
 def test_building_the_command_line_runs_nothing_from_benchmarks():
-    code = ("import sys; from nlref.cli import build_parser; build_parser(); "
-            "print([m for m, mod in list(sys.modules.items()) "
-            "if 'benchmarks' in str(getattr(mod, '__file__', ''))])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys; from nlref.cli import build_parser; build_parser(); "
+        "print([m for m, mod in list(sys.modules.items()) "
+        "if 'benchmarks' in str(getattr(mod, '__file__', ''))])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

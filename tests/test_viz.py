@@ -15,14 +15,22 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def clip_attention(rng):
     x = rng.standard_normal((1, 4, 4, 8, 8))
     params, state = init_nonlocal_params(4, mode="embedded_gaussian", dtype=np.float64, rng=0, std=1.0)
-    out = nonlocal_block_forward(x, params, state, mode="embedded_gaussian", subsample=(1, 2, 2), return_attention=True)
+    out = nonlocal_block_forward(
+        x, params, state, mode="embedded_gaussian", subsample=(1, 2, 2), return_attention=True
+    )
     return x, out[3]  # attention (1, 4*8*8, 4*4*4)
 
 
 def test_clip_map_is_a_png_with_one_panel_per_frame(tmp_path, rng):
     x, att = clip_attention(rng)
-    path = attention_map(att, query=(1, 2, 5), query_shape=(4, 8, 8), key_shape=(4, 4, 4),
-                         frames=x[0, 0], path=tmp_path / "att.png")
+    path = attention_map(
+        att,
+        query=(1, 2, 5),
+        query_shape=(4, 8, 8),
+        key_shape=(4, 4, 4),
+        frames=x[0, 0],
+        path=tmp_path / "att.png",
+    )
     assert path == tmp_path / "att.png"
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     img = imread(path)
@@ -70,8 +78,14 @@ def test_long_clips_show_at_most_max_frames_including_the_query_frame(rng):
 
 def test_image_and_sequence_maps(tmp_path, rng):
     img_att = rng.random((1, 36, 9))
-    p = attention_map(img_att, query=(2, 3), query_shape=(6, 6), key_shape=(3, 3), frames=rng.random((6, 6, 3)),
-                      path=tmp_path / "image.png")
+    p = attention_map(
+        img_att,
+        query=(2, 3),
+        query_shape=(6, 6),
+        key_shape=(3, 3),
+        frames=rng.random((6, 6, 3)),
+        path=tmp_path / "image.png",
+    )
     assert imread(p).shape[2] in (3, 4)
     fig = attention_map(rng.random((10, 5)), query=4, query_shape=(10,), key_shape=(5,))
     ax = fig.axes[0]
@@ -87,4 +101,6 @@ def test_bad_arguments_are_rejected(tmp_path, rng):
     with pytest.raises(ValueError, match="key_shape"):
         attention_map(att, query=(0, 0), query_shape=(4, 4), key_shape=(3, 3))
     with pytest.raises(FileNotFoundError):
-        attention_map(att, query=(0, 0), query_shape=(4, 4), key_shape=(2, 2), path=tmp_path / "missing" / "a.png")
+        attention_map(
+            att, query=(0, 0), query_shape=(4, 4), key_shape=(2, 2), path=tmp_path / "missing" / "a.png"
+        )

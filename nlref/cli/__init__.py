@@ -24,8 +24,8 @@ import importlib
 import json
 import runpy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .. import __version__
 from ..backend import backend_report
@@ -35,8 +35,15 @@ __all__ = ["build_parser", "main", "benchmarks_dir", "list_benchmarks"]
 # Modules that contribute subcommands through ``register(subparsers)``.
 _SUBCOMMAND_MODULES = ("nlref.cli.denoise", "nlref.cli.train")
 # Errors that mean "this request cannot be done" (exit status 2); other OSErrors are failures (1).
-_USAGE_ERRORS = (ValueError, TypeError, RuntimeError, FileNotFoundError, FileExistsError,
-                 IsADirectoryError, NotADirectoryError)
+_USAGE_ERRORS = (
+    ValueError,
+    TypeError,
+    RuntimeError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 
 
 def benchmarks_dir() -> Path:
@@ -49,7 +56,7 @@ def list_benchmarks() -> dict[str, Path]:
     d = benchmarks_dir()
     if not d.is_dir():
         return {}
-    return {p.stem[len("bench_"):]: p for p in sorted(d.glob("bench_*.py"))}
+    return {p.stem[len("bench_") :]: p for p in sorted(d.glob("bench_*.py"))}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -87,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nlref",
         description="Non-local means and non-local neural networks on NumPy/CuPy.",
         epilog="exit status: 0 done; 2 a request that cannot be done, found before any work; "
-               "1 a failure during the work (permission denied, disk full); 130 interrupted (Ctrl-C)",
+        "1 a failure during the work (permission denied, disk full); 130 interrupted (Ctrl-C)",
     )
     parser.add_argument("--version", action="version", version=f"nlref {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -59,34 +59,83 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("input", help="input image (.png, .jpg, .tif/.tiff; 8- or 16-bit, or float TIFF)")
     p.add_argument("output", help="output image (.png, .jpg, .bmp, .tif/.tiff); same bit depth as the input")
-    p.add_argument("--sigma", type=options.sigma, default=None, metavar="S",
-                   help="noise standard deviation ('auto' or absent: estimated with estimate_sigma)")
-    p.add_argument("--h", type=options.positive, default=None, metavar="H",
-                   help="filtering parameter (default 0.8 * sigma; the IPOL table with --preset ipol)")
-    p.add_argument("--patch-size", type=options.patch_size, default=None, metavar="P",
-                   help="odd patch side, or per axis such as 1,7,7 (default 7)")
-    p.add_argument("--patch-distance", type=options.patch_distance, default=None, metavar="D",
-                   help="half-width of the search window, or per axis (default 11)")
-    p.add_argument("--preset", choices=["ipol"], default=None,
-                   help="IPOL 2011 weights and parameter table (chosen from sigma)")
+    p.add_argument(
+        "--sigma",
+        type=options.sigma,
+        default=None,
+        metavar="S",
+        help="noise standard deviation ('auto' or absent: estimated with estimate_sigma)",
+    )
+    p.add_argument(
+        "--h",
+        type=options.positive,
+        default=None,
+        metavar="H",
+        help="filtering parameter (default 0.8 * sigma; the IPOL table with --preset ipol)",
+    )
+    p.add_argument(
+        "--patch-size",
+        type=options.patch_size,
+        default=None,
+        metavar="P",
+        help="odd patch side, or per axis such as 1,7,7 (default 7)",
+    )
+    p.add_argument(
+        "--patch-distance",
+        type=options.patch_distance,
+        default=None,
+        metavar="D",
+        help="half-width of the search window, or per axis (default 11)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=["ipol"],
+        default=None,
+        help="IPOL 2011 weights and parameter table (chosen from sigma)",
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--fast", dest="fast_mode", action="store_true", default=True,
-                      help="uniform patch kernel, the integral-image algorithm (default)")
-    mode.add_argument("--slow", dest="fast_mode", action="store_false",
-                      help="Gaussian patch kernel (scikit-image's slow mode)")
-    p.add_argument("--channel-axis", type=options.channel_axis, default="auto", metavar="AXIS",
-                   help="colour axis: auto (default: a last axis of 3 or 4 entries is RGB/RGBA, of 2 "
-                        "grey+alpha; alpha is copied unchanged, not denoised), none, or an int "
-                        "(every channel denoised, alpha included)")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
-                   help="array backend (default numpy)")
-    p.add_argument("--add-noise", type=options.scalar, default=None, metavar="SIGMA",
-                   help="add Gaussian noise of this sigma first and print the PSNR before and after")
+    mode.add_argument(
+        "--fast",
+        dest="fast_mode",
+        action="store_true",
+        default=True,
+        help="uniform patch kernel, the integral-image algorithm (default)",
+    )
+    mode.add_argument(
+        "--slow",
+        dest="fast_mode",
+        action="store_false",
+        help="Gaussian patch kernel (scikit-image's slow mode)",
+    )
+    p.add_argument(
+        "--channel-axis",
+        type=options.channel_axis,
+        default="auto",
+        metavar="AXIS",
+        help="colour axis: auto (default: a last axis of 3 or 4 entries is RGB/RGBA, of 2 "
+        "grey+alpha; alpha is copied unchanged, not denoised), none, or an int "
+        "(every channel denoised, alpha included)",
+    )
+    p.add_argument(
+        "--backend", choices=["numpy", "cupy"], default="numpy", help="array backend (default numpy)"
+    )
+    p.add_argument(
+        "--add-noise",
+        type=options.scalar,
+        default=None,
+        metavar="SIGMA",
+        help="add Gaussian noise of this sigma first and print the PSNR before and after",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help=f"always show a progress bar (default: above {PROGRESS_PIXELS} pixels)")
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help=f"always show a progress bar (default: above {PROGRESS_PIXELS} pixels)",
+    )
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
     stream.add_arguments(p)
     p.set_defaults(func=run)
@@ -139,12 +188,15 @@ def run(args: argparse.Namespace) -> int:
     clean = None
     if args.add_noise is not None:
         clean, image = image, add_gaussian_noise(image, args.add_noise, seed=args.seed)
-    result, seconds = _denoise(args, image, f"{args.input} {raw.shape} {raw.dtype}"
-                                            + (", alpha copied" if alpha is not None else ""))
+    result, seconds = _denoise(
+        args, image, f"{args.input} {raw.shape} {raw.dtype}" + (", alpha copied" if alpha is not None else "")
+    )
     if clean is not None:
         data_range = 1.0 if raw.dtype.kind == "u" else None
-        print(f"PSNR noisy: {psnr(clean, image, data_range=data_range):.2f} dB, "
-              f"denoised: {psnr(clean, result, data_range=data_range):.2f} dB")
+        print(
+            f"PSNR noisy: {psnr(clean, image, data_range=data_range):.2f} dB, "
+            f"denoised: {psnr(clean, result, data_range=data_range):.2f} dB"
+        )
     result = from_float(result, raw.dtype)
     if alpha is not None:
         result = join_alpha(result, alpha)

@@ -16,7 +16,8 @@ same parameters:
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,8 @@ def scalar(text: str) -> float:
             value = float(text)
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(
-            f"expected a number such as 0.08 or 20/255, received {text!r}") from None
+            f"expected a number such as 0.08 or 20/255, received {text!r}"
+        ) from None
     if not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, received {text!r}")
     return value
@@ -55,7 +57,8 @@ def _ints(text: str) -> int | tuple[int, ...]:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected an int or comma-separated ints, received {text!r}") from None
+            f"expected an int or comma-separated ints, received {text!r}"
+        ) from None
     return values[0] if len(values) == 1 else values
 
 
@@ -64,7 +67,8 @@ def patch_size(text: str) -> int | tuple[int, ...]:
     value = _ints(text)
     if any(v <= 0 or v % 2 == 0 for v in ((value,) if isinstance(value, int) else value)):
         raise argparse.ArgumentTypeError(
-            f"patch size must be odd and positive (the patch is centred), received {text!r}")
+            f"patch size must be odd and positive (the patch is centred), received {text!r}"
+        )
     return value
 
 
@@ -129,8 +133,9 @@ def resolve_channel_axis(value: Any, shape: tuple[int, ...] | None) -> int | Non
     return None
 
 
-def nl_means_kwargs_from_args(args: argparse.Namespace, image: Any = None, *,
-                              shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+def nl_means_kwargs_from_args(
+    args: argparse.Namespace, image: Any = None, *, shape: tuple[int, ...] | None = None
+) -> dict[str, Any]:
     """Map ``nlref denoise`` options to keyword arguments of :func:`nlref.denoise.nl_means`.
 
     Parameters
@@ -162,9 +167,13 @@ def nl_means_kwargs_from_args(args: argparse.Namespace, image: Any = None, *,
             raise ValueError("--sigma must be given when the image is not in memory (it cannot be estimated)")
         noise = estimate_sigma(image, channel_axis=axis)
     kwargs: dict[str, Any] = {
-        "patch_size": 7, "patch_distance": 11, "h": 0.8 * noise if noise > 0 else 0.1,
-        "sigma": float(noise), "fast_mode": bool(getattr(args, "fast_mode", True)),
-        "weighting": "skimage", "channel_axis": axis,
+        "patch_size": 7,
+        "patch_distance": 11,
+        "h": 0.8 * noise if noise > 0 else 0.1,
+        "sigma": float(noise),
+        "fast_mode": bool(getattr(args, "fast_mode", True)),
+        "weighting": "skimage",
+        "channel_axis": axis,
     }
     if getattr(args, "preset", None) == "ipol":
         if noise <= 0:

@@ -59,8 +59,18 @@ BAND_COPIES = 10
 PREFERRED_CHUNK_PIXELS = 2**18
 SIGMA_CROP_PIXELS = 2**18  # the noise level is estimated once, on a central crop this large
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
 
 
 def parse_bytes(text: str) -> int:
@@ -91,12 +101,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Stream the image through Dask chunk by chunk; needs the 'dask' extra: pip install 'nlref[dask]'. "
         "Output must be .tif/.tiff or .zarr.",
     )
-    group.add_argument("--chunks", type=parse_chunks, default=None,
-                       help="chunk shape of the spatial axes, e.g. 512 or 512,512 "
-                            "(implies streaming; default: sized to the memory budget)")
-    group.add_argument("--max-memory", type=parse_bytes, default=None, metavar="SIZE",
-                       help="memory budget such as 2GB or 512MiB; chunks are sized to fit "
-                            "(implies streaming)")
+    group.add_argument(
+        "--chunks",
+        type=parse_chunks,
+        default=None,
+        help="chunk shape of the spatial axes, e.g. 512 or 512,512 "
+        "(implies streaming; default: sized to the memory budget)",
+    )
+    group.add_argument(
+        "--max-memory",
+        type=parse_bytes,
+        default=None,
+        metavar="SIZE",
+        help="memory budget such as 2GB or 512MiB; chunks are sized to fit (implies streaming)",
+    )
 
 
 def wants_streaming(args: argparse.Namespace) -> bool:
@@ -120,13 +138,15 @@ def _check_request(args: argparse.Namespace) -> tuple[Path, Path]:
     src, dst = Path(args.input), Path(str(args.output).rstrip("/\\"))
     if dst.suffix.lower() not in (*TIFF_SUFFIXES, ZARR_SUFFIX):
         raise ValueError(f"streamed output must be a .tif, .tiff or .zarr path, received {str(dst)!r}")
-    check_output(dst, overwrite=bool(getattr(args, "overwrite", False)),
-                 folder=dst.suffix.lower() == ZARR_SUFFIX)
+    check_output(
+        dst, overwrite=bool(getattr(args, "overwrite", False)), folder=dst.suffix.lower() == ZARR_SUFFIX
+    )
     if not src.exists():
         raise FileNotFoundError(f"input {str(src)!r} does not exist")
     if getattr(args, "add_noise", None) is not None:
-        raise ValueError("--add-noise is not available when streaming (--chunks/--max-memory); "
-                         "denoise a noisy file")
+        raise ValueError(
+            "--add-noise is not available when streaming (--chunks/--max-memory); denoise a noisy file"
+        )
     return src, dst
 
 
@@ -166,7 +186,8 @@ def run_streaming(args: argparse.Namespace) -> int:
             f"nlref denoise (streaming): {src} {image.shape} {image.dtype}, sigma={kwargs['sigma']:.5g} "
             f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} "
             f"patch_distance={kwargs['patch_distance']}, "
-            f"chunks {result.chunksize} on {threads} threads", flush=True,
+            f"chunks {result.chunksize} on {threads} threads",
+            flush=True,
         )
         with dask.config.set(scheduler="threads"):
             if to_tiff:
@@ -177,16 +198,18 @@ def run_streaming(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lazy_result(args: argparse.Namespace, image: Any, da: Any, threads: int,
-                 to_tiff: bool) -> tuple[Any, dict[str, Any], bool]:
+def _lazy_result(
+    args: argparse.Namespace, image: Any, da: Any, threads: int, to_tiff: bool
+) -> tuple[Any, dict[str, Any], bool]:
     """The lazy denoised image in the input's dtype, the ``nl_means`` keywords, and whether it has channels.
 
     An alpha channel (grey+alpha, RGBA with ``--channel-axis auto``) is split off
     before the work and joined back unchanged.
     """
     if image.dtype.kind not in "uf":
-        raise ValueError(f"input {str(args.input)!r} has dtype {image.dtype}; "
-                         "expected unsigned integers or floats")
+        raise ValueError(
+            f"input {str(args.input)!r} has dtype {image.dtype}; expected unsigned integers or floats"
+        )
     alpha = None
     if has_alpha(getattr(args, "channel_axis", "auto"), image.shape):
         image, alpha = split_alpha(image)
@@ -203,25 +226,39 @@ def _lazy_result(args: argparse.Namespace, image: Any, da: Any, threads: int,
     if chunks is None:  # the budget left once Python and the libraries are loaded
         budget, resident = getattr(args, "max_memory", None) or _default_budget(), _resident_bytes()
         if budget <= resident:
-            raise ValueError(f"--max-memory must exceed what this process already uses ({resident} bytes: "
-                             f"Python, NumPy, Dask), received {budget}")
-        chunks = plan_chunks(image.shape, channel_axis, kwargs["patch_size"], kwargs["patch_distance"],
-                             budget - resident, threads,
-                             itemsize=float_dtype_for(image.dtype).itemsize, band=to_tiff)
+            raise ValueError(
+                f"--max-memory must exceed what this process already uses ({resident} bytes: "
+                f"Python, NumPy, Dask), received {budget}"
+            )
+        chunks = plan_chunks(
+            image.shape,
+            channel_axis,
+            kwargs["patch_size"],
+            kwargs["patch_distance"],
+            budget - resident,
+            threads,
+            itemsize=float_dtype_for(image.dtype).itemsize,
+            band=to_tiff,
+        )
     elif len(chunks) == 1:
         chunks = chunks[0]
     gpu = getattr(args, "backend", None) == "cupy"
     result = nl_means_dask(_to_gpu(image) if gpu else image, chunks=chunks, **kwargs)
     if gpu:  # written from host memory
-        result = result.map_blocks(to_numpy, dtype=result.dtype,
-                                   meta=np.empty((0,) * result.ndim, result.dtype))
+        result = result.map_blocks(
+            to_numpy, dtype=result.dtype, meta=np.empty((0,) * result.ndim, result.dtype)
+        )
     # back to the input's bit depth, as the in-memory command writes it
-    result = result.map_blocks(functools.partial(from_float, dtype=image.dtype), dtype=image.dtype,
-                               meta=np.empty((0,) * result.ndim, image.dtype))
+    result = result.map_blocks(
+        functools.partial(from_float, dtype=image.dtype),
+        dtype=image.dtype,
+        meta=np.empty((0,) * result.ndim, image.dtype),
+    )
     if alpha is not None:
         result = join_alpha(result, alpha, da.concatenate)
         result = result.rechunk({result.ndim - 1: -1})
     return result, kwargs, channel_axis is not None or alpha is not None
+
 
 def plan_chunks(
     shape: tuple[int, ...],
@@ -286,8 +323,10 @@ def _nl_means_kwargs(args: argparse.Namespace, image: Any) -> dict[str, Any]:
     if getattr(args, "sigma", None) is None:
         big = [ax for ax, n in enumerate(image.shape) if n > 4]  # axes of <= 4 entries may be colour
         side = int(SIGMA_CROP_PIXELS ** (1 / max(1, len(big))))
-        crop = tuple(slice((n - side) // 2, (n - side) // 2 + side) if ax in big and n > side else slice(None)
-                     for ax, n in enumerate(image.shape))
+        crop = tuple(
+            slice((n - side) // 2, (n - side) // 2 + side) if ax in big and n > side else slice(None)
+            for ax, n in enumerate(image.shape)
+        )
         sample = as_float_image(np.asarray(image[crop]))
     return dict(nl_means_kwargs_from_args(args, sample, shape=tuple(image.shape)))
 

@@ -21,8 +21,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -74,8 +75,10 @@ def _check_tiff_complete(tifffile: Any, path: Path) -> None:
         for page in tif.pages:
             ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
             if ends and max(ends) > size:
-                raise ValueError(f"the file is truncated: its image data end at byte {max(ends)}, "
-                                 f"the file has {size} bytes")
+                raise ValueError(
+                    f"the file is truncated: its image data end at byte {max(ends)}, "
+                    f"the file has {size} bytes"
+                )
 
 
 def _bands(result: Any, progress: bool = True) -> Iterator[np.ndarray]:
@@ -91,7 +94,7 @@ def _bands(result: Any, progress: bool = True) -> Iterator[np.ndarray]:
 
 def _tiles_of_rows(rows: np.ndarray, tile: int) -> Iterator[np.ndarray]:
     for left in range(0, rows.shape[1], tile):
-        yield rows[:, left:left + tile]
+        yield rows[:, left : left + tile]
 
 
 def _tiff_tiles(bands: Iterator[np.ndarray], plane_ndim: int, tile: int) -> Iterator[np.ndarray]:
@@ -100,14 +103,14 @@ def _tiff_tiles(bands: Iterator[np.ndarray], plane_ndim: int, tile: int) -> Iter
         for band in bands:
             for plane in band:
                 for top in range(0, plane.shape[0], tile):
-                    yield from _tiles_of_rows(plane[top:top + tile], tile)
+                    yield from _tiles_of_rows(plane[top : top + tile], tile)
         return
     pending = None
     for band in bands:  # bands of rows of one plane: regroup them into rows of tiles
         pending = band if pending is None else np.concatenate([pending, band])
         full = pending.shape[0] // tile * tile
         for top in range(0, full, tile):
-            yield from _tiles_of_rows(pending[top:top + tile], tile)
+            yield from _tiles_of_rows(pending[top : top + tile], tile)
         pending = pending[full:]
     if pending is not None and len(pending):
         yield from _tiles_of_rows(pending, tile)
@@ -124,9 +127,14 @@ def write_tiff(result: Any, dst: Path, overwrite: bool, has_channels: bool, prog
         samples = dict(planarconfig="contig", extrasamples=("unassalpha",) if result.shape[-1] == 2 else None)
     with atomic_path(dst, overwrite=overwrite) as tmp:
         tifffile.imwrite(
-            tmp, _tiff_tiles(_bands(result, progress), 3 if spatial_ndim == 3 else 2, TIFF_TILE),
-            shape=result.shape, dtype=result.dtype, tile=(TIFF_TILE, TIFF_TILE),
-            photometric=photometric, bigtiff=result.nbytes > 2**31, **samples,
+            tmp,
+            _tiff_tiles(_bands(result, progress), 3 if spatial_ndim == 3 else 2, TIFF_TILE),
+            shape=result.shape,
+            dtype=result.dtype,
+            tile=(TIFF_TILE, TIFF_TILE),
+            photometric=photometric,
+            bigtiff=result.nbytes > 2**31,
+            **samples,
         )
 
 
@@ -141,8 +149,9 @@ def write_zarr(result: Any, dst: Path, overwrite: bool, progress: bool = True) -
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     try:
-        store = zarr.open_array(str(tmp), mode="w", shape=result.shape, dtype=result.dtype,
-                                chunks=result.chunksize)
+        store = zarr.open_array(
+            str(tmp), mode="w", shape=result.shape, dtype=result.dtype, chunks=result.chunksize
+        )
         # lock: Dask chunks merged at the edges may share a Zarr chunk; writes are quick beside the work
         with ProgressBar(out=sys.stderr) if progress else contextlib.nullcontext():
             da.store(result, store, lock=True)

@@ -47,8 +47,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg, name = get_preset(args.preset, **overrides), args.preset
     out = args.out or f"runs/{name}"
-    print(f"training {cfg.arch} ({cfg.layout}, width {cfg.width}, {cfg.nl_blocks} non-local) for "
-          f"{cfg.steps} steps on {args.backend}; checkpoints and metrics in {out}/", flush=True)
+    print(
+        f"training {cfg.arch} ({cfg.layout}, width {cfg.width}, {cfg.nl_blocks} non-local) for "
+        f"{cfg.steps} steps on {args.backend}; checkpoints and metrics in {out}/",
+        flush=True,
+    )
     try:
         train(cfg, out_dir=out, resume=args.resume, backend=args.backend, progress=not args.no_progress)
     except TrainingInterrupted as exc:  # SIGTERM: train() saved the checkpoint and said so
@@ -60,10 +63,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
     rows = select_rows(args.parts, args.models)
-    base = ablation_config(quick=args.quick, width=args.width, size=args.size, steps=args.steps,
-                           batch_size=args.batch_size, n_val=args.n_val, optimizer=args.optimizer, lr=args.lr)
-    result = run_ablation(base, rows, seeds=args.seeds, backend=args.backend, jobs=args.jobs,
-                          quick=args.quick)
+    base = ablation_config(
+        quick=args.quick,
+        width=args.width,
+        size=args.size,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        n_val=args.n_val,
+        optimizer=args.optimizer,
+        lr=args.lr,
+    )
+    result = run_ablation(
+        base, rows, seeds=args.seeds, backend=args.backend, jobs=args.jobs, quick=args.quick
+    )
     paths = write_results(result, args.out)
     print(markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -72,33 +84,45 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 def _add_train_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "train", help="train a C2D/I3D/non-local network on the synthetic video task",
-        description="Train a video network on the synthetic long-range task. Presets: " + ", ".join(PRESETS)
-                    + ". Ctrl-C / SIGTERM save a checkpoint (exit 130 / 143); --resume continues from it.",
+        "train",
+        help="train a C2D/I3D/non-local network on the synthetic video task",
+        description="Train a video network on the synthetic long-range task. Presets: "
+        + ", ".join(PRESETS)
+        + ". Ctrl-C / SIGTERM save a checkpoint (exit 130 / 143); --resume continues from it.",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", default="tiny-nl-c2d", choices=sorted(PRESETS), help="named configuration")
-    src.add_argument("--config", help="JSON file of TrainConfig fields (may name a \"preset\" to start from)")
+    src.add_argument("--config", help='JSON file of TrainConfig fields (may name a "preset" to start from)')
     p.add_argument("--out", help="folder for checkpoint.npz, metrics.csv, metrics.json (default runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz (must exist)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--steps", type=int, help="override the number of training steps")
     p.add_argument("--seed", type=int, help="override the seed (initialisation and data)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set width=16 --set nl_mode=dot_product")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (one line per evaluation is still printed)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set width=16 --set nl_mode=dot_product",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one line per evaluation is still printed)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
 def _add_ablate_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "ablate", help="the paper's Table 2 ablations at teaching scale",
+        "ablate",
+        help="the paper's Table 2 ablations at teaching scale",
         description="Teaching-scale reproduction of Table 2 of Non-local Neural Networks "
-                    "(nlref.nn.ablation): writes ablation.md, ablation.json and ablation.png into --out.",
+        "(nlref.nn.ablation): writes ablation.md, ablation.json and ablation.png into --out.",
     )
-    p.add_argument("--quick", action="store_true",
-                   help="tiny nets, few steps (CI smoke test, ~1 min on a CPU)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny nets, few steps (CI smoke test, ~1 min on a CPU)"
+    )
     p.add_argument("--parts", default="acdf", help="ablations to run, any of 'acdf' (default all)")
     p.add_argument("--models", default=None, help="comma-separated row labels to keep, e.g. 'C2D,NL C2D'")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
@@ -107,8 +131,12 @@ def _add_ablate_parser(subparsers: Any) -> None:
     p.add_argument("--size", type=int, default=None, help="frame size (pixels)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--n-val", dest="n_val", type=int, default=None, help="held-out clips")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
-                   help="sgd: lr 0.1, momentum 0.9, wd 1e-4, step at 3/4 (default); adam: lr 1e-3")
+    p.add_argument(
+        "--optimizer",
+        choices=["sgd", "adam"],
+        default="sgd",
+        help="sgd: lr 0.1, momentum 0.9, wd 1e-4, step at 3/4 (default); adam: lr 1e-3",
+    )
     p.add_argument("--lr", type=float, default=None, help="override the learning rate")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (CPU: one per core)")

@@ -42,5 +42,13 @@ from .noise import estimate_sigma
 from .pixelwise import nl_means_pixelwise
 from .tiled import nl_means_dask  # Dask itself is imported only when it is called
 
-__all__ = ["nl_means", "nl_means_pixelwise", "nl_means_ipol", "ipol_parameters", "IPOL_TABLE",
-           "estimate_sigma", "nl_means_dask", "UnsupportedDimensionError"]
+__all__ = [
+    "nl_means",
+    "nl_means_pixelwise",
+    "nl_means_ipol",
+    "ipol_parameters",
+    "IPOL_TABLE",
+    "estimate_sigma",
+    "nl_means_dask",
+    "UnsupportedDimensionError",
+]

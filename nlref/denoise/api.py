@@ -140,19 +140,42 @@ def nl_means(
     """
     if max_batch_bytes is not None:
         check_positive(max_batch_bytes, "max_batch_bytes")
-    geometry = check_arguments(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
-                               weighting=weighting)
+    geometry = check_arguments(
+        image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis, weighting=weighting
+    )
     n_channels = 1 if geometry.channel_axis is None else int(image.shape[geometry.channel_axis])
-    batch = offsets_per_batch((n_channels,) + geometry.spatial_shape, float_dtype_for(image.dtype),
-                              geometry.patch_size, geometry.patch_distance, max_batch_bytes,
-                              on_gpu=is_cupy_array(image))
+    batch = offsets_per_batch(
+        (n_channels,) + geometry.spatial_shape,
+        float_dtype_for(image.dtype),
+        geometry.patch_size,
+        geometry.patch_distance,
+        max_batch_bytes,
+        on_gpu=is_cupy_array(image),
+    )
     prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
     kernel = "uniform" if fast_mode else "gaussian"
     centre = "max" if weighting == "ipol" else "one"
     if batch > 1:
-        out = offset_loop_batched(prep.u, prep.patch_size, prep.patch_distance, prep.h, prep.sigma,
-                                  patch_weights=kernel, centre=centre, batch=batch, progress=progress)
+        out = offset_loop_batched(
+            prep.u,
+            prep.patch_size,
+            prep.patch_distance,
+            prep.h,
+            prep.sigma,
+            patch_weights=kernel,
+            centre=centre,
+            batch=batch,
+            progress=progress,
+        )
     else:
-        out = offset_loop(prep.u, prep.patch_size, prep.patch_distance, prep.h, prep.sigma,
-                          patch_weights=kernel, centre=centre, progress=progress)
+        out = offset_loop(
+            prep.u,
+            prep.patch_size,
+            prep.patch_distance,
+            prep.h,
+            prep.sigma,
+            patch_weights=kernel,
+            centre=centre,
+            progress=progress,
+        )
     return restore_layout(out, prep)

@@ -108,7 +108,7 @@ def _plan_batches(patch_distance: tuple[int, ...], batch: int) -> list[tuple[tup
         nonzero = [c for c in a if c != 0]
         if nonzero and nonzero[0] < 0:
             continue
-        first_b = -d_last if nonzero else 1       # a = 0: only b > 0 (the half window)
+        first_b = -d_last if nonzero else 1  # a = 0: only b > 0 (the half window)
         for b0 in range(first_b, d_last + 1, batch):
             batches.append((a, b0, min(b0 + batch, d_last + 1)))
     return batches
@@ -128,7 +128,7 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     patch_x = padded[(slice(None),) + pad_x + (slice(d_last, d_last + width + 2 * r[-1]),)]
     window = width + 2 * r[-1]
     shifted = xp.lib.stride_tricks.sliding_window_view(padded[(slice(None),) + pad_y], window, axis=-1)
-    patch_y = xp.moveaxis(shifted[..., d_last + b0:d_last + b1, :], -2, 0)  # (B, C, *L + 2r, W + 2r)
+    patch_y = xp.moveaxis(shifted[..., d_last + b0 : d_last + b1, :], -2, 0)  # (B, C, *L + 2r, W + 2r)
     D = patch_x - patch_y
     D *= D
     C = D.shape[1]
@@ -144,8 +144,9 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     return w, patch_y
 
 
-def _batch_step(u: Any, padded: Any, acc: tuple[Any, Any, Any], a: tuple[int, ...], b0: int, b1: int,
-                geo: dict) -> None:
+def _batch_step(
+    u: Any, padded: Any, acc: tuple[Any, Any, Any], a: tuple[int, ...], b0: int, b1: int, geo: dict
+) -> None:
     """One batch of offsets: weights, then step 4 on both pixels of every pair (in place on ``acc``)."""
     xp = get_namespace(u)
     num, den, w_max = acc
@@ -155,17 +156,17 @@ def _batch_step(u: Any, padded: Any, acc: tuple[Any, Any, Any], a: tuple[int, ..
     if any(q <= p for p, q in zip(lo, hi)):
         return
     w, patch_y = _batch_weights(padded, a, b0, b1, {**geo, "lo": lo, "hi": hi})
-    row = slice(d_last, d_last + width)                                       # image columns in num/den
+    row = slice(d_last, d_last + width)  # image columns in num/den
     all_ = (slice(None),)
     lead_x = tuple(slice(p, q) for p, q in zip(lo, hi))
     lead_y = tuple(slice(p + ak, q + ak) for p, q, ak in zip(lo, hi, a))
     # 4. x side: x receives w_t(x) v(x + t), one reduction over the batch
     centre_y = (slice(None), slice(None)) + tuple(slice(ri, -ri or None) for ri in r[:-1])
-    v_y = patch_y[centre_y + (slice(r[-1], r[-1] + width),)]                 # (B, C, *L, W)
+    v_y = patch_y[centre_y + (slice(r[-1], r[-1] + width),)]  # (B, C, *L, W)
     den[lead_x + (row,)] += w.sum(axis=0)
     num[all_ + lead_x + (row,)] += (w[:, None] * v_y).sum(axis=0)
     # 4'. y side: y = x + t receives w_t(x) v(x), one shifted slice per offset
-    wv = w[:, None] * u[all_ + lead_x]                                        # (B, C, *L, W)
+    wv = w[:, None] * u[all_ + lead_x]  # (B, C, *L, W)
     for k in range(b1 - b0):
         at_y = lead_y + (slice(d_last + b0 + k, d_last + b0 + k + width),)
         den[at_y] += w[k]
@@ -219,16 +220,17 @@ def offset_loop_batched(
     r = [s // 2 for s in patch_size]
     padded = xp.pad(u, [(0, 0)] + [(ri, ri) for ri in r], mode="reflect")
     # d_last zero columns each side, so x + b can always be read; weight 0 there
-    padded = xp.pad(padded, [(0, 0)] * len(shape) + [(d_last, d_last)])      # (C, *S + 2r, W + 2r + 2 d)
-    row = slice(d_last, d_last + width)                                      # image columns in num/den
+    padded = xp.pad(padded, [(0, 0)] * len(shape) + [(d_last, d_last)])  # (C, *S + 2r, W + 2r + 2 d)
+    row = slice(d_last, d_last + width)  # image columns in num/den
     wide = shape[:-1] + (width + 2 * d_last,)
     num, den = xp.zeros((C,) + wide, dtype=u.dtype), xp.zeros(wide, dtype=u.dtype)
     w_max = xp.zeros(wide, dtype=u.dtype) if centre == "max" else None
     if centre == "one":
         num[..., row] = u
         den[..., row] = 1
-    geo = dict(r=r, width=width, d_last=d_last, patch_size=patch_size, patch_weights=patch_weights,
-               h=h, sigma=sigma)
+    geo = dict(
+        r=r, width=width, d_last=d_last, patch_size=patch_size, patch_weights=patch_weights, h=h, sigma=sigma
+    )
     batches = _plan_batches(patch_distance, batch)
     for a, b0, b1 in _progress(batches, len(batches), progress):
         _batch_step(u, padded, (num, den, w_max), a, b0, b1, geo)

@@ -36,7 +36,8 @@ volumes over time).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..backend import get_namespace
 from ._common import patch_kernel_1d, weights_from_distance
@@ -192,12 +193,13 @@ def offset_loop(
         at_y = tuple(slice(a + tk, b + tk) for a, b, tk in zip(lo, hi, t))
         # patches of x and of y = x + t, in padded coordinates (+ r on each side)
         patch_x = padded[(slice(None),) + tuple(slice(a, b + 2 * ri) for a, b, ri in zip(lo, hi, r))]
-        patch_y = padded[(slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri)
-                                                for a, b, tk, ri in zip(lo, hi, t, r))]
+        patch_y = padded[
+            (slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))
+        ]
         D = patch_x - patch_y
         D *= D
-        D = D[0] if C == 1 else D.sum(axis=0)                      # (*region + 2r)
-        D, scale = _patch_filter(D, patch_size, patch_weights, 0)   # (*region)
+        D = D[0] if C == 1 else D.sum(axis=0)  # (*region + 2r)
+        D, scale = _patch_filter(D, patch_size, patch_weights, 0)  # (*region)
         w = weights_from_distance(D, h, sigma, scale / C)
         # the pair (x, y) gives w to both pixels
         den[at_x] += w

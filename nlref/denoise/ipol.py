@@ -59,7 +59,7 @@ def ipol_parameters(sigma: float, *, colour: bool = False) -> dict[str, float | 
     check_positive(sigma, "sigma")
     sigma255 = 255.0 * float(sigma)
     rows = IPOL_TABLE["colour" if colour else "grey"]
-    for sigma_max, side, window, factor in rows:
+    for sigma_max, side, window, factor in rows:  # noqa: B007 (the row found is used below)
         if sigma255 <= sigma_max:
             break
     return {"patch_size": side, "patch_distance": (window - 1) // 2, "h": factor * float(sigma)}

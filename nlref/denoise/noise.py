@@ -99,7 +99,7 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     xp = get_namespace(image)
     ndi = ndimage_for(xp)
     u = as_float_image(image, preserve_range=preserve_range)
-    u = u[None] if ch is None else xp.moveaxis(u, ch, 0)            # (C, *S)
+    u = u[None] if ch is None else xp.moveaxis(u, ch, 0)  # (C, *S)
     # |I * M| <= 4^n max|u|, Sobel^2 summed over n axes <= n (2 4^(n-1))^2 max|u|^2:
     # huge finite images are divided by a power of two so neither overflows
     k = overflow_exponent(float(xp.abs(u).max()), n_spatial * 16.0**n_spatial, u.dtype)
@@ -109,7 +109,7 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     for channel in u:
         r = channel
         for ax in range(n_spatial):
-            r = _second_difference(r, ax)                          # I * M on the interior
+            r = _second_difference(r, ax)  # I * M on the interior
         g2 = sum(ndi.sobel(channel, axis=ax) ** 2 for ax in range(n_spatial))
         responses.append(xp.abs(r).ravel())
         gradients.append(g2[interior].ravel())

@@ -87,12 +87,13 @@ def nl_means_pixelwise(
     >>> out.shape, bool(out.std() < v.std())
     ((16, 16), True)
     """
-    geometry = check_arguments(image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis,
-                               weighting=weighting)
+    geometry = check_arguments(
+        image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis, weighting=weighting
+    )
     if patch_weights not in ("gaussian", "uniform"):
         raise ValueError(f"patch_weights must be 'gaussian' or 'uniform', received {patch_weights!r}")
     prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
-    u = prep.u                                    # (C, *S)
+    u = prep.u  # (C, *S)
     xp = get_namespace(u)
     n = u.ndim - 1
     shape = u.shape[1:]
@@ -104,7 +105,7 @@ def nl_means_pixelwise(
     for ax, p in enumerate(prep.patch_size):
         k = patch_kernel_1d(p, patch_weights, u.dtype)
         g = g * k.reshape((1,) * ax + (p,) + (1,) * (n - ax - 1))
-    g = xp.asarray(g) / u.shape[0]               # also averages over the C channels
+    g = xp.asarray(g) / u.shape[0]  # also averages over the C channels
 
     padded = xp.pad(u, [(0, 0)] + [(ri, ri) for ri in r], mode="reflect")
     # patches[:, i1, i2, k1, k2] = padded[:, i1 + k1, i2 + k2]: the patch of pixel i
@@ -113,16 +114,16 @@ def nl_means_pixelwise(
     patch_axes = (0,) + tuple(range(n + 1, 2 * n + 1))
     for i in itertools.product(*(range(s) for s in shape)):
         window = tuple(slice(max(0, ia - da), min(s, ia + da + 1)) for ia, da, s in zip(i, d, shape))
-        p_i = patches[(slice(None),) + i]                          # (C, *patch)
-        p_j = patches[(slice(None),) + window]                     # (C, *window, *patch)
+        p_i = patches[(slice(None),) + i]  # (C, *patch)
+        p_j = patches[(slice(None),) + window]  # (C, *window, *patch)
         diff = p_j - p_i.reshape(p_i.shape[:1] + (1,) * n + p_i.shape[1:])
-        d2 = (g * diff * diff).sum(axis=patch_axes)               # (*window)
+        d2 = (g * diff * diff).sum(axis=patch_axes)  # (*window)
         w = weights_from_distance(d2, prep.h, prep.sigma)
         if weighting == "ipol":
             centre = tuple(ia - s.start for ia, s in zip(i, window))
             w[centre] = 0
             w_max = w.max()
             w[centre] = xp.where(w_max > 0, w_max, 1)
-        v_j = u[(slice(None),) + window]                           # (C, *window)
+        v_j = u[(slice(None),) + window]  # (C, *window)
         out[(slice(None),) + i] = (w * v_j).reshape(u.shape[0], -1).sum(axis=1) / w.sum()
     return restore_layout(out, prep)

@@ -191,8 +191,15 @@ def nl_means_dask(
         raise TypeError(f"allow_rechunk must be True or False, received {allow_rechunk!r}")
     geometry = check_geometry(image, patch_size, patch_distance, channel_axis)
     channel_axis = geometry.channel_axis
-    keywords = dict(patch_size=patch_size, patch_distance=patch_distance, h=h, fast_mode=fast_mode,
-                    sigma=sigma, channel_axis=channel_axis, **nl_means_kwargs)
+    keywords = dict(
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        h=h,
+        fast_mode=fast_mode,
+        sigma=sigma,
+        channel_axis=channel_axis,
+        **nl_means_kwargs,
+    )
     denoise_chunk = functools.partial(_in_memory_nl_means(), **keywords)
 
     # Run nl_means once on a patch-sized block of zeros (of the chunks' array
@@ -212,8 +219,14 @@ def nl_means_dask(
         x = x.rechunk({channel_axis: -1})
     x, depth = _halo(da, x, geometry, allow_rechunk)
     return da.map_overlap(
-        denoise_chunk, x, depth=depth, boundary="none", trim=True, allow_rechunk=False,
-        dtype=out_dtype, meta=da.utils.meta_from_array(x, ndim=x.ndim, dtype=out_dtype),
+        denoise_chunk,
+        x,
+        depth=depth,
+        boundary="none",
+        trim=True,
+        allow_rechunk=False,
+        dtype=out_dtype,
+        meta=da.utils.meta_from_array(x, ndim=x.ndim, dtype=out_dtype),
     )
 
 

@@ -10,7 +10,8 @@ dense slice per kernel offset, ``prod(kernel_size)`` slices in all.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,11 @@ def check_float(x: Any, name: str) -> None:
     if np.dtype(x.dtype) not in _FLOATS:
         raise TypeError(
             f"{name} must be float32 or float64, received dtype {x.dtype}"
-            + ("; float16 is not supported by nlref.nn, cast with .astype('float32')"
-               if x.dtype == np.float16 else "")
+            + (
+                "; float16 is not supported by nlref.nn, cast with .astype('float32')"
+                if x.dtype == np.float16
+                else ""
+            )
         )
 
 
@@ -57,8 +61,9 @@ def check_param(
     a = params[key]
     check_float(a, f"params[{key!r}]")
     if shape is not None and tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{layer}: params[{key!r}] must have shape {tuple(shape)}, "
-                         f"received {tuple(a.shape)}")
+        raise ValueError(
+            f"{layer}: params[{key!r}] must have shape {tuple(shape)}, received {tuple(a.shape)}"
+        )
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{layer}: params[{key!r}] must have the dtype of x ({dtype}), received {a.dtype}")
     return a
@@ -132,8 +137,10 @@ def padding_modes(padding_mode: Any, n: int) -> tuple[str, ...]:
     """Expand ``padding_mode`` (one of :data:`PADDING_MODES`, or one per spatial axis) to an ``n``-tuple."""
     modes = (padding_mode,) * n if isinstance(padding_mode, str) else padding_mode
     if not isinstance(modes, (tuple, list)) or len(modes) != n or any(m not in PADDING_MODES for m in modes):
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES} or a tuple of {n} of them (one per "
-                         f"spatial axis), received {padding_mode!r}")
+        raise ValueError(
+            f"padding_mode must be one of {PADDING_MODES} or a tuple of {n} of them (one per "
+            f"spatial axis), received {padding_mode!r}"
+        )
     return tuple(modes)
 
 

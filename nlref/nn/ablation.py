@@ -39,35 +39,76 @@ from ..io import atomic_path
 from .config import TrainConfig, get_preset
 from .train import train_summary
 
-__all__ = ["PAPER", "PARTS", "TITLES", "ablation_config", "select_rows", "run_ablation", "markdown", "plot",
-           "write_results"]
+__all__ = [
+    "PAPER",
+    "PARTS",
+    "TITLES",
+    "ablation_config",
+    "select_rows",
+    "run_ablation",
+    "markdown",
+    "plot",
+    "write_results",
+]
 
 #: Kinetics-400 top-1 of the paper's Table 2 (ResNet-50), for reference beside ours.
 PAPER = {
-    "C2D": 71.8, "NL Gaussian": 72.5, "NL embedded Gaussian": 72.7, "NL dot product": 72.9,
-    "NL concatenation": 72.8, "1 block": 72.7, "5 blocks": 73.8, "10 blocks": 74.3,
-    "space-only": 72.9, "time-only": 73.1, "spacetime": 73.8, "I3D": 73.3, "NL C2D": 73.8, "NL I3D": 74.9,
+    "C2D": 71.8,
+    "NL Gaussian": 72.5,
+    "NL embedded Gaussian": 72.7,
+    "NL dot product": 72.9,
+    "NL concatenation": 72.8,
+    "1 block": 72.7,
+    "5 blocks": 73.8,
+    "10 blocks": 74.3,
+    "space-only": 72.9,
+    "time-only": 73.1,
+    "spacetime": 73.8,
+    "I3D": 73.3,
+    "NL C2D": 73.8,
+    "NL I3D": 74.9,
 }
 _NL = dict(nl_blocks=1)
 #: part -> [(row label, config overrides)]
 PARTS: dict[str, list[tuple[str, dict]]] = {
-    "a": [("C2D", {}), ("NL Gaussian", dict(_NL, nl_mode="gaussian")),
-          ("NL embedded Gaussian", dict(_NL, nl_mode="embedded_gaussian")),
-          ("NL dot product", dict(_NL, nl_mode="dot_product")),
-          ("NL concatenation", dict(_NL, nl_mode="concatenation"))],
-    "c": [("1 block", dict(nl_blocks=1, depth=[1, 2, 2])), ("5 blocks", dict(nl_blocks=5, depth=[1, 2, 2])),
-          ("10 blocks", dict(nl_blocks=10, depth=[1, 2, 2]))],
-    "d": [("space-only", dict(_NL, nl_space_time="space")), ("time-only", dict(_NL, nl_space_time="time")),
-          ("spacetime", dict(_NL, nl_space_time="spacetime"))],
+    "a": [
+        ("C2D", {}),
+        ("NL Gaussian", dict(_NL, nl_mode="gaussian")),
+        ("NL embedded Gaussian", dict(_NL, nl_mode="embedded_gaussian")),
+        ("NL dot product", dict(_NL, nl_mode="dot_product")),
+        ("NL concatenation", dict(_NL, nl_mode="concatenation")),
+    ],
+    "c": [
+        ("1 block", dict(nl_blocks=1, depth=[1, 2, 2])),
+        ("5 blocks", dict(nl_blocks=5, depth=[1, 2, 2])),
+        ("10 blocks", dict(nl_blocks=10, depth=[1, 2, 2])),
+    ],
+    "d": [
+        ("space-only", dict(_NL, nl_space_time="space")),
+        ("time-only", dict(_NL, nl_space_time="time")),
+        ("spacetime", dict(_NL, nl_space_time="spacetime")),
+    ],
     "f": [("C2D", {}), ("I3D", dict(arch="i3d")), ("NL C2D", _NL), ("NL I3D", dict(_NL, arch="i3d"))],
 }
-TITLES = {"a": "(a) instantiations, 1 block", "c": "(c) number of blocks",
-          "d": "(d) space vs time vs spacetime", "f": "(f) C2D vs I3D"}
+TITLES = {
+    "a": "(a) instantiations, 1 block",
+    "c": "(c) number of blocks",
+    "d": "(d) space vs time vs spacetime",
+    "f": "(f) C2D vs I3D",
+}
 
 
-def ablation_config(*, quick: bool = False, width: int | None = None, size: int | None = None,
-                    steps: int | None = None, batch_size: int | None = None, n_val: int | None = None,
-                    optimizer: str = "sgd", lr: float | None = None) -> TrainConfig:
+def ablation_config(
+    *,
+    quick: bool = False,
+    width: int | None = None,
+    size: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    n_val: int | None = None,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+) -> TrainConfig:
     """The base configuration every row starts from (tiny C2D), with the given overrides.
 
     ``quick``: seconds per run on a CPU (width 4, 16 x 16 frames, 6 steps): shows the
@@ -111,8 +152,12 @@ def select_rows(parts: str = "acdf", models: str | None = None) -> list[tuple[st
     if not parts or set(parts) - set(PARTS):
         raise ValueError(f"parts must be letters among 'acdf', received {parts!r}")
     keep = None if not models else {m.strip() for m in models.split(",")}
-    rows = [(part, label, kw) for part in dict.fromkeys(parts) for label, kw in PARTS[part]
-            if keep is None or label in keep]
+    rows = [
+        (part, label, kw)
+        for part in dict.fromkeys(parts)
+        for label, kw in PARTS[part]
+        if keep is None or label in keep
+    ]
     if not rows:
         raise ValueError(f"models {models!r} matches no row of parts {parts!r}")
     return rows
@@ -135,13 +180,23 @@ def _train_all(unique: dict[str, TrainConfig], backend: str, jobs: int) -> dict[
         futures = {pool.submit(train_summary, cfg, backend=backend): key for key, cfg in unique.items()}
         for fut in cf.as_completed(futures):
             results[futures[fut]] = r = fut.result()
-            print(f"  done {len(results)}/{len(unique)}: val acc {r['val_accuracy']:.3f} "
-                  f"({r['seconds']:.0f} s)", flush=True)
+            print(
+                f"  done {len(results)}/{len(unique)}: val acc {r['val_accuracy']:.3f} "
+                f"({r['seconds']:.0f} s)",
+                flush=True,
+            )
     return results
 
 
-def run_ablation(base: TrainConfig, rows: list[tuple[str, str, dict]], *, seeds: int = 3,
-                 backend: str = "numpy", jobs: int = 1, quick: bool = False) -> dict[str, Any]:
+def run_ablation(
+    base: TrainConfig,
+    rows: list[tuple[str, str, dict]],
+    *,
+    seeds: int = 3,
+    backend: str = "numpy",
+    jobs: int = 1,
+    quick: bool = False,
+) -> dict[str, Any]:
     """Train every row over ``seeds`` seeds and aggregate mean +- sample std of the held-out accuracy.
 
     Identical configurations (C2D in (a) and (f); NL C2D = embedded Gaussian =
@@ -163,19 +218,35 @@ def run_ablation(base: TrainConfig, rows: list[tuple[str, str, dict]], *, seeds:
         for s in seed_list:
             cfg = base.replace(**kw, seed=s)
             unique.setdefault(_key(cfg), cfg)
-    print(f"{len(unique)} training runs ({seeds} seeds), {base.steps} steps each, backend {backend}",
-          flush=True)
+    print(
+        f"{len(unique)} training runs ({seeds} seeds), {base.steps} steps each, backend {backend}", flush=True
+    )
     t0 = time.perf_counter()
     results = _train_all(unique, backend, jobs)
     table = []
     for part, label, kw in rows:
         runs = [results[_key(base.replace(**kw, seed=s))] for s in seed_list]
         accs = [r["val_accuracy"] for r in runs]
-        table.append({"part": part, "model": label, "mean": statistics.mean(accs),
-                      "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "accuracies": accs,
-                      "step_s": statistics.mean(r["step_s"] for r in runs), "paper_top1": PAPER.get(label)})
-    return {"rows": table, "runs": list(results.values()), "base_config": base.__dict__, "seeds": seed_list,
-            "backend": backend, "quick": quick, "seconds": time.perf_counter() - t0}
+        table.append(
+            {
+                "part": part,
+                "model": label,
+                "mean": statistics.mean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "accuracies": accs,
+                "step_s": statistics.mean(r["step_s"] for r in runs),
+                "paper_top1": PAPER.get(label),
+            }
+        )
+    return {
+        "rows": table,
+        "runs": list(results.values()),
+        "base_config": base.__dict__,
+        "seeds": seed_list,
+        "backend": backend,
+        "quick": quick,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -193,14 +264,18 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     for part in dict.fromkeys(r["part"] for r in result["rows"]):
-        lines += [f"## {TITLES[part]}", "",
-                  "| model | accuracy (mean +- std) | per seed | s / step | paper Kinetics top-1 |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"## {TITLES[part]}",
+            "",
+            "| model | accuracy (mean +- std) | per seed | s / step | paper Kinetics top-1 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for r in (r for r in result["rows"] if r["part"] == part):
             per = ", ".join(f"{a:.3f}" for a in r["accuracies"])
             paper = r["paper_top1"] if r["paper_top1"] is not None else "-"
-            lines.append(f"| {r['model']} | {r['mean']:.3f} +- {r['std']:.3f} | {per} | {r['step_s']:.3f} | "
-                         f"{paper} |")
+            lines.append(
+                f"| {r['model']} | {r['mean']:.3f} +- {r['std']:.3f} | {per} | {r['step_s']:.3f} | {paper} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -215,20 +290,34 @@ def plot(result: dict[str, Any], path: str | os.PathLike) -> None:
     for ax, part in zip(axes[0], parts):
         rows = [r for r in result["rows"] if r["part"] == part]
         colours = ["tab:gray" if "NL" not in r["model"] and r["part"] in "af" else "tab:blue" for r in rows]
-        ax.bar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=4,
-               color=colours)
+        ax.bar(
+            range(len(rows)),
+            [r["mean"] for r in rows],
+            yerr=[r["std"] for r in rows],
+            capsize=4,
+            color=colours,
+        )
         for i, r in enumerate(rows):
             ax.plot([i] * len(r["accuracies"]), r["accuracies"], "k.", ms=4)
         ax.axhline(0.5, color="tab:red", ls="--", lw=1, label="chance")
-        ax.set_xticks(range(len(rows)), [textwrap.fill(r["model"], 10, break_long_words=False) for r in rows],
-                      fontsize=8)
+        ax.set_xticks(
+            range(len(rows)),
+            [textwrap.fill(r["model"], 10, break_long_words=False) for r in rows],
+            fontsize=8,
+        )
         ax.set_ylim(0.4, 1.02)
         ax.set_title(TITLES[part], fontsize=10)
         ax.set_xlabel("model")
         ax.set_ylabel("held-out accuracy")
     axes[0][0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(textwrap.fill("Non-local ablations on the synthetic long-range video task "
-                               "(mean +- std over seeds, dots: single seeds)", 60 * len(parts)), fontsize=11)
+    fig.suptitle(
+        textwrap.fill(
+            "Non-local ablations on the synthetic long-range video task "
+            "(mean +- std over seeds, dots: single seeds)",
+            60 * len(parts),
+        ),
+        fontsize=11,
+    )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)

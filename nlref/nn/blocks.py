@@ -70,8 +70,15 @@ SPACE_TIME = ("spacetime", "space", "time")
 
 
 def conv_bn_forward(
-    x: Any, params: dict[str, Any], state: dict[str, Any], conv: str, bn: str, *,
-    stride: Any = 1, padding_mode: Any = "zeros", train: bool,
+    x: Any,
+    params: dict[str, Any],
+    state: dict[str, Any],
+    conv: str,
+    bn: str,
+    *,
+    stride: Any = 1,
+    padding_mode: Any = "zeros",
+    train: bool,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """``BN(conv(x))``: a bias-free convolution with 'same' padding (``k // 2``), then BatchNorm.
 
@@ -98,8 +105,9 @@ def conv_bn_forward(
     """
     w = params[f"{conv}.w"]
     padding = tuple(k // 2 for k in w.shape[2:])
-    out, c_conv = conv_forward(x, {"w": w}, stride=stride, padding=padding, padding_mode=padding_mode,
-                               check=False)
+    out, c_conv = conv_forward(
+        x, {"w": w}, stride=stride, padding=padding, padding_mode=padding_mode, check=False
+    )
     out, c_bn, st = batch_norm_forward(out, scope(params, bn), scope(state, bn), train=train, check=False)
     return out, (conv, bn, c_conv, c_bn), unscope(st, bn)
 
@@ -118,12 +126,20 @@ def conv_bn_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[
 
 
 def conv_bn_relu_forward(
-    x: Any, params: dict[str, Any], state: dict[str, Any], conv: str, bn: str, *,
-    stride: Any = 1, padding_mode: Any = "zeros", train: bool,
+    x: Any,
+    params: dict[str, Any],
+    state: dict[str, Any],
+    conv: str,
+    bn: str,
+    *,
+    stride: Any = 1,
+    padding_mode: Any = "zeros",
+    train: bool,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """``ReLU(BN(conv(x)))``; arguments and returns as :func:`conv_bn_forward`."""
-    out, c_cb, st = conv_bn_forward(x, params, state, conv, bn, stride=stride, padding_mode=padding_mode,
-                                    train=train)
+    out, c_cb, st = conv_bn_forward(
+        x, params, state, conv, bn, stride=stride, padding_mode=padding_mode, train=train
+    )
     out, c_relu = relu_forward(out, check=False)
     return out, (c_cb, c_relu), st
 
@@ -144,14 +160,23 @@ def _residual_forward(x, params, state, name, strides, proj, stride, padding_mod
     n = len(strides)
     for j, s in enumerate(strides, start=1):
         layer = conv_bn_forward if j == n else conv_bn_relu_forward  # the last BN's output meets the shortcut
-        out, c, st = layer(out, params, state, f"{name}.conv{j}", f"{name}.bn{j}", stride=s,
-                           padding_mode=padding_mode, train=train)
+        out, c, st = layer(
+            out,
+            params,
+            state,
+            f"{name}.conv{j}",
+            f"{name}.bn{j}",
+            stride=s,
+            padding_mode=padding_mode,
+            train=train,
+        )
         caches.append(c)
         new_state.update(st)
     short, c_proj = x, None
     if proj:  # 1x1x1 projection when the stride or the width changes
-        short, c_proj, st = conv_bn_forward(x, params, state, f"{name}.proj", f"{name}.proj_bn",
-                                            stride=stride, train=train)
+        short, c_proj, st = conv_bn_forward(
+            x, params, state, f"{name}.proj", f"{name}.proj_bn", stride=stride, train=train
+        )
         new_state.update(st)
     out, c_relu = relu_forward(out + short, check=False)
     return out, (caches, c_proj, c_relu), new_state
@@ -172,8 +197,15 @@ def _residual_backward(dout, cache):
 
 
 def basic_block_forward(
-    x: Any, params: dict[str, Any], state: dict[str, Any], name: str, *,
-    stride: Any = 1, proj: bool = False, padding_mode: Any = "zeros", train: bool,
+    x: Any,
+    params: dict[str, Any],
+    state: dict[str, Any],
+    name: str,
+    *,
+    stride: Any = 1,
+    proj: bool = False,
+    padding_mode: Any = "zeros",
+    train: bool,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """Basic residual block ``ReLU(BN(conv2(ReLU(BN(conv1(x))))) + shortcut(x))`` (He et al., CVPR 2016).
 
@@ -210,8 +242,15 @@ def basic_block_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
 
 
 def bottleneck_block_forward(
-    x: Any, params: dict[str, Any], state: dict[str, Any], name: str, *,
-    stride: Any = 1, proj: bool = False, padding_mode: Any = "zeros", train: bool,
+    x: Any,
+    params: dict[str, Any],
+    state: dict[str, Any],
+    name: str,
+    *,
+    stride: Any = 1,
+    proj: bool = False,
+    padding_mode: Any = "zeros",
+    train: bool,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """Bottleneck residual block: 1x1 -> 3x3 (stride) -> 1x1 (4x channels), plus the shortcut.
 
@@ -278,8 +317,15 @@ def space_time_unfold(y: Any, space_time: str, shape: tuple[int, ...]) -> Any:
 
 
 def space_time_nonlocal_forward(
-    x: Any, params: dict[str, Any], state: dict[str, Any], name: str, *,
-    mode: str, subsample: bool, space_time: str, train: bool,
+    x: Any,
+    params: dict[str, Any],
+    state: dict[str, Any],
+    name: str,
+    *,
+    mode: str,
+    subsample: bool,
+    space_time: str,
+    train: bool,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """A non-local block over space-time, space or time: fold, the block, unfold.
 
@@ -307,8 +353,9 @@ def space_time_nonlocal_forward(
     sub = (1, 2, 2) if subsample and min(x.shape[3:]) >= 2 else None
     folded = get_namespace(x).ascontiguousarray(space_time_fold(x, space_time))
     # build_model has checked the block's parameters; the clip was checked by model_forward
-    z, cache, st = nonlocal_block_forward(folded, scope(params, name), scope(state, name), mode=mode,
-                                          subsample=sub, train=train, check=False)
+    z, cache, st = nonlocal_block_forward(
+        folded, scope(params, name), scope(state, name), mode=mode, subsample=sub, train=train, check=False
+    )
     cache = (cache, name, space_time, tuple(x.shape))
     return space_time_unfold(z, space_time, x.shape), cache, unscope(st, name)
 

@@ -80,8 +80,10 @@ def patch_vectors(image: Any, patch_size: int | tuple[int, ...]) -> Any:
     r = [p // 2 for p in patch]
     padded = xp.pad(image, [(ri, ri) for ri in r], mode="reflect")
     # one column per offset k of the patch: the image shifted by k
-    cols = [padded[tuple(slice(k, k + n) for k, n in zip(off, image.shape))].reshape(-1)
-            for off in itertools.product(*(range(p) for p in patch))]
+    cols = [
+        padded[tuple(slice(k, k + n) for k, n in zip(off, image.shape))].reshape(-1)
+        for off in itertools.product(*(range(p) for p in patch))
+    ]
     return xp.stack(cols, axis=1) / math.sqrt(len(cols))  # a Python float keeps float32 float32
 
 
@@ -98,7 +100,12 @@ def search_window_mask(shape: tuple[int, ...], patch_distance: int | tuple[int, 
 
 
 def nlm_nonlocal_inputs(
-    image: Any, *, patch_size: Any = 7, patch_distance: Any = 11, h: float = 0.1, cutoff: float | None = None,
+    image: Any,
+    *,
+    patch_size: Any = 7,
+    patch_distance: Any = 11,
+    h: float = 0.1,
+    cutoff: float | None = None,
     preserve_range: bool = False,
 ) -> dict[str, Any]:
     """The arguments of :func:`nlref.nn.nonlocal_op_forward` that make it non-local means.
@@ -138,8 +145,15 @@ def nlm_nonlocal_inputs(
 
 
 def nl_means_as_nonlocal(
-    image: Any, *, patch_size: Any = 7, patch_distance: Any = 11, h: float = 0.1, cutoff: float | None = None,
-    preserve_range: bool = False, memory: str = "auto", chunk_size: int = DEFAULT_CHUNK_SIZE,
+    image: Any,
+    *,
+    patch_size: Any = 7,
+    patch_distance: Any = 11,
+    h: float = 0.1,
+    cutoff: float | None = None,
+    preserve_range: bool = False,
+    memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Any:
     """Grey-level non-local means computed by the non-local operation of Wang et al.
 
@@ -169,7 +183,13 @@ def nl_means_as_nonlocal(
         With ``cutoff=None``, equal up to round-off to ``nl_means_pixelwise(image,
         patch_size, patch_distance, h, patch_weights="uniform")``.
     """
-    inputs = nlm_nonlocal_inputs(image, patch_size=patch_size, patch_distance=patch_distance, h=h,
-                                 cutoff=cutoff, preserve_range=preserve_range)
+    inputs = nlm_nonlocal_inputs(
+        image,
+        patch_size=patch_size,
+        patch_distance=patch_distance,
+        h=h,
+        cutoff=cutoff,
+        preserve_range=preserve_range,
+    )
     y, _ = nonlocal_op_forward(**inputs, memory=memory, chunk_size=chunk_size)
     return y.reshape(image.shape)

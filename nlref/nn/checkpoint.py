@@ -40,8 +40,16 @@ _GROUPS = {"param": "params", "opt": "opt_state", "state": "state", "meter": "me
 _SCALARS = ("format", "step", "config")
 
 
-def save_checkpoint(path: str | os.PathLike, *, params: dict, opt_state: dict, state: dict, step: int,
-                    config: TrainConfig | dict | str, meter: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    params: dict,
+    opt_state: dict,
+    state: dict,
+    step: int,
+    config: TrainConfig | dict | str,
+    meter: dict | None = None,
+) -> None:
     """Write a training checkpoint atomically as ``.npz`` (no pickles).
 
     Parameters
@@ -64,8 +72,11 @@ def save_checkpoint(path: str | os.PathLike, *, params: dict, opt_state: dict, s
         config = config.to_json()
     elif isinstance(config, dict):
         config = json.dumps(config, sort_keys=True)
-    arrays = {"format": np.array(CHECKPOINT_FORMAT), "step": np.array(int(step), dtype=np.int64),
-              "config": np.array(str(config))}
+    arrays = {
+        "format": np.array(CHECKPOINT_FORMAT),
+        "step": np.array(int(step), dtype=np.int64),
+        "config": np.array(str(config)),
+    }
     for prefix, group in (("param", params), ("opt", opt_state), ("state", state), ("meter", meter or {})):
         for key, value in group.items():
             arrays[f"{prefix}/{key}"] = np.asarray(to_numpy(value))
@@ -79,8 +90,9 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise ValueError(f"checkpoint {path!r} is corrupt or truncated (cannot read it as .npz: {exc})") \
-            from None
+        raise ValueError(
+            f"checkpoint {path!r} is corrupt or truncated (cannot read it as .npz: {exc})"
+        ) from None
 
 
 def _scalar(arrays: dict, key: str, kind: str, path: str) -> Any:
@@ -91,8 +103,9 @@ def _scalar(arrays: dict, key: str, kind: str, path: str) -> Any:
     ok = a.ndim == 0 and (a.dtype.kind == "U" if kind == "U" else a.dtype.kind in "iu")
     if not ok:
         what = "a 0-d string" if kind == "U" else "a 0-d integer"
-        raise ValueError(f"checkpoint {path!r}: key {key!r} must be {what}, received {a.dtype} array "
-                         f"of shape {a.shape}")
+        raise ValueError(
+            f"checkpoint {path!r}: key {key!r} must be {what}, received {a.dtype} array of shape {a.shape}"
+        )
     return str(a[()]) if kind == "U" else int(a[()])
 
 
@@ -102,8 +115,9 @@ def _config(text: str, path: str) -> TrainConfig | dict:
     except json.JSONDecodeError as exc:
         raise ValueError(f"checkpoint {path!r}: key 'config' is not valid JSON ({exc})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"checkpoint {path!r}: key 'config' must be a JSON object, "
-                         f"received {type(d).__name__}")
+        raise ValueError(
+            f"checkpoint {path!r}: key 'config' must be a JSON object, received {type(d).__name__}"
+        )
     try:
         return config_from_dict(d)
     except (ValueError, TypeError):
@@ -118,8 +132,10 @@ def _check_array(key: str, a: np.ndarray, path: str) -> None:
         raise ValueError(f"checkpoint {path!r}: key {key!r} must be a 0-d number, received shape {a.shape}")
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         bad = int(a.size - np.isfinite(a).sum())
-        raise ValueError(f"checkpoint {path!r}: key {key!r} holds {bad} non-finite value(s) (NaN or inf); "
-                         "refusing to resume from it")
+        raise ValueError(
+            f"checkpoint {path!r}: key {key!r} holds {bad} non-finite value(s) (NaN or inf); "
+            "refusing to resume from it"
+        )
 
 
 def _groups(arrays: dict, path: str) -> dict[str, dict[str, np.ndarray]]:
@@ -129,8 +145,10 @@ def _groups(arrays: dict, path: str) -> dict[str, dict[str, np.ndarray]]:
             continue
         prefix, _, name = key.partition("/")
         if prefix not in _GROUPS or not name:
-            raise ValueError(f"checkpoint {path!r}: unknown key {key!r}; expected {list(_SCALARS)} or "
-                             f"{[p + '/<name>' for p in _GROUPS]}")
+            raise ValueError(
+                f"checkpoint {path!r}: unknown key {key!r}; expected {list(_SCALARS)} or "
+                f"{[p + '/<name>' for p in _GROUPS]}"
+            )
         _check_array(key, value, path)
         out[_GROUPS[prefix]][name] = value
     return out
@@ -140,19 +158,32 @@ def _check_group(found: dict, template: dict, what: str, path: str) -> None:
     missing = sorted(set(template) - set(found))
     extra = sorted(set(found) - set(template))
     if missing:
-        raise ValueError(f"checkpoint {path!r} does not match the model: missing {what} key {missing[0]!r}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise ValueError(
+            f"checkpoint {path!r} does not match the model: missing {what} key {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if extra:
-        raise ValueError(f"checkpoint {path!r} does not match the model: unexpected {what} key {extra[0]!r}"
-                         + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+        raise ValueError(
+            f"checkpoint {path!r} does not match the model: unexpected {what} key {extra[0]!r}"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
     for key, ref in template.items():
         if tuple(found[key].shape) != tuple(ref.shape):
-            raise ValueError(f"checkpoint {path!r} does not match the model: {what} key {key!r} has shape "
-                             f"{tuple(found[key].shape)} in the checkpoint, expected {tuple(ref.shape)}")
+            raise ValueError(
+                f"checkpoint {path!r} does not match the model: {what} key {key!r} has shape "
+                f"{tuple(found[key].shape)} in the checkpoint, expected {tuple(ref.shape)}"
+            )
 
 
-def load_checkpoint(path: str | os.PathLike, *, params: dict | None = None, opt_state: dict | None = None,
-                    state: dict | None = None, meter: dict | None = None, xp: Any = np) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    params: dict | None = None,
+    opt_state: dict | None = None,
+    state: dict | None = None,
+    meter: dict | None = None,
+    xp: Any = np,
+) -> dict[str, Any]:
     """Read and check a checkpoint written by :func:`save_checkpoint` (``allow_pickle=False``).
 
     Parameters
@@ -185,10 +216,14 @@ def load_checkpoint(path: str | os.PathLike, *, params: dict | None = None, opt_
     """
     path = str(path)
     arrays = _read_npz(path)
-    if "format" not in arrays or arrays["format"].dtype.kind != "U" \
-            or str(arrays["format"][()]) != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path!r} is not an nlref checkpoint "
-                         f"(expected format {CHECKPOINT_FORMAT!r})")
+    if (
+        "format" not in arrays
+        or arrays["format"].dtype.kind != "U"
+        or str(arrays["format"][()]) != CHECKPOINT_FORMAT
+    ):
+        raise ValueError(
+            f"checkpoint {path!r} is not an nlref checkpoint (expected format {CHECKPOINT_FORMAT!r})"
+        )
     _scalar(arrays, "format", "U", path)
     step = _scalar(arrays, "step", "i", path)
     if step < 0:

@@ -68,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (unknown names raise ValueError)."""
         return config_from_dict({**dataclasses.asdict(self), **changes})
 
@@ -111,13 +111,24 @@ def check_config(cfg: TrainConfig) -> None:
     if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):
         raise ValueError(f"lr must be > 0, received {cfg.lr!r}")
     if cfg.crop_pad < 0 or cfg.lr_step < 0 or cfg.n_train < 0:
-        raise ValueError(f"crop_pad, lr_step and n_train must be >= 0, received {cfg.crop_pad}, "
-                         f"{cfg.lr_step}, {cfg.n_train}")
+        raise ValueError(
+            f"crop_pad, lr_step and n_train must be >= 0, received {cfg.crop_pad}, "
+            f"{cfg.lr_step}, {cfg.n_train}"
+        )
 
 
 # the paper's recipe scaled down: SGD, momentum 0.9, weight decay 1e-4, lr / 10 after 3/4 of the steps
-_TINY = dict(layout="tiny", width=8, optimizer="sgd", lr=0.1, weight_decay=1e-4, lr_step=750, batch_size=32,
-             steps=1000, eval_every=100)
+_TINY = dict(
+    layout="tiny",
+    width=8,
+    optimizer="sgd",
+    lr=0.1,
+    weight_decay=1e-4,
+    lr_step=750,
+    batch_size=32,
+    steps=1000,
+    eval_every=100,
+)
 _ADAM = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_step=0)
 #: Named configurations for ``nlref train --preset NAME``.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -128,12 +139,36 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Adam lr 1e-3 (PAPER_NOTES' setting)
     "tiny-nl-c2d-adam": dict(_TINY, **_ADAM, arch="c2d", nl_blocks=1),
     # a few seconds on a CPU (smoke tests, CI): memorises 16 fixed clips, so the loss visibly falls
-    "quick": dict(_TINY, **dict(_ADAM, lr=3e-3), arch="c2d", nl_blocks=1, width=4, size=16, batch_size=8,
-                  n_train=16, steps=30, eval_every=10, n_val=32),
+    "quick": dict(
+        _TINY,
+        **dict(_ADAM, lr=3e-3),
+        arch="c2d",
+        nl_blocks=1,
+        width=4,
+        size=16,
+        batch_size=8,
+        n_train=16,
+        steps=30,
+        eval_every=10,
+        n_val=32,
+    ),
     # the paper's C2D ResNet-50 layout (needs a GPU and real time)
-    "resnet50-nl-c2d": dict(arch="c2d", layout="resnet50", width=64, nl_blocks=5, dropout=0.5,
-                            optimizer="sgd", lr=0.01, weight_decay=1e-4, lr_step=15000, steps=40000,
-                            batch_size=8, n_frames=32, size=112, eval_every=1000),
+    "resnet50-nl-c2d": dict(
+        arch="c2d",
+        layout="resnet50",
+        width=64,
+        nl_blocks=5,
+        dropout=0.5,
+        optimizer="sgd",
+        lr=0.01,
+        weight_decay=1e-4,
+        lr_step=15000,
+        steps=40000,
+        batch_size=8,
+        n_frames=32,
+        size=112,
+        eval_every=1000,
+    ),
 }
 
 

@@ -119,11 +119,15 @@ def _check_conv_args(x: Any, params: Any) -> None:
     n = check_layer_input(x, "x")
     w = check_param(params, "w", None, x.dtype, "conv_forward")
     if w.ndim != x.ndim:
-        raise ValueError(f"conv_forward: params['w'] must have shape (C_out, C_in, *kernel) with {n} kernel "
-                         f"axes to match x of shape {tuple(x.shape)}, received shape {tuple(w.shape)}")
+        raise ValueError(
+            f"conv_forward: params['w'] must have shape (C_out, C_in, *kernel) with {n} kernel "
+            f"axes to match x of shape {tuple(x.shape)}, received shape {tuple(w.shape)}"
+        )
     if w.shape[1] != x.shape[1]:
-        raise ValueError(f"conv_forward: channel mismatch, x has C_in={x.shape[1]} channels but params['w'] "
-                         f"of shape {tuple(w.shape)} expects C_in={w.shape[1]}")
+        raise ValueError(
+            f"conv_forward: channel mismatch, x has C_in={x.shape[1]} channels but params['w'] "
+            f"of shape {tuple(w.shape)} expects C_in={w.shape[1]}"
+        )
     b = check_param(params, "b", (w.shape[0],), x.dtype, "conv_forward", required=False)
     same_backend(x, w, b)
 

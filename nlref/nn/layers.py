@@ -142,8 +142,9 @@ def dropout_forward(
     if not train or p == 0:
         return x, (None,)
     if rng is None:
-        raise ValueError("dropout_forward: rng (a seed or numpy.random.Generator) is required "
-                         "when train=True")
+        raise ValueError(
+            "dropout_forward: rng (a seed or numpy.random.Generator) is required when train=True"
+        )
     keep = as_generator(rng).random(x.shape) >= p
     scale = asarray((keep / (1.0 - p)).astype(x.dtype), xp=get_namespace(x))
     return x * scale, (scale,)
@@ -187,8 +188,9 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, Any]:
         received = getattr(labels, "dtype", type(labels).__name__)
         raise TypeError(f"labels must be an integer array, received {received}")
     if tuple(labels.shape) != (logits.shape[0],):
-        raise ValueError(f"labels must have shape ({logits.shape[0]},) to match logits, "
-                         f"received {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape ({logits.shape[0]},) to match logits, received {tuple(labels.shape)}"
+        )
     xp = same_backend(logits, labels)
     N, K = logits.shape
     lo, hi = int(labels.min()), int(labels.max())

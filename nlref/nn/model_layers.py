@@ -23,7 +23,8 @@ when :func:`nlref.nn.models.build_model` made them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .blocks import (
     basic_block_backward,
@@ -42,8 +43,16 @@ from .nonlocal_block import init_nonlocal_params
 from .params import unscope
 from .pool import max_pool_backward, max_pool_forward
 
-__all__ = ["MODEL_LAYERS", "BLOCKS", "lookup_layer", "stem_layer", "pool_layer", "block_layer",
-           "nonlocal_layer", "head_layer"]
+__all__ = [
+    "MODEL_LAYERS",
+    "BLOCKS",
+    "lookup_layer",
+    "stem_layer",
+    "pool_layer",
+    "block_layer",
+    "nonlocal_layer",
+    "head_layer",
+]
 
 # The convolutions of a residual block (kernels before inflation), the one with the stage's
 # spatial stride (1-based, as :mod:`nlref.nn.blocks` implements it), output channels / width.
@@ -64,8 +73,10 @@ def _conv_bn_params(rng, name, c_in, c_out, kernel, dtype, xp):
     bn = name.replace("conv", "bn") if "conv" in name else name + "_bn"
     params[f"{bn}.gamma"] = ones(c_out, dtype=dtype, xp=xp)
     params[f"{bn}.beta"] = zeros(c_out, dtype=dtype, xp=xp)
-    state = {f"{bn}.running_mean": zeros(c_out, dtype=dtype, xp=xp),
-             f"{bn}.running_var": ones(c_out, dtype=dtype, xp=xp)}
+    state = {
+        f"{bn}.running_mean": zeros(c_out, dtype=dtype, xp=xp),
+        f"{bn}.running_var": ones(c_out, dtype=dtype, xp=xp),
+    }
     return params, state
 
 
@@ -83,8 +94,16 @@ def pool_layer(kernel_size: tuple, stride: tuple, padding: tuple) -> tuple[dict,
 
 
 def block_layer(
-    rng: Any, name: str, block: str, c_in: int, inner: int, stride: int, t_kernels: list[int], t_pad: str,
-    dtype: Any, xp: Any,
+    rng: Any,
+    name: str,
+    block: str,
+    c_in: int,
+    inner: int,
+    stride: int,
+    t_kernels: list[int],
+    t_pad: str,
+    dtype: Any,
+    xp: Any,
 ) -> tuple[dict, dict, dict]:
     """Spec, parameters and BN state of one residual block; conv ``j`` gets ``t_kernels[j]`` frames.
 
@@ -104,9 +123,16 @@ def block_layer(
         p, st = _conv_bn_params(rng, f"{name}.proj", c_in, c_out, (1, 1, 1), dtype, xp)
         params.update(p)
         state.update(st)
-    spec = {"op": "block", "name": name, "block": block, "n_convs": len(kernels),
-            "stride": (1, stride, stride), "stride_conv": BLOCKS[block]["stride_conv"], "proj": proj,
-            "t_pad": t_pad}
+    spec = {
+        "op": "block",
+        "name": name,
+        "block": block,
+        "n_convs": len(kernels),
+        "stride": (1, stride, stride),
+        "stride_conv": BLOCKS[block]["stride_conv"],
+        "proj": proj,
+        "t_pad": t_pad,
+    }
     return spec, params, state
 
 
@@ -118,8 +144,13 @@ def nonlocal_layer(
     ``subsample`` is dropped for "time" blocks, whose frames are single pixels.
     """
     p, st = init_nonlocal_params(channels, mode=mode, ndim=3, rng=rng, dtype=dtype, xp=xp)
-    spec = {"op": "nonlocal", "name": name, "mode": mode, "subsample": subsample and space_time != "time",
-            "space_time": space_time}
+    spec = {
+        "op": "nonlocal",
+        "name": name,
+        "mode": mode,
+        "subsample": subsample and space_time != "time",
+        "space_time": space_time,
+    }
     return spec, unscope(p, name), unscope(st, name)
 
 
@@ -127,8 +158,10 @@ def head_layer(
     rng: Any, c_in: int, num_classes: int, dropout: float, dtype: Any, xp: Any
 ) -> tuple[dict, dict, dict]:
     """Spec and parameters of the classifier: ``fc.w ~ N(0, 0.01^2)`` (K, C), ``fc.b = 0`` (K,)."""
-    params = {"fc.w": gaussian((num_classes, c_in), 0.01, rng, dtype=dtype, xp=xp),
-              "fc.b": zeros(num_classes, dtype=dtype, xp=xp)}
+    params = {
+        "fc.w": gaussian((num_classes, c_in), 0.01, rng, dtype=dtype, xp=xp),
+        "fc.b": zeros(num_classes, dtype=dtype, xp=xp),
+    }
     return {"op": "head", "dropout": float(dropout)}, params, {}
 
 
@@ -141,8 +174,9 @@ def _padding_mode(spec):
 
 
 def _stem_forward(x, params, state, spec, *, train, rng):
-    return conv_bn_relu_forward(x, params, state, "conv1", "bn1", stride=spec["stride"],
-                                padding_mode=_padding_mode(spec), train=train)
+    return conv_bn_relu_forward(
+        x, params, state, "conv1", "bn1", stride=spec["stride"], padding_mode=_padding_mode(spec), train=train
+    )
 
 
 def _stem_backward(dout, cache, spec, *, need_dx):
@@ -150,8 +184,9 @@ def _stem_backward(dout, cache, spec, *, need_dx):
 
 
 def _pool_forward(x, params, state, spec, *, train, rng):
-    out, cache = max_pool_forward(x, kernel_size=spec["kernel_size"], stride=spec["stride"],
-                                  padding=spec["padding"], check=False)
+    out, cache = max_pool_forward(
+        x, kernel_size=spec["kernel_size"], stride=spec["stride"], padding=spec["padding"], check=False
+    )
     return out, cache, {}
 
 
@@ -159,14 +194,24 @@ def _pool_backward(dout, cache, spec, *, need_dx):
     return max_pool_backward(dout, cache)
 
 
-_RESIDUAL = {"basic": (basic_block_forward, basic_block_backward),
-             "bottleneck": (bottleneck_block_forward, bottleneck_block_backward)}
+_RESIDUAL = {
+    "basic": (basic_block_forward, basic_block_backward),
+    "bottleneck": (bottleneck_block_forward, bottleneck_block_backward),
+}
 
 
 def _block_forward(x, params, state, spec, *, train, rng):
     forward, _ = _RESIDUAL[spec["block"]]
-    return forward(x, params, state, spec["name"], stride=spec["stride"], proj=spec["proj"],
-                   padding_mode=_padding_mode(spec), train=train)
+    return forward(
+        x,
+        params,
+        state,
+        spec["name"],
+        stride=spec["stride"],
+        proj=spec["proj"],
+        padding_mode=_padding_mode(spec),
+        train=train,
+    )
 
 
 def _block_backward(dout, cache, spec, *, need_dx):
@@ -175,8 +220,16 @@ def _block_backward(dout, cache, spec, *, need_dx):
 
 
 def _nonlocal_forward(x, params, state, spec, *, train, rng):
-    return space_time_nonlocal_forward(x, params, state, spec["name"], mode=spec["mode"], train=train,
-                                       subsample=spec["subsample"], space_time=spec["space_time"])
+    return space_time_nonlocal_forward(
+        x,
+        params,
+        state,
+        spec["name"],
+        mode=spec["mode"],
+        train=train,
+        subsample=spec["subsample"],
+        space_time=spec["space_time"],
+    )
 
 
 def _nonlocal_backward(dout, cache, spec, *, need_dx):
@@ -205,9 +258,12 @@ def lookup_layer(spec: dict) -> tuple[Callable, Callable]:
     """The ``(forward, backward)`` of a spec; ``ValueError`` for a kind that :data:`MODEL_LAYERS` lacks."""
     op = spec.get("op") if isinstance(spec, dict) else None
     if op not in MODEL_LAYERS:
-        raise ValueError(f"model: unknown layer kind {op!r} in spec {spec!r}; "
-                         f"known kinds: {list(MODEL_LAYERS)}")
+        raise ValueError(
+            f"model: unknown layer kind {op!r} in spec {spec!r}; known kinds: {list(MODEL_LAYERS)}"
+        )
     if op == "block" and spec.get("block") not in _RESIDUAL:
-        raise ValueError(f"model: unknown residual block {spec.get('block')!r} in spec {spec!r}; "
-                         f"known blocks: {list(_RESIDUAL)}")
+        raise ValueError(
+            f"model: unknown residual block {spec.get('block')!r} in spec {spec!r}; "
+            f"known blocks: {list(_RESIDUAL)}"
+        )
     return MODEL_LAYERS[op]

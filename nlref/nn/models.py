@@ -54,19 +54,43 @@ from .model_layers import BLOCKS, MODEL_LAYERS, lookup_layer
 from .nonlocal_block import NONLOCAL_MODES
 
 __all__ = [
-    "c2d", "i3d", "build_model", "model_forward", "model_backward", "inflate_2d_to_3d", "nonlocal_positions",
-    "count_nonlocal", "temporal_receptive_field", "inflation_table", "LAYOUTS", "BLOCKS", "I3D_INFLATION",
-    "INFLATED_CONV", "MODEL_LAYERS",
+    "c2d",
+    "i3d",
+    "build_model",
+    "model_forward",
+    "model_backward",
+    "inflate_2d_to_3d",
+    "nonlocal_positions",
+    "count_nonlocal",
+    "temporal_receptive_field",
+    "inflation_table",
+    "LAYOUTS",
+    "BLOCKS",
+    "I3D_INFLATION",
+    "INFLATED_CONV",
+    "MODEL_LAYERS",
 ]
 
 # ----------------------------------------------------------------------------- tables
 
 # Stem kernel (C2D, I3D), stem stride, pool1 stride, and the defaults of depth, width, block.
 LAYOUTS = {
-    "resnet50": dict(stem=((1, 7, 7), (5, 7, 7)), stem_stride=(2, 2, 2), pool1_stride=(2, 2, 2),
-                     depth=(3, 4, 6, 3), width=64, block="bottleneck"),
-    "tiny": dict(stem=((1, 5, 5), (3, 5, 5)), stem_stride=(1, 2, 2), pool1_stride=(1, 2, 2),
-                 depth=(1, 1, 1), width=8, block="basic"),
+    "resnet50": dict(
+        stem=((1, 7, 7), (5, 7, 7)),
+        stem_stride=(2, 2, 2),
+        pool1_stride=(2, 2, 2),
+        depth=(3, 4, 6, 3),
+        width=64,
+        block="bottleneck",
+    ),
+    "tiny": dict(
+        stem=((1, 5, 5), (3, 5, 5)),
+        stem_stride=(1, 2, 2),
+        pool1_stride=(1, 2, 2),
+        depth=(1, 1, 1),
+        width=8,
+        block="basic",
+    ),
 }
 # I3D: block i of a stage has a temporal kernel if I3D_INFLATION[stage][i % 2] (the official code).
 I3D_INFLATION = {"res2": (1, 0), "res3": (1, 0), "res4": (1, 0), "res5": (0, 1)}
@@ -138,8 +162,10 @@ def _check_build_args(arch, layout, depth, width, block, inflate, nl_mode, nl_sp
     if inflate not in ("3x3x3", "3x1x1"):
         raise ValueError(f"inflate must be '3x3x3' or '3x1x1', received {inflate!r}")
     if arch == "i3d" and (block, inflate) not in INFLATED_CONV:
-        raise ValueError(f"inflate={inflate!r} needs bottleneck blocks (it inflates their first 1x1 conv); "
-                         "use inflate='3x3x3' with basic blocks")
+        raise ValueError(
+            f"inflate={inflate!r} needs bottleneck blocks (it inflates their first 1x1 conv); "
+            "use inflate='3x3x3' with basic blocks"
+        )
     if nl_mode not in NONLOCAL_MODES:
         raise ValueError(f"nl_mode must be one of {NONLOCAL_MODES}, received {nl_mode!r}")
     if nl_space_time not in SPACE_TIME:
@@ -214,8 +240,9 @@ def build_model(
     (model, params, state)
         The layer specs for :func:`model_forward`, the flat named parameters, the BN running statistics.
     """
-    lay, depth, width, block = _check_build_args(arch, layout, depth, width, block, inflate, nl_mode,
-                                                 nl_space_time, temporal_padding, dropout)
+    lay, depth, width, block = _check_build_args(
+        arch, layout, depth, width, block, inflate, nl_mode, nl_space_time, temporal_padding, dropout
+    )
     nl_after = set(nonlocal_positions(depth, nl_blocks))
     rng = as_generator(rng)
     temporal = inflation_table(depth) if arch == "i3d" else None
@@ -227,8 +254,11 @@ def build_model(
         params.update(layer[1])
         state.update(layer[2])
 
-    add(model_layers.stem_layer(rng, in_channels, width, lay["stem"][arch == "i3d"], lay["stem_stride"],
-                                **new))
+    add(
+        model_layers.stem_layer(
+            rng, in_channels, width, lay["stem"][arch == "i3d"], lay["stem_stride"], **new
+        )
+    )
     add(model_layers.pool_layer((3, 3, 3), lay["pool1_stride"], (1, 1, 1)))
     c_in = width
     for s, n_blocks in enumerate(depth):
@@ -241,11 +271,14 @@ def build_model(
             if temporal and temporal[f"res{stage}"][i]:
                 t_kernels[INFLATED_CONV[(block, inflate)]] = T_INFLATED
             stride = 2 if (stage > 2 and i == 0) else 1
-            add(model_layers.block_layer(rng, name, block, c_in, width * 2 ** s, stride, t_kernels, **new))
-            c_in = width * 2 ** s * BLOCKS[block]["expansion"]
+            add(model_layers.block_layer(rng, name, block, c_in, width * 2**s, stride, t_kernels, **new))
+            c_in = width * 2**s * BLOCKS[block]["expansion"]
             if name in nl_after:
-                add(model_layers.nonlocal_layer(rng, f"{name}.nl", c_in, nl_mode, nl_subsample,
-                                                nl_space_time, dtype, xp))
+                add(
+                    model_layers.nonlocal_layer(
+                        rng, f"{name}.nl", c_in, nl_mode, nl_subsample, nl_space_time, dtype, xp
+                    )
+                )
     add(model_layers.head_layer(rng, c_in, num_classes, dropout, dtype, xp))
     return model, params, state
 
@@ -356,8 +389,10 @@ def inflate_2d_to_3d(params2d: dict[str, Any], target: dict[str, Any]) -> dict[s
     missing = sorted(set(target) - set(params2d))
     extra = sorted(set(params2d) - set(target))
     if missing or extra:
-        raise ValueError(f"params2d and target must have the same keys; missing in params2d: {missing[:3]}, "
-                         f"not in target: {extra[:3]}")
+        raise ValueError(
+            f"params2d and target must have the same keys; missing in params2d: {missing[:3]}, "
+            f"not in target: {extra[:3]}"
+        )
     out = {}
     for key, ref in target.items():
         w = params2d[key]

@@ -70,8 +70,16 @@ def _branches(mode):
 
 
 def init_nonlocal_params(
-    channels: int, *, mode: str = "embedded_gaussian", inner_channels: int | None = None, ndim: int = 3,
-    bn: bool = True, rng: Any = 0, dtype: Any = np.float32, xp: Any = np, std: float = 0.01,
+    channels: int,
+    *,
+    mode: str = "embedded_gaussian",
+    inner_channels: int | None = None,
+    ndim: int = 3,
+    bn: bool = True,
+    rng: Any = 0,
+    dtype: Any = np.float32,
+    xp: Any = np,
+    std: float = 0.01,
 ) -> tuple[dict, dict]:
     """Parameters and BatchNorm state of a non-local block, initialised as the official code does.
 
@@ -128,8 +136,10 @@ def init_nonlocal_params(
     if bn:
         params["bn.gamma"] = zeros(c, dtype=dtype, xp=xp)  # zero scale: the new block is the identity
         params["bn.beta"] = zeros(c, dtype=dtype, xp=xp)
-        state = {"bn.running_mean": zeros(c, dtype=dtype, xp=xp),
-                 "bn.running_var": ones(c, dtype=dtype, xp=xp)}
+        state = {
+            "bn.running_mean": zeros(c, dtype=dtype, xp=xp),
+            "bn.running_var": ones(c, dtype=dtype, xp=xp),
+        }
     return params, state
 
 
@@ -145,10 +155,22 @@ def _channels_first(a, spatial):
 
 
 def nonlocal_block_forward(
-    x: Any, params: dict, state: dict, *, mode: str, subsample: int | tuple[int, ...] | None = None,
-    pool_order: str = "before_conv", scale: float | None = None, train: bool = True, memory: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_SIZE, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
-    return_attention: bool = False, window: int | tuple[int | None, ...] | None = None, check: bool = True,
+    x: Any,
+    params: dict,
+    state: dict,
+    *,
+    mode: str,
+    subsample: int | tuple[int, ...] | None = None,
+    pool_order: str = "before_conv",
+    scale: float | None = None,
+    train: bool = True,
+    memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+    return_attention: bool = False,
+    window: int | tuple[int | None, ...] | None = None,
+    check: bool = True,
 ) -> tuple[Any, dict, dict] | tuple[Any, dict, dict, Any]:
     """Non-local block forward, ``z = BN(W_z y) + x`` (Wang et al., CVPR 2018, Eq. 6).
 
@@ -235,8 +257,17 @@ def nonlocal_block_forward(
         mask = local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))
 
     op = nonlocal_op_forward(  # validated above: no second check
-        _positions(theta), _positions(phi), _positions(g), f=mode, scale=scale, w_f=params.get("concat.w"),
-        mask=mask, memory=memory, chunk_size=chunk_size, return_attention=return_attention, check=False,
+        _positions(theta),
+        _positions(phi),
+        _positions(g),
+        f=mode,
+        scale=scale,
+        w_f=params.get("concat.w"),
+        mask=mask,
+        memory=memory,
+        chunk_size=chunk_size,
+        return_attention=return_attention,
+        check=False,
     )
     y = _channels_first(op[0], spatial)  # (N, C_i, *S)
     wy = lin("w_z", y)
@@ -247,8 +278,16 @@ def nonlocal_block_forward(
         )
         new_state = unscope(bn_state, "bn")
     z = wy + x
-    cache = dict(layers=layers, op=op[1], mode=mode, pool_order=pool_order, kernel=kernel, bn=bn,
-                 spatial=spatial, key_spatial=key_spatial)
+    cache = dict(
+        layers=layers,
+        op=op[1],
+        mode=mode,
+        pool_order=pool_order,
+        kernel=kernel,
+        bn=bn,
+        spatial=spatial,
+        key_spatial=key_spatial,
+    )
     if return_attention:
         return z, cache, new_state, op[2]
     return z, cache, new_state

@@ -42,10 +42,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._validation import check_array
 from ..backend import get_namespace
+from ._op_checks import (
+    AUTO_DENSE_MAX_ELEMENTS,
+    DEFAULT_CHUNK_SIZE,
+    MEMORY_FORMS,
+    NONLOCAL_MODES,
+    resolve_memory,
+    validate_op_args,
+)
 from ._pairwise import concat_terms, concat_terms_backward, logits, logits_backward, normaliser
 from .nonlocal_op_chunked import CHUNKED_FORMS
 
@@ -58,82 +63,6 @@ __all__ = [
     "AUTO_DENSE_MAX_ELEMENTS",
     "DEFAULT_CHUNK_SIZE",
 ]
-
-#: The four instantiations of f (Sec. 3.2); also the block's ``mode``.
-NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
-MEMORY_FORMS = ("auto", "dense", "chunked")
-_EXP = ("gaussian", "embedded_gaussian")
-#: ``memory="auto"`` switches to the chunked form above this many affinity entries
-#: (N * Nq * Nk): 2**24 entries are 64 MiB in float32, 128 MiB in float64.
-AUTO_DENSE_MAX_ELEMENTS = 2**24
-#: Side of the (queries x keys) tiles of the chunked form: each working buffer
-#: holds N * chunk_size**2 entries (4 MiB per batch element in float32).
-DEFAULT_CHUNK_SIZE = 1024
-
-
-# --------------------------------------------------------------------------- validation
-def _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memory, chunk_size):
-    for a, name in ((query, "query"), (key, "key"), (value, "value")):
-        check_array(a, name)
-        if a.ndim != 3:
-            raise ValueError(f"{name} must be 3-D (N, positions, channels), received shape {tuple(a.shape)}")
-        if a.dtype.kind != "f":
-            raise TypeError(f"{name} must be a floating array, received dtype {a.dtype}")
-    xp = get_namespace(query, key, value, key_bias, mask, w_f)  # TypeError on mixed backends
-    for v, name, allowed in ((f, "f", NONLOCAL_MODES), (memory, "memory", MEMORY_FORMS)):
-        if v not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, received {v!r}")
-    n, nq, d = query.shape
-    nk = key.shape[1]
-    if tuple(key.shape) != (n, nk, d) or tuple(value.shape[:2]) != (n, nk):
-        raise ValueError(f"key (N, Nk, d) and value (N, Nk, c) must match query (N, Nq, d) = "
-                         f"{tuple(query.shape)}, received key {tuple(key.shape)}, value {tuple(value.shape)}")
-    if nk == 0:
-        raise ValueError(f"key and value must have at least one position (Nk >= 1), "
-                         f"received key shape {tuple(key.shape)}")
-    if not query.dtype == key.dtype == value.dtype:
-        raise TypeError(f"query, key, value must share one dtype, "
-                        f"received {query.dtype}, {key.dtype}, {value.dtype}")
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, received {normalize!r}")
-    if f in _EXP and not normalize:
-        raise ValueError("normalize=False is not allowed for the Gaussian functions: "
-                         "the raw sum of exp overflows")
-    if f not in _EXP and (scale is not None or key_bias is not None):
-        raise ValueError(f"scale and key_bias apply to the Gaussian functions only, received f={f!r}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating))
-                              or not np.isfinite(scale)):
-        raise TypeError(f"scale must be None or a finite real number, received {scale!r}")
-    if (f == "concatenation") != (w_f is not None):
-        raise ValueError(f"w_f, the (2 d,) weight of ReLU(w_f^T [query_i, key_j]), is required by "
-                         f"f='concatenation' and used by it only; received f={f!r}, w_f={type(w_f).__name__}")
-    optional = ((key_bias, "key_bias", (n, nk), query.dtype), (mask, "mask", (nq, nk), bool),
-                (w_f, "w_f", (2 * d,), query.dtype))
-    for a, name, shape, dtype in optional:
-        if a is not None:
-            check_array(a, name)
-            if tuple(a.shape) != shape or a.dtype != dtype:
-                raise ValueError(f"{name} must have shape {shape} and dtype {np.dtype(dtype)}, "
-                                 f"received shape {tuple(a.shape)} dtype {a.dtype}")
-    if mask is not None and not bool(mask.any(axis=1).all()):
-        raise ValueError("mask must allow at least one key position for every query position")
-    if mask is not None and f == "dot_product" and memory == "chunked":
-        raise ValueError("memory='chunked' computes the dot product as query (key^T value) / Nk, "
-                         "which cannot apply a mask: use memory='dense' or 'auto' with a mask")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, received {chunk_size!r}")
-    return xp
-
-
-def _resolve_memory(memory, f, n, nq, nk, mask):
-    """``"auto"``: the dot product factorises (unless masked); the others chunk above the size limit."""
-    if f == "dot_product" and mask is not None:
-        return "dense"  # the factorisation cannot mask ("chunked" was refused by the validation)
-    if memory != "auto":
-        return memory
-    if f == "dot_product":
-        return "chunked"
-    return "chunked" if n * nq * nk > AUTO_DENSE_MAX_ELEMENTS else "dense"
 
 
 # --------------------------------------------------------------------------- the four affinities A = f / C
@@ -218,14 +147,28 @@ _FORMS = {"dense": {f: (_dense_forward, _dense_backward) for f in NONLOCAL_MODES
 
 def _options(f, normalize, scale, key_bias, mask, w_f):
     # a NumPy float64 scale would promote float32 arrays: keep a Python float
-    return dict(f=f, normalize=normalize, scale=None if scale is None else float(scale), key_bias=key_bias,
-                mask=mask, w_f=w_f)
+    return dict(
+        f=f,
+        normalize=normalize,
+        scale=None if scale is None else float(scale),
+        key_bias=key_bias,
+        mask=mask,
+        w_f=w_f,
+    )
 
 
 # --------------------------------------------------------------------------- public API
 def attention_weights(
-    query: Any, key: Any, *, f: str, normalize: bool = True, scale: float | None = None, key_bias: Any = None,
-    mask: Any = None, w_f: Any = None, rows: Any = None,
+    query: Any,
+    key: Any,
+    *,
+    f: str,
+    normalize: bool = True,
+    scale: float | None = None,
+    key_bias: Any = None,
+    mask: Any = None,
+    w_f: Any = None,
+    rows: Any = None,
 ) -> Any:
     """Normalised affinity ``A_ij = f(x_i, x_j) / C(x)`` for the query rows ``rows``.
 
@@ -243,7 +186,7 @@ def attention_weights(
     ndarray, shape (N, len(rows), Nk)
         Weights of the sum ``y_i = sum_j A_ij g(x_j)``; rows of the Gaussians sum to 1.
     """
-    xp = _validate(query, key, key, f, normalize, scale, key_bias, mask, w_f, "dense", 1)
+    xp = validate_op_args(query, key, key, f, normalize, scale, key_bias, mask, w_f, "dense", 1)
     if rows is not None:
         rows = [int(r) for r in rows]
         for r in rows:
@@ -255,9 +198,20 @@ def attention_weights(
 
 
 def nonlocal_op_forward(
-    query: Any, key: Any, value: Any, *, f: str, normalize: bool = True, scale: float | None = None,
-    key_bias: Any = None, mask: Any = None, w_f: Any = None, memory: str = "auto",
-    chunk_size: int = DEFAULT_CHUNK_SIZE, return_attention: bool = False, check: bool = True,
+    query: Any,
+    key: Any,
+    value: Any,
+    *,
+    f: str,
+    normalize: bool = True,
+    scale: float | None = None,
+    key_bias: Any = None,
+    mask: Any = None,
+    w_f: Any = None,
+    memory: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    return_attention: bool = False,
+    check: bool = True,
 ) -> tuple[Any, dict] | tuple[Any, dict, Any]:
     """Generic non-local operation ``y_i = 1/C(x) sum_j f(x_i, x_j) g(x_j)`` (Wang et al., CVPR 2018, Eq. 1).
 
@@ -323,11 +277,17 @@ def nonlocal_op_forward(
     T. Dao et al., "FlashAttention", NeurIPS 2022 (online softmax, recomputation in backward).
     """
     if check:
-        _validate(query, key, value, f, normalize, scale, key_bias, mask, w_f, memory, chunk_size)
+        validate_op_args(query, key, value, f, normalize, scale, key_bias, mask, w_f, memory, chunk_size)
     xp = get_namespace(query)
-    memory = _resolve_memory(memory, f, query.shape[0], query.shape[1], key.shape[1], mask)
-    cache = dict(query=query, key=key, value=value, memory=memory, chunk_size=int(chunk_size),
-                 **_options(f, normalize, scale, key_bias, mask, w_f))
+    memory = resolve_memory(memory, f, query.shape[0], query.shape[1], key.shape[1], mask)
+    cache = dict(
+        query=query,
+        key=key,
+        value=value,
+        memory=memory,
+        chunk_size=int(chunk_size),
+        **_options(f, normalize, scale, key_bias, mask, w_f),
+    )
     y, saved = _FORMS[memory][f][0](xp, query, key, value, cache)
     cache.update(saved)
     if not return_attention:
@@ -362,7 +322,8 @@ def nonlocal_op_backward(dy: Any, cache: dict) -> tuple[tuple[Any, Any, Any], di
     """
     q, v = cache["query"], cache["value"]
     if tuple(dy.shape) != (q.shape[0], q.shape[1], v.shape[2]):
-        raise ValueError(f"dy must have shape {(q.shape[0], q.shape[1], v.shape[2])}, "
-                         f"received {tuple(dy.shape)}")
+        raise ValueError(
+            f"dy must have shape {(q.shape[0], q.shape[1], v.shape[2])}, received {tuple(dy.shape)}"
+        )
     xp = get_namespace(dy, q)
     return _FORMS[cache["memory"]][cache["f"]][1](xp, dy, cache)

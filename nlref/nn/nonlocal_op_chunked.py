@@ -33,8 +33,14 @@ __all__ = ["CHUNKED_FORMS"]
 def _tile_logits(xp, q, k, o, qs, ks):
     """Logits of the (queries qs) x (keys ks) tile."""
     bias, mask = o["key_bias"], o["mask"]
-    return logits(xp, q[:, qs], k[:, ks], o["scale"], None if bias is None else bias[:, ks],
-                  None if mask is None else mask[qs, ks])
+    return logits(
+        xp,
+        q[:, qs],
+        k[:, ks],
+        o["scale"],
+        None if bias is None else bias[:, ks],
+        None if mask is None else mask[qs, ks],
+    )
 
 
 # --------------------------------------------------------------------------- Gaussians: online softmax

@@ -74,8 +74,10 @@ def batch_norm_forward(
     axes = (0,) + tuple(range(2, x.ndim))
     M = x.size // C
     if train and M < 2:  # a property of the data, checked always: M - 1 divides below
-        raise ValueError(f"batch_norm_forward: training needs more than one value per channel, "
-                         f"received x of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"batch_norm_forward: training needs more than one value per channel, "
+            f"received x of shape {tuple(x.shape)}"
+        )
 
     bshape = channel_shape(x.ndim)
     if train:

@@ -34,8 +34,9 @@ def _check_grads(params: dict[str, Any], grads: dict[str, Any]) -> None:
         raise ValueError(f"grads has names that are not in params: {extra}")
     for k, g in grads.items():
         if tuple(g.shape) != tuple(params[k].shape):
-            raise ValueError(f"grads[{k!r}] must have shape {tuple(params[k].shape)}, "
-                             f"received {tuple(g.shape)}")
+            raise ValueError(
+                f"grads[{k!r}] must have shape {tuple(params[k].shape)}, received {tuple(g.shape)}"
+            )
 
 
 def _check_fraction(value: float, name: str) -> None:

@@ -36,8 +36,15 @@ from ..backend import get_namespace
 from .optim import _check_fraction
 
 __all__ = [
-    "flatten_params", "unflatten", "flatten_grads", "flat_sgd_init", "flat_sgd_step", "flat_adam_init",
-    "flat_adam_step", "state_to_dict", "state_from_dict",
+    "flatten_params",
+    "unflatten",
+    "flatten_grads",
+    "flat_sgd_init",
+    "flat_sgd_step",
+    "flat_adam_init",
+    "flat_adam_step",
+    "state_to_dict",
+    "state_from_dict",
 ]
 
 _MOMENTS = {"sgd": ("velocity",), "adam": ("m", "v")}
@@ -74,11 +81,12 @@ def unflatten(buffer: Any, like: dict[str, Any]) -> dict[str, Any]:
     views, offset = {}, 0
     for name, v in like.items():
         size = int(np.prod(v.shape, dtype=np.int64))
-        views[name] = buffer[offset:offset + size].reshape(v.shape)
+        views[name] = buffer[offset : offset + size].reshape(v.shape)
         offset += size
     if offset != buffer.shape[0]:
-        raise ValueError(f"buffer must hold {offset} values for the layout of like, "
-                         f"received {buffer.shape[0]}")
+        raise ValueError(
+            f"buffer must hold {offset} values for the layout of like, received {buffer.shape[0]}"
+        )
     return views
 
 
@@ -93,16 +101,19 @@ def flatten_grads(grads: dict[str, Any], views: dict[str, Any]) -> Any:
         raise ValueError(f"grads must have exactly the names of params; missing {missing}, unknown {extra}")
     for k, v in views.items():
         if tuple(grads[k].shape) != tuple(v.shape):
-            raise ValueError(f"grads[{k!r}] must have shape {tuple(v.shape)}, "
-                             f"received {tuple(grads[k].shape)}")
+            raise ValueError(
+                f"grads[{k!r}] must have shape {tuple(v.shape)}, received {tuple(grads[k].shape)}"
+            )
     xp = get_namespace(*grads.values())
     return xp.concatenate([grads[k].reshape(-1) for k in views])
 
 
 def _check_flat(flat: Any, g: Any) -> None:
     if getattr(flat, "ndim", None) != 1 or tuple(getattr(g, "shape", ())) != tuple(flat.shape):
-        raise ValueError("flat and g must be 1-D arrays of one shape, "
-                         f"received {getattr(flat, 'shape', flat)} and {getattr(g, 'shape', g)}")
+        raise ValueError(
+            "flat and g must be 1-D arrays of one shape, "
+            f"received {getattr(flat, 'shape', flat)} and {getattr(g, 'shape', g)}"
+        )
 
 
 def flat_sgd_init(flat: Any) -> dict[str, Any]:

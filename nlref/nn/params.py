@@ -24,7 +24,7 @@ def scope(params: dict[str, Any], prefix: str) -> dict[str, Any]:
     {'w': 1, 'b': 2}
     """
     head = prefix + "."
-    return {k[len(head):]: v for k, v in params.items() if k.startswith(head)}
+    return {k[len(head) :]: v for k, v in params.items() if k.startswith(head)}
 
 
 def unscope(grads: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -40,8 +40,10 @@ def _pool_config(x: Any, kernel_size: Any, stride: Any, padding: Any, layer: str
     n = check_layer_input(x, "x") if check else x.ndim - 2
     k, s, p, d = window_config(n, kernel_size, kernel_size if stride is None else stride, padding)
     if check and any(pi > ki // 2 for pi, ki in zip(p, k)):
-        raise ValueError(f"{layer}: padding must be at most half the kernel size on every axis, "
-                         f"received padding {p} for kernel_size {k}")
+        raise ValueError(
+            f"{layer}: padding must be at most half the kernel size on every axis, "
+            f"received padding {p} for kernel_size {k}"
+        )
     return k, s, p, d, output_shape(x.shape[2:], k, s, p, d)
 
 

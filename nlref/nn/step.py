@@ -47,10 +47,21 @@ def step_rng(seed: int, kind: int, step: int) -> np.random.Generator:
 def build_from_config(cfg: TrainConfig, *, xp: Any = np) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
     """Build ``(model, params, state)`` for a config with :func:`nlref.nn.models.build_model`."""
     return build_model(
-        cfg.arch, layout=cfg.layout, depth=None if cfg.depth is None else tuple(cfg.depth), width=cfg.width,
-        block=cfg.block, in_channels=cfg.channels, num_classes=2, nl_blocks=cfg.nl_blocks,
-        nl_mode=cfg.nl_mode, nl_subsample=cfg.nl_subsample, nl_space_time=cfg.nl_space_time,
-        inflate=cfg.inflate, dropout=cfg.dropout, rng=step_rng(cfg.seed, INIT, 0), dtype=np.dtype(cfg.dtype),
+        cfg.arch,
+        layout=cfg.layout,
+        depth=None if cfg.depth is None else tuple(cfg.depth),
+        width=cfg.width,
+        block=cfg.block,
+        in_channels=cfg.channels,
+        num_classes=2,
+        nl_blocks=cfg.nl_blocks,
+        nl_mode=cfg.nl_mode,
+        nl_subsample=cfg.nl_subsample,
+        nl_space_time=cfg.nl_space_time,
+        inflate=cfg.inflate,
+        dropout=cfg.dropout,
+        rng=step_rng(cfg.seed, INIT, 0),
+        dtype=np.dtype(cfg.dtype),
         xp=xp,
     )
 
@@ -65,11 +76,13 @@ def optimizer_init(cfg: TrainConfig, params: dict[str, Any]) -> dict[str, Any]:
     return optim.sgd_init(params) if cfg.optimizer == "sgd" else optim.adam_init(params)
 
 
-def _optimizer_step(cfg: TrainConfig, params: dict, grads: dict, opt_state: dict,
-                    lr: float) -> tuple[dict, dict]:
+def _optimizer_step(
+    cfg: TrainConfig, params: dict, grads: dict, opt_state: dict, lr: float
+) -> tuple[dict, dict]:
     if cfg.optimizer == "sgd":
-        return optim.sgd_step(params, grads, opt_state, lr=lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
+        return optim.sgd_step(
+            params, grads, opt_state, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     return optim.adam_step(params, grads, opt_state, lr=lr, weight_decay=cfg.weight_decay)
 
 

@@ -33,8 +33,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -60,10 +61,20 @@ from .step import (
 # ``train`` itself is left out of __all__: nlref.nn star-imports this module, and exporting
 # a function named ``train`` would hide the module ``nlref.nn.train`` behind it.
 __all__ = [
-    "TrainConfig", "PRESETS", "get_preset", "load_config",  # nlref.nn.config
-    "save_checkpoint", "load_checkpoint",  # nlref.nn.checkpoint
-    "step_rng", "build_from_config", "train_step",  # nlref.nn.step
-    "random_crop_flip", "evaluate", "train_summary", "TrainingInterrupted", "FIRST_EVAL",
+    "TrainConfig",
+    "PRESETS",
+    "get_preset",
+    "load_config",  # nlref.nn.config
+    "save_checkpoint",
+    "load_checkpoint",  # nlref.nn.checkpoint
+    "step_rng",
+    "build_from_config",
+    "train_step",  # nlref.nn.step
+    "random_crop_flip",
+    "evaluate",
+    "train_summary",
+    "TrainingInterrupted",
+    "FIRST_EVAL",
 ]
 
 #: Step of the first, early evaluation (besides every ``eval_every`` steps), so a run shows signs of life.
@@ -125,7 +136,7 @@ def random_crop_flip(x: Any, rng: np.random.Generator, *, pad: int = 0, flip: bo
     out = xp.empty((n, *x.shape[1:3], h, w), dtype=x.dtype)
     for i in range(n):
         dy, dx = (int(v) for v in offsets[i])
-        clip = x[i, :, :, dy:dy + h, dx:dx + w]
+        clip = x[i, :, :, dy : dy + h, dx : dx + w]
         out[i] = clip[..., ::-1] if flips[i] else clip
     return out
 
@@ -137,27 +148,45 @@ def _batch(cfg: TrainConfig, step: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
         epochs, slots = np.divmod(indices, cfg.n_train)
         perms = {e: step_rng(cfg.seed, SHUFFLE, e).permutation(cfg.n_train) for e in set(epochs.tolist())}
         indices = np.array([perms[e][j] for e, j in zip(epochs.tolist(), slots.tolist())])
-    x, y = make_clips(cfg.batch_size, seed=cfg.seed, split="train", indices=indices, n_frames=cfg.n_frames,
-                      size=cfg.size, channels=cfg.channels, noise=cfg.noise, dtype=dtype)
+    x, y = make_clips(
+        cfg.batch_size,
+        seed=cfg.seed,
+        split="train",
+        indices=indices,
+        n_frames=cfg.n_frames,
+        size=cfg.size,
+        channels=cfg.channels,
+        noise=cfg.noise,
+        dtype=dtype,
+    )
     x = random_crop_flip(x, step_rng(cfg.seed, AUG, step), pad=cfg.crop_pad, flip=cfg.flip)
     return asarray(x, xp), asarray(y, xp)
 
 
 def _val_set(cfg: TrainConfig, xp: Any, dtype: Any) -> tuple[Any, Any]:
-    x, y = make_clips(cfg.n_val, seed=cfg.seed, split="val", n_frames=cfg.n_frames, size=cfg.size,
-                      channels=cfg.channels, noise=cfg.noise, dtype=dtype)
+    x, y = make_clips(
+        cfg.n_val,
+        seed=cfg.seed,
+        split="val",
+        n_frames=cfg.n_frames,
+        size=cfg.size,
+        channels=cfg.channels,
+        noise=cfg.noise,
+        dtype=dtype,
+    )
     return asarray(x, xp), asarray(y, xp)
 
 
 # ----------------------------------------------------------------------------- evaluation and files
 
 
-def evaluate(model: list, params: dict, state: dict, x: Any, y: Any, *,
-             batch_size: int = 64) -> dict[str, float]:
+def evaluate(
+    model: list, params: dict, state: dict, x: Any, y: Any, *, batch_size: int = 64
+) -> dict[str, float]:
     """Loss and accuracy of a model in eval mode (BN running statistics) on ``(x, y)``."""
     total_loss, correct = 0.0, 0
     for i in range(0, x.shape[0], batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         logits, _, _ = model_forward(xb, params, state, model, train=False)
         loss, _ = softmax_cross_entropy(logits, yb)
         total_loss += float(loss) * xb.shape[0]
@@ -175,13 +204,26 @@ def _new_meter() -> dict[str, np.ndarray]:
 
 
 def _eval_row(cfg: TrainConfig, run: dict, lr: float, seconds: float) -> dict[str, Any]:
-    val = evaluate(run["model"], run["params"], run["state"], run["val_x"], run["val_y"],
-                   batch_size=max(cfg.batch_size, 64))
+    val = evaluate(
+        run["model"],
+        run["params"],
+        run["state"],
+        run["val_x"],
+        run["val_y"],
+        batch_size=max(cfg.batch_size, 64),
+    )
     meter = run["meter"]
     count = max(int(meter["count"]), 1)
-    return {"step": run["step"], "epoch": len(run["rows"]) + 1, "lr": lr,
-            "train_loss": float(meter["loss_sum"]) / count, "train_accuracy": int(meter["correct"]) / count,
-            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "time_s": seconds}
+    return {
+        "step": run["step"],
+        "epoch": len(run["rows"]) + 1,
+        "lr": lr,
+        "train_loss": float(meter["loss_sum"]) / count,
+        "train_accuracy": int(meter["correct"]) / count,
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "time_s": seconds,
+    }
 
 
 def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
@@ -196,8 +238,15 @@ def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
 
 def _save(run: dict, cfg: TrainConfig) -> None:
     if run["ckpt"] is not None:
-        save_checkpoint(run["ckpt"], params=run["params"], opt_state=run["opt_state"], state=run["state"],
-                        step=run["step"], config=cfg, meter=run["meter"])
+        save_checkpoint(
+            run["ckpt"],
+            params=run["params"],
+            opt_state=run["opt_state"],
+            state=run["state"],
+            step=run["step"],
+            config=cfg,
+            meter=run["meter"],
+        )
 
 
 def _summary_line(cfg: TrainConfig, run: dict, seconds: float) -> str:
@@ -206,8 +255,10 @@ def _summary_line(cfg: TrainConfig, run: dict, seconds: float) -> str:
     if not rows:
         return f"done: step {run['step']}/{cfg.steps} in {seconds:.1f} s, no evaluation; {where}"
     best = max(rows, key=lambda r: r["val_accuracy"])
-    return (f"done: step {run['step']}/{cfg.steps} in {seconds:.1f} s; val accuracy last "
-            f"{rows[-1]['val_accuracy']:.3f}, best {best['val_accuracy']:.3f} (step {best['step']}); {where}")
+    return (
+        f"done: step {run['step']}/{cfg.steps} in {seconds:.1f} s; val accuracy last "
+        f"{rows[-1]['val_accuracy']:.3f}, best {best['val_accuracy']:.3f} (step {best['step']}); {where}"
+    )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -218,22 +269,38 @@ def _check_resumable(saved: Any, cfg: TrainConfig, path: Path) -> None:
     now = dataclasses.asdict(cfg)
     diff = sorted(k for k in set(saved_d) | set(now) if k != "steps" and saved_d.get(k) != now.get(k))
     if diff:
-        raise ValueError(f"cannot resume from {str(path)!r}: its config differs in {diff} (checkpoint "
-                         f"{[saved_d.get(k) for k in diff]}, requested {[now.get(k) for k in diff]})")
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: its config differs in {diff} (checkpoint "
+            f"{[saved_d.get(k) for k in diff]}, requested {[now.get(k) for k in diff]})"
+        )
 
 
 def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[str, Any]:
     """The run's mutable record: model, params, state, opt_state, meter, step, rows (fresh or resumed)."""
     ckpt = out / "checkpoint.npz" if out is not None else None
     model, params, state = build_from_config(cfg, xp=xp)
-    run = {"model": model, "params": params, "state": state, "opt_state": optimizer_init(cfg, params),
-           "meter": _new_meter(), "step": 0, "rows": [], "ckpt": ckpt}
+    run = {
+        "model": model,
+        "params": params,
+        "state": state,
+        "opt_state": optimizer_init(cfg, params),
+        "meter": _new_meter(),
+        "step": 0,
+        "rows": [],
+        "ckpt": ckpt,
+    }
     if resume:
-        ck = load_checkpoint(ckpt, params=params, opt_state=run["opt_state"], state=state, meter=run["meter"],
-                             xp=xp)
+        ck = load_checkpoint(
+            ckpt, params=params, opt_state=run["opt_state"], state=state, meter=run["meter"], xp=xp
+        )
         _check_resumable(ck["config"], cfg, ckpt)
-        run.update(params=ck["params"], opt_state=ck["opt_state"], state=ck["state"], step=ck["step"],
-                   meter=ck["meter"])
+        run.update(
+            params=ck["params"],
+            opt_state=ck["opt_state"],
+            state=ck["state"],
+            step=ck["step"],
+            meter=ck["meter"],
+        )
         if (out / "metrics.json").exists():
             rows = json.loads((out / "metrics.json").read_text())
             run["rows"] = [r for r in rows if r["step"] <= ck["step"]]
@@ -243,19 +310,37 @@ def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[st
     return run
 
 
-def _loop(cfg: TrainConfig, run: dict, xp: Any, bar: Any, out: Path | None, verbose: bool,
-          callback: Callable[[int, dict], None] | None, t_start: float) -> None:
+def _loop(
+    cfg: TrainConfig,
+    run: dict,
+    xp: Any,
+    bar: Any,
+    out: Path | None,
+    verbose: bool,
+    callback: Callable[[int, dict], None] | None,
+    t_start: float,
+) -> None:
     dtype = np.dtype(cfg.dtype)
     while run["step"] < cfg.steps:
         step = run["step"]
         x, y = _batch(cfg, step, xp, dtype)
         lr = learning_rate(cfg, step)
         loss, correct, params, state, opt_state = train_step(
-            run["model"], run["params"], run["state"], run["opt_state"], x, y, cfg=cfg, lr=lr,
-            rng=step_rng(cfg.seed, DROPOUT, step))
-        meter = {"loss_sum": np.array(float(run["meter"]["loss_sum"]) + loss * x.shape[0]),
-                 "correct": np.array(int(run["meter"]["correct"]) + correct),
-                 "count": np.array(int(run["meter"]["count"]) + x.shape[0])}
+            run["model"],
+            run["params"],
+            run["state"],
+            run["opt_state"],
+            x,
+            y,
+            cfg=cfg,
+            lr=lr,
+            rng=step_rng(cfg.seed, DROPOUT, step),
+        )
+        meter = {
+            "loss_sum": np.array(float(run["meter"]["loss_sum"]) + loss * x.shape[0]),
+            "correct": np.array(int(run["meter"]["correct"]) + correct),
+            "count": np.array(int(run["meter"]["count"]) + x.shape[0]),
+        }
         # commit the step in one call, so an interrupt never leaves a half-updated model
         run.update(params=params, state=state, opt_state=opt_state, step=step + 1, meter=meter)
         bar.update(1)
@@ -265,8 +350,10 @@ def _loop(cfg: TrainConfig, run: dict, xp: Any, bar: Any, out: Path | None, verb
             run["rows"].append(row)
             run["meter"] = _new_meter()
             if verbose:
-                tqdm.write(f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, val loss "
-                           f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} (lr {lr:.2g})")
+                tqdm.write(
+                    f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, val loss "
+                    f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} (lr {lr:.2g})"
+                )
             if out is not None:
                 _write_metrics(out, run["rows"])
                 _save(run, cfg)
@@ -336,32 +423,53 @@ def train(
     if resume and out is None:
         raise ValueError("resume=True needs out_dir, the folder holding checkpoint.npz")
     if resume and not (out / "checkpoint.npz").is_file():
-        raise FileNotFoundError(f"cannot resume: there is no checkpoint {str(out / 'checkpoint.npz')!r} "
-                                "(start a new run without --resume)")
+        raise FileNotFoundError(
+            f"cannot resume: there is no checkpoint {str(out / 'checkpoint.npz')!r} "
+            "(start a new run without --resume)"
+        )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     with _sigterm_raises():
         run = _start(cfg, out, resume, xp)
-        bar = tqdm(total=cfg.steps, initial=run["step"], disable=not progress,
-                   desc=f"{cfg.arch} nl={cfg.nl_blocks}", unit="step", leave=False)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=run["step"],
+            disable=not progress,
+            desc=f"{cfg.arch} nl={cfg.nl_blocks}",
+            unit="step",
+            leave=False,
+        )
         try:
             _loop(cfg, run, xp, bar, out, verbose, callback, t_start)
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (TrainingInterrupted) or a callback's
             bar.close()
             _save(run, cfg)
-            how = f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, TrainingInterrupted) \
+            how = (
+                f"stopped by {signal.Signals(exc.signum).name}"
+                if isinstance(exc, TrainingInterrupted)
                 else "interrupted"
-            saved = f"checkpoint saved to {run['ckpt']} (resume with --resume)" if run["ckpt"] is not None \
+            )
+            saved = (
+                f"checkpoint saved to {run['ckpt']} (resume with --resume)"
+                if run["ckpt"] is not None
                 else "nothing saved (no out_dir)"
+            )
             print(f"{how} after step {run['step']}; {saved}", flush=True)
             raise
         bar.close()
         _save(run, cfg)
     if verbose:
         print(_summary_line(cfg, run, time.perf_counter() - t_start), flush=True)
-    return {"params": run["params"], "state": run["state"], "opt_state": run["opt_state"],
-            "model": run["model"], "step": run["step"], "metrics": run["rows"], "config": cfg}
+    return {
+        "params": run["params"],
+        "state": run["state"],
+        "opt_state": run["opt_state"],
+        "model": run["model"],
+        "step": run["step"],
+        "metrics": run["rows"],
+        "config": cfg,
+    }
 
 
 def train_summary(cfg: TrainConfig, *, backend: str = "numpy") -> dict[str, Any]:
@@ -378,6 +486,11 @@ def train_summary(cfg: TrainConfig, *, backend: str = "numpy") -> dict[str, Any]
     out = train(cfg, backend=backend, progress=False, verbose=False)
     seconds = time.perf_counter() - t0
     last = out["metrics"][-1]
-    return {"config": dataclasses.asdict(cfg), "val_accuracy": last["val_accuracy"],
-            "val_loss": last["val_loss"], "metrics": out["metrics"], "seconds": seconds,
-            "step_s": last["time_s"] / max(out["step"], 1)}
+    return {
+        "config": dataclasses.asdict(cfg),
+        "val_accuracy": last["val_accuracy"],
+        "val_loss": last["val_loss"],
+        "metrics": out["metrics"],
+        "seconds": seconds,
+        "step_s": last["time_s"] / max(out["step"], 1),
+    }

@@ -33,17 +33,21 @@ def as_window(window: Any, ndim: int) -> tuple[int | None, ...]:
 
     Raises ``TypeError``/``ValueError`` naming ``window`` otherwise.
     """
+
     def is_int(k):
         return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
 
     try:
         items = (window,) * ndim if is_int(window) else tuple(window)
     except TypeError:
-        raise TypeError(f"window must be an int or a tuple of {ndim} ints/None, "
-                        f"received {window!r}") from None
+        raise TypeError(
+            f"window must be an int or a tuple of {ndim} ints/None, received {window!r}"
+        ) from None
     if len(items) != ndim or not all(k is None or (is_int(k) and k >= 0) for k in items):
-        raise ValueError(f"window must be an int >= 0 or a tuple of {ndim} ints >= 0 or None "
-                         f"(one per spatial axis), received {window!r}")
+        raise ValueError(
+            f"window must be an int >= 0 or a tuple of {ndim} ints >= 0 or None "
+            f"(one per spatial axis), received {window!r}"
+        )
     return tuple(None if k is None else int(k) for k in items)
 
 
@@ -94,8 +98,10 @@ def local_window_mask(query_shape: Any, window: Any, *, stride: Any = 1, xp: Any
         i, j = xp.arange(shape[axis])[:, None], xp.arange(key_shape[axis])[None, :]
         axis_mask = (j * int(s) <= i + k) & (j * int(s) + int(s) - 1 >= i - k)  # (S_a, S'_a)
         if not bool(axis_mask.any(axis=1).all()):
-            raise ValueError(f"window {window!r} leaves query positions on axis {axis} without a key: the "
-                             f"subsampled key grid {key_shape} (stride {strides}) does not reach them; "
-                             f"widen the window on that axis")
+            raise ValueError(
+                f"window {window!r} leaves query positions on axis {axis} without a key: the "
+                f"subsampled key grid {key_shape} (stride {strides}) does not reach them; "
+                f"widen the window on that axis"
+            )
         mask &= axis_mask[q_coords[axis][:, None], k_coords[axis][None, :]]
     return mask
