@@ -59,6 +59,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("input", help="input image (.png, .jpg, .tif/.tiff; 8- or 16-bit, or float TIFF)")
     p.add_argument("output", help="output image (.png, .jpg, .bmp, .tif/.tiff); same bit depth as the input")
+    _add_nl_means_options(p)
+    _add_run_options(p)
+    stream.add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _add_nl_means_options(p: argparse.ArgumentParser) -> None:
+    """The arguments of :func:`nlref.denoise.nl_means` (and the IPOL preset)."""
     p.add_argument(
         "--sigma",
         type=options.sigma,
@@ -116,6 +124,10 @@ def register(subparsers: Any) -> None:
         "grey+alpha; alpha is copied unchanged, not denoised), none, or an int "
         "(every channel denoised, alpha included)",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Backend, added noise, overwriting and progress."""
     p.add_argument(
         "--backend", choices=["numpy", "cupy"], default="numpy", help="array backend (default numpy)"
     )
@@ -137,8 +149,6 @@ def register(subparsers: Any) -> None:
         help=f"always show a progress bar (default: above {PROGRESS_PIXELS} pixels)",
     )
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
-    stream.add_arguments(p)
-    p.set_defaults(func=run)
 
 
 def _read_checked(args: argparse.Namespace) -> np.ndarray:

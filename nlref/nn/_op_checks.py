@@ -19,7 +19,6 @@ __all__ = [
     "AUTO_DENSE_MAX_ELEMENTS",
     "DEFAULT_CHUNK_SIZE",
     "validate_op_args",
-    "resolve_memory",
 ]
 
 #: The four instantiations of f (Sec. 3.2); also the block's ``mode``.
@@ -78,6 +77,16 @@ def validate_op_args(query, key, value, f, normalize, scale, key_bias, mask, w_f
             f"w_f, the (2 d,) weight of ReLU(w_f^T [query_i, key_j]), is required by "
             f"f='concatenation' and used by it only; received f={f!r}, w_f={type(w_f).__name__}"
         )
+    _check_optional_arrays(query, key, f, key_bias, mask, w_f, memory)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, received {chunk_size!r}")
+    return xp
+
+
+def _check_optional_arrays(query, key, f, key_bias, mask, w_f, memory):
+    """Shapes and dtypes of key_bias (N, Nk), mask (Nq, Nk) and w_f (2 d,); a mask keeps a key per row."""
+    n, nq, d = query.shape
+    nk = key.shape[1]
     optional = (
         (key_bias, "key_bias", (n, nk), query.dtype),
         (mask, "mask", (nq, nk), bool),
@@ -98,17 +107,3 @@ def validate_op_args(query, key, value, f, normalize, scale, key_bias, mask, w_f
             "memory='chunked' computes the dot product as query (key^T value) / Nk, "
             "which cannot apply a mask: use memory='dense' or 'auto' with a mask"
         )
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, received {chunk_size!r}")
-    return xp
-
-
-def resolve_memory(memory, f, n, nq, nk, mask):
-    """``"auto"``: the dot product factorises (unless masked); the others chunk above the size limit."""
-    if f == "dot_product" and mask is not None:
-        return "dense"  # the factorisation cannot mask ("chunked" was refused by the validation)
-    if memory != "auto":
-        return memory
-    if f == "dot_product":
-        return "chunked"
-    return "chunked" if n * nq * nk > AUTO_DENSE_MAX_ELEMENTS else "dense"

@@ -48,7 +48,6 @@ from ._op_checks import (
     DEFAULT_CHUNK_SIZE,
     MEMORY_FORMS,
     NONLOCAL_MODES,
-    resolve_memory,
     validate_op_args,
 )
 from ._pairwise import concat_terms, concat_terms_backward, logits, logits_backward, normaliser
@@ -63,6 +62,17 @@ __all__ = [
     "AUTO_DENSE_MAX_ELEMENTS",
     "DEFAULT_CHUNK_SIZE",
 ]
+
+
+def resolve_memory(memory, f, n, nq, nk, mask):
+    """``"auto"``: the dot product factorises (unless masked); the others chunk above the size limit."""
+    if f == "dot_product" and mask is not None:
+        return "dense"  # the factorisation cannot mask ("chunked" was refused by the validation)
+    if memory != "auto":
+        return memory
+    if f == "dot_product":
+        return "chunked"
+    return "chunked" if n * nq * nk > AUTO_DENSE_MAX_ELEMENTS else "dense"
 
 
 # --------------------------------------------------------------------------- the four affinities A = f / C
