@@ -86,8 +86,8 @@ def nl_means(
         naming that minimum.  Default: one offset per step on
         NumPy (:func:`nlref.denoise.fast.offset_loop`, fastest on a CPU) and
         batches of up to 256 MiB on CuPy
-        (:func:`nlref.denoise.fast.offset_loop_batched`, fewer kernel
-        launches); see :func:`nlref.denoise.fast.offsets_per_batch`.
+        (:func:`nlref.denoise.batched.offset_loop_batched`, fewer kernel
+        launches); see :func:`nlref.denoise.batched.offsets_per_batch`.
     progress : bool
         Show a tqdm progress bar over the offsets.
 
