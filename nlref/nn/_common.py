@@ -122,6 +122,20 @@ def window_slices(
     )
 
 
+def windows(x_pad: Any, k: Sequence[int], s: Sequence[int], d: Sequence[int], o_shape: Sequence[int]) -> Any:
+    """Every window of ``x_pad: (A, B, *S_pad)`` as a view ``(A, B, *O, *k)``: no copy.
+
+    ``windows(...)[a, b, i, kk] = x_pad[a, b, i * s + kk * d]``; the same numbers
+    as the :func:`window_slices` of every offset, stacked on the last axes.  A
+    reshape of it to ``(..., prod(k))`` gathers them with one copy (im2col).
+    """
+    xp, n = get_namespace(x_pad), len(k)
+    span = tuple(di * (ki - 1) + 1 for ki, di in zip(k, d))
+    view = xp.lib.stride_tricks.sliding_window_view(x_pad, span, axis=tuple(range(2, 2 + n)))
+    positions = tuple(slice(0, si * (O - 1) + 1, si) for si, O in zip(s, o_shape))
+    return view[(slice(None), slice(None)) + positions + tuple(slice(None, None, di) for di in d)]
+
+
 def pad_spatial(x: Any, p: Sequence[int], value: float = 0.0) -> Any:
     """Pad the spatial axes of ``x: (N, C, *S)`` by ``p`` on both sides with ``value``."""
     if not any(p):

@@ -9,12 +9,16 @@ How it works: for each of the ``K = prod(kernel_size)`` kernel offsets the
 input positions that offset reads form one strided slice of the padded input.
 Stacking those ``K`` slices gives the "column" matrix ``cols: (C*K, N*P)``
 (P output positions per sample) and the convolution of the whole batch is one
-product ``W (C_out, C*K) @ cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
-and each offset's block of ``dcols`` is *added* into its slice of the padded
-``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.  In shapes::
+product ``W (C_out, C*K) @ cols``; the ``K`` slices are one strided view of
+the padded input (:func:`nlref.nn._common.windows`), gathered with one copy.
+The backward's ``dx`` is the transposed convolution: ``dout`` spread back onto
+the input grid (zeros between strided positions), padded by the kernel span and
+correlated with the flipped kernel, in and out channels swapped -- again
+im2col and one product, so the GPU needs no scatter-add.  In shapes::
 
     x (N, C_in, *S) -> pad (zeros or replicated edges) -> cols (C_in*K, N*P)
     out = W (C_out, C_in*K) @ cols  -> (N, C_out, *O)
+    dout -> spread + pad -> cols' (C_out*K, N*S_pad);  dx_pad = flip(W)^T (C_in, C_out*K) @ cols'
 """
 
 from __future__ import annotations
@@ -29,14 +33,13 @@ from ._common import (
     check_param,
     fold_replicated_borders,
     inner_slices,
-    offsets,
     output_shape,
     pad_spatial,
     padding_modes,
     replicate_borders,
     same_backend,
     window_config,
-    window_slices,
+    windows,
 )
 
 __all__ = ["conv_forward", "conv_backward", "conv_output_shape"]
@@ -144,10 +147,10 @@ def _conv_forward(xp, x, w, b, k, s, p, d, o_shape, modes=None):
     x_pad = replicate_borders(pad_spatial(_swap_nc(x), p), p, modes)  # (C, N, *S_pad)
     if K == 1 and all(si == 1 for si in s):
         cols = x_pad.reshape(C, N * P)  # 1x1(x1) kernel: the columns are x itself
-    else:
-        cols = xp.empty((C, K, N) + o_shape, dtype=x.dtype)
-        for i, off in enumerate(offsets(k)):
-            cols[:, i] = x_pad[window_slices(off, o_shape, s, d)]
+    else:  # (C, N, *O, *k) windows -> (C, *k, N, *O): one copy
+        win = windows(x_pad, k, s, d, o_shape)
+        n = len(k)
+        cols = win.transpose((0,) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(1, 2 + n)))
         cols = cols.reshape(C * K, N * P)
     w2 = w.reshape(C_out, C * K)
     out = w2 @ cols  # (C_out, C*K) @ (C*K, N*P): one matrix product for the batch
@@ -163,15 +166,14 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
     With ``out = W cols + b`` (``W: (C_out, C_in*K)``, ``cols: (C_in*K, N*P)``):
 
     * ``dW = dout cols^T``, ``db = sum_{n, i} dout[n, :, i]``;
-    * ``dcols = W^T dout``; the block of ``dcols`` for kernel offset ``k`` is
-      added into that offset's slice of the padded input,
-      ``dx_pad[slice(k)] += dcols[k]`` (col2im as dense slice adds, one offset
-      at a time); with ``padding_mode="replicate"`` the gradient reaching the
-      padding is added onto the edge slice it copied; ``dx`` is ``dx_pad``
-      without its padding.
+    * ``dx_pad[c, j] = sum_{o, k: i s + k d = j} w[o, c, k] dout[o, i]``, the
+      transposed convolution (:func:`_transposed_conv`); with
+      ``padding_mode="replicate"`` the gradient reaching the padding is added
+      onto the edge slice it copied; ``dx`` is ``dx_pad`` without its padding.
 
-    ``dcols`` has the size of ``cols``: the backward briefly needs that much
-    memory again.
+    The transposed convolution's columns ``(C_out*K, N*prod(S_pad))`` are about
+    the size of ``cols`` (``prod(s)`` times more for a strided kernel, whose
+    spread ``dout`` is mostly zeros): the backward briefly needs that much memory again.
 
     Parameters
     ----------
@@ -192,22 +194,40 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
     N, C = x_shape[:2]
     C_out, K = w_shape[0], int(np.prod(k))
     d2 = _swap_nc(dout).reshape(C_out, -1)  # (C_out, N*P)
-    # dW = dout cols^T, computed as (cols dout^T)^T: the same numbers, but OpenBLAS is
-    # several times faster with the long N*P axis as the rows of the first operand
-    grads = {"w": (cols @ d2.T).T.reshape(w_shape)}
+    grads = {"w": (d2 @ cols.T).reshape(w_shape)}  # C-contiguous: a flat optimiser gathers it without a copy
     if has_bias:
         grads["b"] = d2.sum(axis=1)
     if not need_dx:
         return None, grads
-    dcols = w2.T @ d2  # (C*K, N*P)
     padded = (C, N) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
     if K == 1 and all(si == 1 for si in s):
-        dx_pad = dcols.reshape(padded)
+        dx_pad = (w2.T @ d2).reshape(padded)  # 1x1(x1) kernel: dx = W^T dout
     else:
-        dx_pad = xp.zeros(padded, dtype=dout.dtype)
-        dcols = dcols.reshape((C, K, N) + o_shape)
-        for i, off in enumerate(offsets(k)):
-            dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, i]
+        dx_pad = _transposed_conv(xp, d2.reshape((C_out, N) + o_shape), w2.reshape(w_shape), padded, k, s, d)
     fold_replicated_borders(dx_pad, p, modes)
     dx = _swap_nc(dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad)
     return xp.ascontiguousarray(dx), grads
+
+
+def _transposed_conv(xp, dout_c, w, padded, k, s, d):
+    """``dx_pad[c, n, j] = sum_{o, kk: i s + kk d = j} w[o, c, kk] dout[o, n, i]`` as one im2col product.
+
+    ``dout_c: (C_out, N, *O)`` goes onto a zero grid ``u: (C_out, N, *U)`` at
+    ``u[d (k - 1) + i s] = dout[i]`` (``U = S_pad + d (k - 1)``); then
+    ``dx_pad[j] = sum_kk' w[k - 1 - kk'] u[j + kk' d]``: the correlation of ``u``
+    with the flipped kernel at stride 1, whose output grid is ``S_pad``.
+    Returns ``dx_pad: (C_in, N, *S_pad)``.
+    """
+    C_out, N = dout_c.shape[:2]
+    C, n, K = w.shape[1], len(k), int(np.prod(k))
+    lead = tuple(di * (ki - 1) for ki, di in zip(k, d))  # the kernel span less one
+    u = xp.zeros((C_out, N) + tuple(S + a for S, a in zip(padded[2:], lead)), dtype=dout_c.dtype)
+    u[
+        (slice(None), slice(None))
+        + tuple(slice(a, a + si * (O - 1) + 1, si) for a, si, O in zip(lead, s, dout_c.shape[2:]))
+    ] = dout_c
+    win = windows(u, k, (1,) * n, d, padded[2:])  # (C_out, N, *S_pad, *k)
+    cols = win.transpose((0,) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(1, 2 + n)))
+    cols = cols.reshape(C_out * K, -1)  # (C_out*K, N*prod(S_pad)): one copy
+    w_flip = w[(slice(None), slice(None)) + (slice(None, None, -1),) * n].swapaxes(0, 1)
+    return (w_flip.reshape(C, C_out * K) @ cols).reshape(padded)
