@@ -136,6 +136,23 @@ def windows(x_pad: Any, k: Sequence[int], s: Sequence[int], d: Sequence[int], o_
     return view[(slice(None), slice(None)) + positions + tuple(slice(None, None, di) for di in d)]
 
 
+def window_index(
+    xp: Any,
+    pad_shape: Sequence[int],
+    k: Sequence[int],
+    s: Sequence[int],
+    d: Sequence[int],
+    o_shape: Sequence[int],
+) -> Any:
+    """Flat index into an array of ``pad_shape`` of every window element: :func:`windows` of ``arange``.
+
+    ``(A, B, *O, *k)`` integers; ``xp.add.at(dx_pad.reshape(-1), index, values)``
+    adds every window element back onto the position it was read from (col2im
+    as one scatter-add; overlapping windows add up).
+    """
+    return windows(xp.arange(int(np.prod(pad_shape))).reshape(tuple(pad_shape)), k, s, d, o_shape)
+
+
 def pad_spatial(x: Any, p: Sequence[int], value: float = 0.0) -> Any:
     """Pad the spatial axes of ``x: (N, C, *S)`` by ``p`` on both sides with ``value``."""
     if not any(p):

@@ -25,6 +25,7 @@ from ._common import (
     output_shape,
     pad_spatial,
     window_config,
+    window_index,
     window_slices,
     windows,
 )
@@ -73,13 +74,18 @@ def max_pool_forward(
     out : ndarray, shape (N, C, *O)
     cache : tuple
         Holds the arg-max of every window, ``(N, C, *O)`` integers; the forward
-        briefly holds every window, ``(N, C, *O, prod(kernel_size))``.
+        briefly holds every window, ``(prod(kernel_size), N, C, *O)``.
     """
     k, s, p, d, o_shape = _pool_config(x, kernel_size, stride, padding, "max_pool_forward", check)
     x_pad = pad_spatial(x, p, value=-np.inf)
-    win = windows(x_pad, k, s, d, o_shape).reshape(tuple(x.shape[:2]) + o_shape + (-1,))  # one copy
-    arg = win.argmax(axis=-1)  # the first maximum on ties (kernel offsets in C order)
-    return win.max(axis=-1), (x_pad.shape, arg, tuple(x.shape), k, s, p, d, o_shape)
+    n = len(k)
+    win = windows(x_pad, k, s, d, o_shape)  # (N, C, *O, *k) view
+    # (K, N, C, *O), one copy: offsets first, so the max and arg-max below run across whole arrays
+    win = win.transpose(tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2 + n))).reshape(
+        (-1,) + win.shape[: 2 + n]
+    )
+    arg = win.argmax(axis=0)  # the first maximum on ties (kernel offsets in C order)
+    return win.max(axis=0), (x_pad.shape, arg, tuple(x.shape), k, s, p, d, o_shape)
 
 
 def max_pool_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
@@ -99,7 +105,7 @@ def max_pool_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
     """
     pad_shape, arg, x_shape, k, s, p, d, o_shape = cache
     xp, n = get_namespace(dout), len(k)
-    index = windows(xp.arange(int(np.prod(pad_shape))).reshape(pad_shape), k, s, d, o_shape)
+    index = window_index(xp, pad_shape, k, s, d, o_shape)  # (N, C, *O, *k)
     first = index[(Ellipsis,) + (0,) * n]  # (N, C, *O): flat index of each window's first element
     step = index[(0,) * (2 + n)].reshape(-1)  # (K,): flat offset of each kernel offset from the first
     dx_pad = xp.zeros(pad_shape, dtype=dout.dtype)
