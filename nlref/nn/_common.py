@@ -2,9 +2,11 @@
 
 Every layer validates its arguments once, at its public forward, with the
 checks below; the backward trusts the cache its forward built.  The window
-helpers turn "kernel offset k, stride s, dilation d" into plain slices, which
-is how conv and pooling visit a window without per-pixel Python loops: one
-dense slice per kernel offset, ``prod(kernel_size)`` slices in all.
+helpers turn "kernel offset k, stride s, dilation d" into plain slices, or
+into one strided view of every window at once (:func:`windows`), which is how
+conv and pooling visit a window without per-pixel Python loops; the windows of
+``arange`` give the flat index of every window element (:func:`window_index`),
+for the scatter-adds of the backwards.
 """
 
 from __future__ import annotations
