@@ -37,6 +37,7 @@ of place, and return views of the new flat buffers (views are free)::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,7 @@ def unflatten(buffer: Any, like: dict[str, Any]) -> dict[str, Any]:
     """Views of a flat ``buffer`` with the names and shapes of ``like`` (as laid out by flatten_params)."""
     views, offset = {}, 0
     for name, v in like.items():
-        size = int(np.prod(v.shape, dtype=np.int64))
+        size = math.prod(v.shape)
         views[name] = buffer[offset : offset + size].reshape(v.shape)
         offset += size
     if offset != buffer.shape[0]:
@@ -261,7 +262,7 @@ def _flat_ready(params: dict[str, Any], grads: dict[str, Any]) -> bool:
 
 def _gather(arrays: dict[str, Any], names: dict[str, Any], prefix: str = "") -> Any:
     """``arrays[prefix + name]`` for every name of ``names``, end to end (one concatenate)."""
-    xp = get_namespace(*(arrays[prefix + k] for k in names))
+    xp = get_namespace(arrays[prefix + next(iter(names))])  # concatenate refuses a NumPy/CuPy mix
     return xp.concatenate([arrays[prefix + k].reshape(-1) for k in names])
 
 

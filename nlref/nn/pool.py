@@ -78,14 +78,19 @@ def max_pool_forward(
     """
     k, s, p, d, o_shape = _pool_config(x, kernel_size, stride, padding, "max_pool_forward", check)
     x_pad = pad_spatial(x, p, value=-np.inf)
-    n = len(k)
+    xp, n = get_namespace(x), len(k)
     win = windows(x_pad, k, s, d, o_shape)  # (N, C, *O, *k) view
     # (K, N, C, *O), one copy: offsets first, so the max and arg-max below run across whole arrays
     win = win.transpose(tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2 + n))).reshape(
         (-1,) + win.shape[: 2 + n]
     )
-    arg = win.argmax(axis=0)  # the first maximum on ties (kernel offsets in C order)
-    return win.max(axis=0), (x_pad.shape, arg, tuple(x.shape), k, s, p, d, o_shape)
+    out = win.max(axis=0)
+    # arg-max, the first maximum on ties (kernel offsets in C order): K - 1 minus the largest
+    # K - 1 - k over the offsets k that reach the max (NumPy's argmax loop is 4x slower than this)
+    K = win.shape[0]
+    rev = xp.arange(K - 1, -1, -1, dtype=np.int32).reshape((K,) + (1,) * out.ndim)
+    arg = (K - 1) - ((win == out) * rev).max(axis=0)
+    return out, (x_pad.shape, arg, tuple(x.shape), k, s, p, d, o_shape)
 
 
 def max_pool_backward(dout: Any, cache: tuple) -> tuple[Any, dict]:
