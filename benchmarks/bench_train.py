@@ -9,11 +9,14 @@ the *same* network (same weights, built from nlref's parameter dict with
 process.  Before timing, the two forwards are compared (eval mode) and the
 largest logit difference is printed: the networks are the same.
 
+nlref's step is :func:`nlref.nn.step.train_step`, as the trainer runs it
+(Adam on one flat buffer, :func:`nlref.nn.optim_flat.multi_tensor_adam_step`).
+
 Then it counts the array operations of one step (:mod:`nlref.opcount`, on
 NumPy: the proxy for GPU kernel launches, ~10-20 us each on a GPU whatever
-their size), with the per-tensor Adam of :mod:`nlref.nn.optim` and with the
-multi-tensor Adam of :mod:`nlref.nn.optim_flat`, the optimiser's share, and
-where the rest goes, by nlref module (issue #14 aims at <= 200 per step).
+their size), with the per-tensor Adam of :mod:`nlref.nn.optim` and with
+``train_step``'s multi-tensor Adam, the optimiser's share, and where the rest
+goes, by nlref module (issue #14 aims at <= 200 per step).
 
     python benchmarks/bench_train.py            # batch 32, 16 x 32 x 32 clips, width 8
     python benchmarks/bench_train.py --quick    # batch 4, 16 x 16 x 16 clips, width 4
@@ -39,61 +42,63 @@ from common import (
 
 from nlref.backend import asarray, to_numpy
 from nlref.data.synthetic_video import make_clips
-from nlref.nn import adam_init, adam_step, softmax_cross_entropy
+from nlref.nn import adam_step, softmax_cross_entropy
+from nlref.nn.config import get_preset
 from nlref.nn.models import build_model, model_backward, model_forward
-from nlref.nn.optim_flat import flat_adam_init, flat_adam_step, flatten_grads, flatten_params
+from nlref.nn.step import optimizer_init, train_step
 from nlref.opcount import count_ops
+
+CFG = get_preset("quick").replace(optimizer="adam", weight_decay=0.0)  # train_step's optimiser: Adam
 
 
 def nlref_step(model, params, state, x, y):
-    """One training step of nlref; returns a closure that runs it."""
-    box = {"params": params, "state": state, "opt": adam_init(params)}
+    """One training step of nlref (:func:`nlref.nn.step.train_step`); returns a closure that runs it."""
+    box = {"params": params, "state": state, "opt": optimizer_init(CFG, params)}
+    rng = np.random.default_rng(0)
 
     def run():
-        logits, cache, box["state"] = model_forward(x, box["params"], box["state"], model, train=True)
-        _, dlogits = softmax_cross_entropy(logits, y)
-        grads = model_backward(dlogits, cache)
-        box["params"], box["opt"] = adam_step(box["params"], grads, box["opt"], lr=1e-3)
+        _, _, box["params"], box["state"], box["opt"] = train_step(
+            model, box["params"], box["state"], box["opt"], x, y, cfg=CFG, lr=1e-3, rng=rng
+        )
 
     return run
 
 
-def count_step_ops(model, params, state, x, y, flat):
-    """Array operations of one training step on NumPy (per-tensor or flat Adam); returns the counter."""
-    buf, views = flatten_params(params)
-    opt = flat_adam_init(buf) if flat else adam_init(params)
+def count_step_ops(model, params, state, x, y, per_tensor):
+    """Array operations of one training step on NumPy: per-tensor Adam, or train_step; returns the counter."""
+    opt, rng = optimizer_init(CFG, params), np.random.default_rng(0)
     with count_ops() as ops:
-        x, y, params, views, state, buf, opt = ops.track((x, y, params, views, state, buf, opt))
-        params = views if flat else params
-        logits, cache, _ = model_forward(x, params, state, model, train=True)
-        _, dlogits = softmax_cross_entropy(logits, y)
-        grads = model_backward(dlogits, cache)
-        if flat:
-            flat_adam_step(buf, flatten_grads(grads, views), opt, lr=1e-3)
+        x, y, params, state, opt = ops.track((x, y, params, state, opt))
+        if per_tensor:
+            logits, cache, _ = model_forward(x, params, state, model, train=True)
+            _, dlogits = softmax_cross_entropy(logits, y)
+            adam_step(params, model_backward(dlogits, cache), opt, lr=1e-3)
         else:
-            adam_step(params, grads, opt, lr=1e-3)
+            train_step(model, params, state, opt, x, y, cfg=CFG, lr=1e-3, rng=rng)
     return ops
 
 
 def op_count_rows(case, model, params, state, x, y):
-    """One row per optimiser: total operations per step, the optimiser's share, the rest by module."""
-    rows = []
-    for flat in (False, True):
-        ops = count_step_ops(model, params, state, x, y, flat)
+    """Per optimiser: total operations per step, the optimiser's share; and train_step's by module."""
+    rows, module_rows = [], []
+    for per_tensor in (True, False):
+        ops = count_step_ops(model, params, state, x, y, per_tensor)
         modules = ops.by_module()
-        optimiser = modules.pop("nlref.nn.optim_flat" if flat else "nlref.nn.optim", 0)
-        top = ", ".join(f"{m.removeprefix('nlref.nn.')} {n}" for m, n in modules.most_common(6))
+        optimiser = sum(modules.pop(m, 0) for m in ("nlref.nn.optim", "nlref.nn.optim_flat"))
         rows.append(
             {
                 "case": case,
-                "optimiser": "flat Adam" if flat else "per-tensor Adam",
+                "optimiser": "per-tensor Adam" if per_tensor else "train_step (multi-tensor Adam)",
                 "ops/step": ops.total,
                 "optimiser ops": optimiser,
                 "host syncs": ops.syncs,
-                "rest by module": top,
             }
         )
-    return rows
+    module_rows = [
+        {"case": case, "module": m.removeprefix("nlref."), "ops/step": n}
+        for m, n in sorted(ops.by_module().items(), key=lambda mn: -mn[1])
+    ]
+    return rows, module_rows
 
 
 def torch_forward(torch, x, P, S, model, train):
@@ -189,11 +194,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     batch, size, width = (4, 16, 4) if args.quick else (32, 32, 8)
     x_host, y_host = make_clips(batch, seed=0, size=size)
-    rows, op_rows = [], []
+    rows, op_rows, module_rows = [], [], []
     for arch in ("c2d", "i3d"):
         case = f"NL {arch.upper()} w={width} {batch}x3x16x{size}x{size}"
         model, params0, state0 = build_model(arch, width=width, nl_blocks=1, rng=0)
-        op_rows += op_count_rows(case, model, params0, state0, x_host, y_host)
+        counted, by_module = op_count_rows(case, model, params0, state0, x_host, y_host)
+        op_rows, module_rows = op_rows + counted, module_rows + by_module
         for xp in [] if args.ops_only else backends_from(args.backend):
             device = "cpu" if xp is np else "cuda"
             params = {k: asarray(v, xp=xp) for k, v in params0.items()}
@@ -242,7 +248,10 @@ def main() -> None:
         )
     print("\narray operations per training step (nlref.opcount on NumPy; a proxy for GPU kernel launches):")
     print_table(op_rows)
-    write_json(args.json, {"rows": rows, "op_counts": op_rows, "env": environment(), "args": vars(args)})
+    print("\ntrain_step's operations by nlref module:")
+    print_table(module_rows)
+    payload = {"rows": rows, "op_counts": op_rows, "op_counts_by_module": module_rows}
+    write_json(args.json, {**payload, "env": environment(), "args": vars(args)})
 
 
 if __name__ == "__main__":

@@ -255,3 +255,49 @@ def test_check_false_skips_validation_but_computes_the_same(rng):
     with pytest.raises(TypeError, match="dtype"):  # the check that check=False leaves to the caller
         conv_forward(x.astype(np.float32), {"w": w})
     conv_forward(x.astype(np.float32), {"w": w}, check=False)
+
+
+# ----------------------------------------------------------------------------- the former col2im
+
+
+def col2im_by_offsets(dout, w, x_shape, stride, padding, dilation):
+    """The former backward: dcols = W^T dout, each offset's block added into its slice of dx_pad."""
+    n = len(x_shape) - 2
+    s, p, d = (tuple([v] * n) if isinstance(v, int) else tuple(v) for v in (stride, padding, dilation))
+    k, (N, C), O = w.shape[2:], x_shape[:2], dout.shape[2:]
+    dcols = w.reshape(w.shape[0], -1).T @ dout.swapaxes(0, 1).reshape(w.shape[0], -1)
+    dcols = dcols.reshape((C, -1, N) + O)
+    dx_pad = np.zeros((C, N) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p)), dtype=dout.dtype)
+    for i, off in enumerate(itertools.product(*(range(ki) for ki in k))):
+        sl = tuple(slice(oi * di, oi * di + si * (Oi - 1) + 1, si) for oi, di, si, Oi in zip(off, d, s, O))
+        dx_pad[(slice(None), slice(None)) + sl] += dcols[:, i]
+    inner = tuple(slice(pi, pi + S) for S, pi in zip(x_shape[2:], p))
+    return dx_pad[(slice(None), slice(None)) + inner].swapaxes(0, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", CASES)
+def test_dx_equals_the_former_per_offset_slice_adds(
+    xp, rng, dtype, x_shape, w_shape, stride, padding, dilation
+):
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    out, cache = conv_forward(
+        xp.asarray(x), {"w": xp.asarray(w)}, stride=stride, padding=padding, dilation=dilation
+    )
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, _ = conv_backward(xp.asarray(dout), cache)
+    assert dx.dtype == dtype and dx.flags.c_contiguous
+    expected = col2im_by_offsets(dout, w, x_shape, stride, padding, dilation)
+    strided = any(si != 1 for si in ((stride,) if isinstance(stride, int) else stride))
+    if xp is np and strided:  # scatter-add: the same additions in the same order, bit for bit
+        np.testing.assert_array_equal(dx, expected)
+    else:  # transposed convolution: the same sums in another order
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(to_numpy(dx), expected, rtol=tol, atol=tol)
+
+
+def test_weight_gradients_are_c_contiguous(rng):
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    out, cache = conv_forward(x, {"w": w, "b": np.zeros(4)}, padding=1)
+    _, grads = conv_backward(np.ones_like(out), cache)
+    assert grads["w"].flags.c_contiguous and grads["b"].flags.c_contiguous

@@ -171,3 +171,29 @@ def test_check_false_skips_validation_but_computes_the_same(rng, layer):
     with pytest.raises(TypeError, match="float16"):
         run(x.astype(np.float16))
     run(x.astype(np.float16), check=False)
+
+
+def max_pool_backward_by_offsets(x, dout, k, s, p):
+    """The former backward: offset by offset, each window served by its first offset equal to the max."""
+    xpad = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p], constant_values=-np.inf)
+    out = pool_loop(x, k, s, p, np.max, -np.inf)
+    dx_pad, taken = np.zeros_like(xpad), np.zeros(out.shape, dtype=bool)
+    for off in itertools.product(*(range(ki) for ki in k)):
+        sl = (slice(None), slice(None)) + tuple(
+            slice(o, o + si * (O - 1) + 1, si) for o, si, O in zip(off, s, out.shape[2:])
+        )
+        mask = (xpad[sl] == out) & ~taken
+        dx_pad[sl] += dout * mask
+        taken |= mask
+    return dx_pad[(slice(None), slice(None)) + tuple(slice(pi, pi + S) for S, pi in zip(x.shape[2:], p))]
+
+
+@pytest.mark.parametrize("shape,k,s,p", CASES)
+def test_max_pool_scatter_backward_equals_the_former_per_offset_masks_with_many_ties(xp, rng, shape, k, s, p):
+    x = rng.integers(0, 3, shape).astype(np.float32)  # three values: ties in almost every window
+    out, cache = max_pool_forward(xp.asarray(x), kernel_size=k, stride=s, padding=p)
+    np.testing.assert_array_equal(to_numpy(out), pool_loop(x, k, s, p, np.max, -np.inf))
+    dout = rng.integers(1, 5, out.shape).astype(np.float32)  # small integers: the sums are exact
+    dx, _ = max_pool_backward(xp.asarray(dout), cache)
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    np.testing.assert_array_equal(to_numpy(dx), max_pool_backward_by_offsets(x, dout, k, s, p))

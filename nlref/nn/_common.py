@@ -2,9 +2,11 @@
 
 Every layer validates its arguments once, at its public forward, with the
 checks below; the backward trusts the cache its forward built.  The window
-helpers turn "kernel offset k, stride s, dilation d" into plain slices, which
-is how conv and pooling visit a window without per-pixel Python loops: one
-dense slice per kernel offset, ``prod(kernel_size)`` slices in all.
+helpers turn "kernel offset k, stride s, dilation d" into plain slices, or
+into one strided view of every window at once (:func:`windows`), which is how
+conv and pooling visit a window without per-pixel Python loops; the windows of
+``arange`` give the flat index of every window element (:func:`window_index`),
+for the scatter-adds of the backwards.
 """
 
 from __future__ import annotations
@@ -120,6 +122,37 @@ def window_slices(
     return (slice(None), slice(None)) + tuple(
         slice(oi * di, oi * di + si * (O - 1) + 1, si) for oi, O, si, di in zip(offset, out_shape, s, d)
     )
+
+
+def windows(x_pad: Any, k: Sequence[int], s: Sequence[int], d: Sequence[int], o_shape: Sequence[int]) -> Any:
+    """Every window of ``x_pad: (A, B, *S_pad)`` as a view ``(A, B, *O, *k)``: no copy.
+
+    ``windows(...)[a, b, i, kk] = x_pad[a, b, i * s + kk * d]``; the same numbers
+    as the :func:`window_slices` of every offset, stacked on the last axes.  A
+    reshape of it to ``(..., prod(k))`` gathers them with one copy (im2col).
+    """
+    xp, n = get_namespace(x_pad), len(k)
+    span = tuple(di * (ki - 1) + 1 for ki, di in zip(k, d))
+    view = xp.lib.stride_tricks.sliding_window_view(x_pad, span, axis=tuple(range(2, 2 + n)))
+    positions = tuple(slice(0, si * (O - 1) + 1, si) for si, O in zip(s, o_shape))
+    return view[(slice(None), slice(None)) + positions + tuple(slice(None, None, di) for di in d)]
+
+
+def window_index(
+    xp: Any,
+    pad_shape: Sequence[int],
+    k: Sequence[int],
+    s: Sequence[int],
+    d: Sequence[int],
+    o_shape: Sequence[int],
+) -> Any:
+    """Flat index into an array of ``pad_shape`` of every window element: :func:`windows` of ``arange``.
+
+    ``(A, B, *O, *k)`` integers; ``xp.add.at(dx_pad.reshape(-1), index, values)``
+    adds every window element back onto the position it was read from (col2im
+    as one scatter-add; overlapping windows add up).
+    """
+    return windows(xp.arange(int(np.prod(pad_shape))).reshape(tuple(pad_shape)), k, s, d, o_shape)
 
 
 def pad_spatial(x: Any, p: Sequence[int], value: float = 0.0) -> Any:

@@ -9,12 +9,18 @@ How it works: for each of the ``K = prod(kernel_size)`` kernel offsets the
 input positions that offset reads form one strided slice of the padded input.
 Stacking those ``K`` slices gives the "column" matrix ``cols: (C*K, N*P)``
 (P output positions per sample) and the convolution of the whole batch is one
-product ``W (C_out, C*K) @ cols``.  The backward runs the same slices the other way: ``dcols = W^T dout``
-and each offset's block of ``dcols`` is *added* into its slice of the padded
-``dx`` -- a dense strided slice add, so the GPU needs no scatter-add.  In shapes::
+product ``W (C_out, C*K) @ cols``; the ``K`` slices are one strided view of
+the padded input (:func:`nlref.nn._common.windows`), gathered with one copy.
+The backward's ``dx`` is, at stride 1, the transposed convolution: ``dout``
+padded by the kernel span and correlated with the flipped kernel, in and out
+channels swapped -- again im2col and one product.  A strided kernel instead
+adds each entry of ``dcols = W^T dout`` back where its column entry was read,
+with one scatter-add at the flat indices of the windows (col2im).  In shapes::
 
     x (N, C_in, *S) -> pad (zeros or replicated edges) -> cols (C_in*K, N*P)
     out = W (C_out, C_in*K) @ cols  -> (N, C_out, *O)
+    stride 1:  dout -> pad -> cols' (C_out*K, N*S_pad);  dx_pad = flip(W)^T (C_in, C_out*K) @ cols'
+    strided:   dcols = W^T (C_in*K, C_out) @ dout (C_out, N*P) -> scatter-add into dx_pad (C_in, N, *S_pad)
 """
 
 from __future__ import annotations
@@ -29,14 +35,14 @@ from ._common import (
     check_param,
     fold_replicated_borders,
     inner_slices,
-    offsets,
     output_shape,
     pad_spatial,
     padding_modes,
     replicate_borders,
     same_backend,
     window_config,
-    window_slices,
+    window_index,
+    windows,
 )
 
 __all__ = ["conv_forward", "conv_backward", "conv_output_shape"]
@@ -144,10 +150,10 @@ def _conv_forward(xp, x, w, b, k, s, p, d, o_shape, modes=None):
     x_pad = replicate_borders(pad_spatial(_swap_nc(x), p), p, modes)  # (C, N, *S_pad)
     if K == 1 and all(si == 1 for si in s):
         cols = x_pad.reshape(C, N * P)  # 1x1(x1) kernel: the columns are x itself
-    else:
-        cols = xp.empty((C, K, N) + o_shape, dtype=x.dtype)
-        for i, off in enumerate(offsets(k)):
-            cols[:, i] = x_pad[window_slices(off, o_shape, s, d)]
+    else:  # (C, N, *O, *k) windows -> (C, *k, N, *O): one copy
+        win = windows(x_pad, k, s, d, o_shape)
+        n = len(k)
+        cols = win.transpose((0,) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(1, 2 + n)))
         cols = cols.reshape(C * K, N * P)
     w2 = w.reshape(C_out, C * K)
     out = w2 @ cols  # (C_out, C*K) @ (C*K, N*P): one matrix product for the batch
@@ -163,15 +169,16 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
     With ``out = W cols + b`` (``W: (C_out, C_in*K)``, ``cols: (C_in*K, N*P)``):
 
     * ``dW = dout cols^T``, ``db = sum_{n, i} dout[n, :, i]``;
-    * ``dcols = W^T dout``; the block of ``dcols`` for kernel offset ``k`` is
-      added into that offset's slice of the padded input,
-      ``dx_pad[slice(k)] += dcols[k]`` (col2im as dense slice adds, one offset
-      at a time); with ``padding_mode="replicate"`` the gradient reaching the
-      padding is added onto the edge slice it copied; ``dx`` is ``dx_pad``
-      without its padding.
+    * ``dx_pad[c, j] = sum_{o, k: i s + k d = j} w[o, c, k] dout[o, i]``: at
+      stride 1, the transposed convolution (:func:`_transposed_conv`, one
+      im2col product); at other strides, ``dcols = W^T dout`` with each entry
+      added back where its column entry was read (:func:`_col2im`, one
+      scatter-add; the transposed convolution would multiply ``prod(s)``
+      times as many zeros); with ``padding_mode="replicate"`` the gradient
+      reaching the padding is added onto the edge slice it copied; ``dx`` is
+      ``dx_pad`` without its padding.
 
-    ``dcols`` has the size of ``cols``: the backward briefly needs that much
-    memory again.
+    Either way the backward briefly needs about the memory of ``cols`` again.
 
     Parameters
     ----------
@@ -192,22 +199,52 @@ def conv_backward(dout: Any, cache: tuple, *, need_dx: bool = True) -> tuple[Any
     N, C = x_shape[:2]
     C_out, K = w_shape[0], int(np.prod(k))
     d2 = _swap_nc(dout).reshape(C_out, -1)  # (C_out, N*P)
-    # dW = dout cols^T, computed as (cols dout^T)^T: the same numbers, but OpenBLAS is
-    # several times faster with the long N*P axis as the rows of the first operand
-    grads = {"w": (cols @ d2.T).T.reshape(w_shape)}
+    grads = {"w": (d2 @ cols.T).reshape(w_shape)}  # C-contiguous: a flat optimiser gathers it without a copy
     if has_bias:
         grads["b"] = d2.sum(axis=1)
     if not need_dx:
         return None, grads
-    dcols = w2.T @ d2  # (C*K, N*P)
     padded = (C, N) + tuple(S + 2 * pi for S, pi in zip(x_shape[2:], p))
     if K == 1 and all(si == 1 for si in s):
-        dx_pad = dcols.reshape(padded)
+        dx_pad = (w2.T @ d2).reshape(padded)  # 1x1(x1) kernel: dx = W^T dout
+    elif all(si == 1 for si in s):
+        dx_pad = _transposed_conv(xp, d2.reshape((C_out, N) + o_shape), w2.reshape(w_shape), padded, k, d)
     else:
-        dx_pad = xp.zeros(padded, dtype=dout.dtype)
-        dcols = dcols.reshape((C, K, N) + o_shape)
-        for i, off in enumerate(offsets(k)):
-            dx_pad[window_slices(off, o_shape, s, d)] += dcols[:, i]
+        dx_pad = _col2im(xp, w2.T @ d2, padded, k, s, d, o_shape)
     fold_replicated_borders(dx_pad, p, modes)
     dx = _swap_nc(dx_pad[inner_slices(x_shape[2:], p)] if any(p) else dx_pad)
     return xp.ascontiguousarray(dx), grads
+
+
+def _transposed_conv(xp, dout_c, w, padded, k, d):
+    """``dx_pad[c, n, j] = sum_{o, kk: i + kk d = j} w[o, c, kk] dout[o, n, i]`` (stride 1) as one product.
+
+    With ``dout_c: (C_out, N, *O)`` zero-padded by the kernel span less one,
+    ``u[d (k - 1) + i] = dout[i]``, the sum is
+    ``dx_pad[j] = sum_kk' w[k - 1 - kk'] u[j + kk' d]``: the correlation of ``u``
+    with the flipped kernel (in and out channels swapped), whose output grid
+    is ``S_pad`` -- im2col of ``u`` and one product.  Returns ``dx_pad: (C_in, N, *S_pad)``.
+    """
+    C_out, C, n, K = w.shape[0], w.shape[1], len(k), int(np.prod(k))
+    u = pad_spatial(dout_c, tuple(di * (ki - 1) for ki, di in zip(k, d)))
+    win = windows(u, k, (1,) * n, d, padded[2:])  # (C_out, N, *S_pad, *k)
+    cols = win.transpose((0,) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(1, 2 + n)))
+    cols = cols.reshape(C_out * K, -1)  # (C_out*K, N*prod(S_pad)): one copy
+    w_flip = w[(slice(None), slice(None)) + (slice(None, None, -1),) * n].swapaxes(0, 1)
+    return (w_flip.reshape(C, C_out * K) @ cols).reshape(padded)
+
+
+def _col2im(xp, dcols, padded, k, s, d, o_shape):
+    """``dx_pad: (C, N, *S_pad)`` with every entry of ``dcols: (C*K, N*P)`` added where its column read.
+
+    One scatter-add at the flat indices of the windows
+    (:func:`nlref.nn._common.window_index`), laid out as ``cols`` and gathered
+    into one contiguous vector (NumPy's ``add.at`` is fast on 1-D indices);
+    overlapping windows add up in kernel-offset order.
+    """
+    n = len(k)
+    index = window_index(xp, padded, k, s, d, o_shape)  # (C, N, *O, *k)
+    index = index.transpose((0,) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(1, 2 + n)))  # as cols
+    dx_pad = xp.zeros(padded, dtype=dcols.dtype)
+    xp.add.at(dx_pad.reshape(-1), index.reshape(-1), dcols.reshape(-1))
+    return dx_pad

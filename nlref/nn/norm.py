@@ -84,10 +84,11 @@ def batch_norm_forward(
         mu = x.mean(axis=axes)
         x_hat = x - mu.reshape(bshape)
         var = (x_hat * x_hat).mean(axis=axes)  # biased: the batch's own variance
-        m = running_mean.dtype.type(momentum)
+        m, r = running_mean.dtype.type(momentum), running_mean.dtype
+        unbiased = r.type(momentum * M / (M - 1))  # m times Bessel's correction, folded on the host
         new_state = {
-            "running_mean": (1 - m) * running_mean + m * mu.astype(running_mean.dtype),
-            "running_var": (1 - m) * running_var + m * (var * (M / (M - 1))).astype(running_var.dtype),
+            "running_mean": (1 - m) * running_mean + m * mu.astype(r, copy=False),
+            "running_var": (1 - m) * running_var + unbiased * var.astype(r, copy=False),
         }
     else:
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)

@@ -10,9 +10,13 @@ schedule; or Adam)::
       -> model_backward                 grads (same names as params)
       -> sgd_step / adam_step           new params, new optimiser state
 
-:func:`train_step` updates nothing in place: it returns new dicts (the
-optimisers of :mod:`nlref.nn.optim` already do), so the caller commits a step
-in one assignment and an interrupt never leaves a half-updated model.
+:func:`train_step` updates nothing in place: it returns new dicts, so the
+caller commits a step in one assignment and an interrupt never leaves a
+half-updated model.  The update is the multi-tensor form of
+:mod:`nlref.nn.optim`'s step (:mod:`nlref.nn.optim_flat`): the same numbers bit
+for bit, one flat update for the whole network instead of one per tensor (on
+a GPU, a handful of kernel launches instead of hundreds); the new parameters
+and optimiser state are views of flat buffers, in the per-tensor layout.
 
 Every random draw of a run is a function of ``(seed, step)``
 (:func:`step_rng`): the initialisation, each step's augmentation and dropout.
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import optim
+from . import optim, optim_flat
 from .config import TrainConfig
 from .layers import softmax_cross_entropy
 from .models import build_model, model_backward, model_forward
@@ -80,10 +84,10 @@ def _optimizer_step(
     cfg: TrainConfig, params: dict, grads: dict, opt_state: dict, lr: float
 ) -> tuple[dict, dict]:
     if cfg.optimizer == "sgd":
-        return optim.sgd_step(
+        return optim_flat.multi_tensor_sgd_step(
             params, grads, opt_state, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-    return optim.adam_step(params, grads, opt_state, lr=lr, weight_decay=cfg.weight_decay)
+    return optim_flat.multi_tensor_adam_step(params, grads, opt_state, lr=lr, weight_decay=cfg.weight_decay)
 
 
 def train_step(
