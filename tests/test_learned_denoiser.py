@@ -212,3 +212,20 @@ def test_interrupted_training_saves_and_resumes_on_the_same_path(tmp_path, monke
     resumed = train_denoiser(cfg, _images(), checkpoint=tmp_path / "ck.npz", resume=True, progress=False)
     for k, v in full["params"].items():
         np.testing.assert_array_equal(resumed["params"][k], v, err_msg=k)
+
+
+def test_train_denoiser_command_writes_weights_with_a_recorded_check(tmp_path, capsys):
+    import argparse
+
+    from nlref import cli_denoiser
+
+    parser = argparse.ArgumentParser()
+    cli_denoiser.register(parser.add_subparsers())
+    args = parser.parse_args(["train-denoiser", "--preset", "quick", "--steps", "4", "--out", str(tmp_path),
+                              "--no-progress"])
+    assert args.func(args) == 0
+    net = load_weights(tmp_path / "weights.npz")
+    assert "opt_state" not in net and net["step"] == 4
+    recorded, measured = check_recorded_psnr(net)
+    assert abs(recorded - measured) < 1e-6
+    assert "weights:" in capsys.readouterr().out
