@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench_denoisers.py                     # shipped sigma-25 model
-    python benchmarks/bench_denoisers.py --weights 25:no-nl:runs/a/weights.npz --weights 25:no-nl:runs/b/weights.npz
+    python benchmarks/bench_denoisers.py --weights 25:nl:A.npz --weights 25:no-nl:B.npz --weights 25:no-nl:C.npz
 
 Images: camera, coins, moon (:data:`nlref.data.training_images.HELD_OUT_IMAGES`,
 never used in training), grey, [0, 1], noise seed 0.  Methods:
@@ -27,15 +27,14 @@ import argparse
 import time
 from collections import defaultdict
 
+import numpy as np
 from common import environment, print_table, try_import, write_json
 
-import numpy as np  # noqa: E402
-
-from nlref.data import add_gaussian_noise, load_image  # noqa: E402
-from nlref.data.training_images import HELD_OUT_IMAGES  # noqa: E402
-from nlref.denoise import nl_means, nl_means_ipol  # noqa: E402
-from nlref.denoise.learned import DEFAULT_WEIGHTS, denoise_learned, load_weights  # noqa: E402
-from nlref.metrics import psnr, ssim  # noqa: E402
+from nlref.data import add_gaussian_noise, load_image
+from nlref.data.training_images import HELD_OUT_IMAGES
+from nlref.denoise import nl_means, nl_means_ipol
+from nlref.denoise.learned import DEFAULT_WEIGHTS, denoise_learned, load_weights
+from nlref.metrics import psnr, ssim
 
 SIGMAS = (15, 25, 50)
 
@@ -53,13 +52,19 @@ def _parse_weights(items: list[str]) -> dict[tuple[int, str], list]:
 
 def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
     s = sigma / 255.0
-    methods = [("noisy", [lambda y: y]),
-               ("nl_means (skimage gallery params)",
-                [lambda y: nl_means(y, patch_size=5, patch_distance=6, h=0.8 * s, sigma=s)]),
-               ("nl_means_ipol", [lambda y: nl_means_ipol(y, s)])]
+    methods = [
+        ("noisy", [lambda y: y]),
+        (
+            "nl_means (skimage gallery params)",
+            [lambda y: nl_means(y, patch_size=5, patch_distance=6, h=0.8 * s, sigma=s)],
+        ),
+        ("nl_means_ipol", [lambda y: nl_means_ipol(y, s)]),
+    ]
     for (sig, label), group in sorted(nets.items()):
         if sig == sigma:
-            methods.append((f"learned {label} (x{len(group)})", [lambda y, n=n: denoise_learned(y, n) for n in group]))
+            methods.append(
+                (f"learned {label} (x{len(group)})", [lambda y, n=n: denoise_learned(y, n) for n in group])
+            )
     bm3d = try_import("bm3d")
     if bm3d is not None:
         methods.append(("bm3d", [lambda y: np.asarray(bm3d.bm3d(y, sigma_psd=s), dtype=np.float32)]))
@@ -68,8 +73,13 @@ def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", action="append", default=[], metavar="SIGMA:LABEL:FILE",
-                   help="a learned model to compare (default: the shipped one as 25:nl)")
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="SIGMA:LABEL:FILE",
+        help="a learned model to compare (default: the shipped one as 25:nl)",
+    )
     p.add_argument("--images", nargs="+", default=list(HELD_OUT_IMAGES), choices=HELD_OUT_IMAGES)
     p.add_argument("--sigmas", nargs="+", type=int, default=list(SIGMAS))
     p.add_argument("--crop", type=int, default=0, help="centre crop of this size (0: whole images)")
@@ -87,23 +97,38 @@ def main() -> int:
                 clean = load_image(image_name)
                 if args.crop:
                     i, j = (clean.shape[0] - args.crop) // 2, (clean.shape[1] - args.crop) // 2
-                    clean = clean[i:i + args.crop, j:j + args.crop]
+                    clean = clean[i : i + args.crop, j : j + args.crop]
                 noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
                 for k, fn in enumerate(fns):
                     t0 = time.perf_counter()
                     out = np.asarray(fn(noisy), dtype=np.float64)
-                    per_model[k].append((psnr(clean, out, data_range=1.0),
-                                         ssim(clean, out, data_range=1.0), time.perf_counter() - t0))
+                    per_model[k].append(
+                        (
+                            psnr(clean, out, data_range=1.0),
+                            ssim(clean, out, data_range=1.0),
+                            time.perf_counter() - t0,
+                        )
+                    )
             # mean over images for each model, then mean +- std over models (training seeds)
             means = np.array([np.mean(v, axis=0) for v in per_model.values()])
-            row = {"sigma": sigma, "method": name, "psnr_dB": means[:, 0].mean(), "ssim": means[:, 1].mean(),
-                   "time_s": means[:, 2].mean()}
+            row = {
+                "sigma": sigma,
+                "method": name,
+                "psnr_dB": means[:, 0].mean(),
+                "ssim": means[:, 1].mean(),
+                "time_s": means[:, 2].mean(),
+            }
             row["psnr_std_dB"] = means[:, 0].std() if len(means) > 1 else None
             rows.append(row)
-            print(f"sigma {sigma:>2}  {name:<40} {row['psnr_dB']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-                  f"{row['time_s']:7.2f} s", flush=True)
-    print(f"\nheld-out images {', '.join(args.images)}{f' (centre {args.crop} px)' if args.crop else ''}, "
-          "noise seed 0; PSNR/SSIM/time are means over the images; std over the models of a label")
+            print(
+                f"sigma {sigma:>2}  {name:<40} {row['psnr_dB']:6.2f} dB  SSIM {row['ssim']:.4f}  "
+                f"{row['time_s']:7.2f} s",
+                flush=True,
+            )
+    print(
+        f"\nheld-out images {', '.join(args.images)}{f' (centre {args.crop} px)' if args.crop else ''}, "
+        "noise seed 0; PSNR/SSIM/time are means over the images; std over the models of a label"
+    )
     print_table(rows, ["sigma", "method", "psnr_dB", "psnr_std_dB", "ssim", "time_s"])
     write_json(args.json, {"rows": rows, "env": environment(), "images": args.images, "crop": args.crop})
     return 0

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "CHECK_CROP"]
+__all__ = ["CHECK_CROP", "register"]
 
 #: The held-out crop whose PSNR a weights file records: camera[192:320, 192:320], noise seed 0.
 CHECK_CROP = {"image": "camera", "crop": [192, 192, 128, 128], "noise_seed": 0}
@@ -29,25 +29,51 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
     from .nn.denoiser_train import DENOISER_PRESETS, save_denoiser, train_denoiser
     from .nn.params import count_params
 
-    overrides = {k: getattr(args, k) for k in ("steps", "seed", "sigma", "nl_blocks", "window", "width")
-                 if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("steps", "seed", "sigma", "nl_blocks", "window", "width")
+        if getattr(args, k) is not None
+    }
     cfg = dataclasses.replace(DENOISER_PRESETS[args.preset], **overrides)
     out = Path(args.out or f"runs/denoiser-{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"training the denoiser (width {cfg.width}, depth {cfg.depth}, {cfg.nl_blocks} non-local, window "
-          f"{cfg.window}) at sigma {cfg.sigma:g} for {cfg.steps} steps on {args.backend}; checkpoints in {out}/")
+    print(
+        f"training the denoiser (width {cfg.width}, depth {cfg.depth}, {cfg.nl_blocks} non-local, window "
+        f"{cfg.window}) at sigma {cfg.sigma:g} for {cfg.steps} steps on {args.backend}; checkpoints in {out}/"
+    )
     images = [load_grey(name) for name in TRAIN_IMAGES]
-    result = train_denoiser(cfg, images, checkpoint=out / "checkpoint.npz", resume=args.resume,
-                            backend=args.backend, progress=not args.no_progress)
+    result = train_denoiser(
+        cfg,
+        images,
+        checkpoint=out / "checkpoint.npz",
+        resume=args.resume,
+        backend=args.backend,
+        progress=not args.no_progress,
+    )
     weights = out / "weights.npz"
-    check = {**CHECK_CROP, "psnr": measure_check(result, **CHECK_CROP)}  # result has model, params, state, config
-    save_denoiser(weights, params=result["params"], state=result["state"], config=cfg, step=result["step"],
-                  metrics=result["metrics"], extra={"check": check})
+    check = {
+        **CHECK_CROP,
+        "psnr": measure_check(result, **CHECK_CROP),
+    }  # result has model, params, state, config
+    save_denoiser(
+        weights,
+        params=result["params"],
+        state=result["state"],
+        config=cfg,
+        step=result["step"],
+        metrics=result["metrics"],
+        extra={"check": check},
+    )
     last = result["metrics"][-1] if result["metrics"] else {}
-    print(f"{result['step']} steps in {result['seconds']:.0f} s; validation PSNR {last.get('val_psnr', float('nan')):.2f}"
-          f" dB; held-out camera crop {check['psnr']:.2f} dB")
+    print(
+        f"{result['step']} steps in {result['seconds']:.0f} s; validation PSNR "
+        f"{last.get('val_psnr', float('nan')):.2f} dB; held-out camera crop {check['psnr']:.2f} dB"
+    )
     net = load_weights(weights)  # read back: the file passes its own checks
-    print(f"weights: {weights} ({count_params(net['params'])} parameters, {os.path.getsize(weights) / 1e3:.0f} kB)")
+    print(
+        f"weights: {weights} ({count_params(net['params'])} parameters, "
+        f"{os.path.getsize(weights) / 1e3:.0f} kB)"
+    )
     return 0
 
 
@@ -56,10 +82,12 @@ def register(subparsers: Any) -> None:
     from .nn.denoiser_train import DENOISER_PRESETS
 
     p = subparsers.add_parser(
-        "train-denoiser", help="train the residual non-local denoiser (notebook 06)",
+        "train-denoiser",
+        help="train the residual non-local denoiser (notebook 06)",
         description="Train the residual denoiser with windowed non-local blocks on random noisy patches of "
-                    "scikit-image's bundled images (camera, coins, moon held out). Presets: "
-                    + ", ".join(DENOISER_PRESETS) + ".",
+        "scikit-image's bundled images (camera, coins, moon held out). Presets: "
+        + ", ".join(DENOISER_PRESETS)
+        + ".",
     )
     p.add_argument("--preset", default="default", choices=sorted(DENOISER_PRESETS))
     p.add_argument("--out", help="folder for checkpoint.npz and weights.npz (default runs/denoiser-PRESET)")

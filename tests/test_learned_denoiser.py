@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-import nlref.nn.denoiser_train as denoiser_train
 from nlref.backend import to_numpy
 from nlref.denoise.learned import DEFAULT_WEIGHTS, check_recorded_psnr, denoise_learned, load_weights
 from nlref.gradcheck import gradcheck
+from nlref.nn import denoiser_train
 from nlref.nn.denoiser import (
     build_denoiser,
     denoiser_backward,
@@ -19,13 +19,20 @@ from nlref.nn.denoiser import (
     windowed_nonlocal_backward,
     windowed_nonlocal_forward,
 )
-from nlref.nn.denoiser_train import DENOISER_PRESETS, DenoiserConfig, noisy_batch, save_denoiser, train_denoiser
+from nlref.nn.denoiser_train import (
+    DENOISER_PRESETS,
+    DenoiserConfig,
+    noisy_batch,
+    save_denoiser,
+    train_denoiser,
+)
 from nlref.nn.nonlocal_block import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 
 
 def _tiny(xp=np, dtype=np.float64, nl_blocks=1, window=1, seed=0):
-    model, params, state = build_denoiser(width=4, depth=2, nl_blocks=nl_blocks, window=window, rng=seed,
-                                          dtype=dtype, xp=xp)
+    model, params, state = build_denoiser(
+        width=4, depth=2, nl_blocks=nl_blocks, window=window, rng=seed, dtype=dtype, xp=xp
+    )
     rng = np.random.default_rng(seed + 1)
     for k in params:  # W_z starts at zero: make it non-zero so theta/phi/g get real gradients
         if k.endswith("w_z.w"):
@@ -34,7 +41,9 @@ def _tiny(xp=np, dtype=np.float64, nl_blocks=1, window=1, seed=0):
 
 
 def _block_params(xp, c=4, seed=0):
-    params, _ = init_nonlocal_params(c, mode="embedded_gaussian", bn=False, rng=seed, dtype=np.float64, xp=xp, std=0.5)
+    params, _ = init_nonlocal_params(
+        c, mode="embedded_gaussian", bn=False, rng=seed, dtype=np.float64, xp=xp, std=0.5
+    )
     params["w_z.w"] = xp.asarray(np.random.default_rng(seed).normal(0, 0.5, params["w_z.w"].shape))
     return params
 
@@ -42,8 +51,12 @@ def _block_params(xp, c=4, seed=0):
 def test_denoiser_gradients_match_finite_differences(xp):
     model, params, state = _tiny(xp)
     y = xp.asarray(np.random.default_rng(3).normal(size=(2, 1, 6, 6)))
-    report = gradcheck(lambda y, p: denoiser_forward(y, p, state, model, train=True)[:2],
-                       lambda d, c: denoiser_backward(d, c, model), y, params)
+    report = gradcheck(
+        lambda y, p: denoiser_forward(y, p, state, model, train=True)[:2],
+        lambda d, c: denoiser_backward(d, c, model),
+        y,
+        params,
+    )
     assert report.worst_error < 1e-6
 
 
@@ -52,7 +65,7 @@ def test_windowed_block_equals_the_dense_block_when_the_window_covers_the_image(
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(2, 4, 5, 6)))
     z, cache = windowed_nonlocal_forward(x, params, window=window)
-    z_ref, cache_ref, _ = nonlocal_block_forward(x, params, {}, mode="embedded_gaussian", scale=2 ** -0.5)
+    z_ref, cache_ref, _ = nonlocal_block_forward(x, params, {}, mode="embedded_gaussian", scale=2**-0.5)
     np.testing.assert_allclose(to_numpy(z), to_numpy(z_ref), rtol=1e-12, atol=1e-12)
     dz = xp.asarray(np.random.default_rng(2).normal(size=z.shape))
     (dx, g), (dx_ref, g_ref) = windowed_nonlocal_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
@@ -66,8 +79,13 @@ def test_window_zero_makes_each_position_attend_only_to_itself(xp):
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 4)))
     z, _ = windowed_nonlocal_forward(x, params, window=0)
-    g = np.einsum("ic,nchw->nihw", to_numpy(params["g.w"]), to_numpy(x)) + to_numpy(params["g.b"])[:, None, None]
-    expected = np.einsum("ci,nihw->nchw", to_numpy(params["w_z.w"]), g) + to_numpy(params["w_z.b"])[:, None, None]
+    g = (
+        np.einsum("ic,nchw->nihw", to_numpy(params["g.w"]), to_numpy(x))
+        + to_numpy(params["g.b"])[:, None, None]
+    )
+    expected = (
+        np.einsum("ci,nihw->nchw", to_numpy(params["w_z.w"]), g) + to_numpy(params["w_z.b"])[:, None, None]
+    )
     np.testing.assert_allclose(to_numpy(z), expected + to_numpy(x), rtol=1e-12, atol=1e-12)
 
 
@@ -150,12 +168,18 @@ def test_weights_file_round_trips(tmp_path):
         np.testing.assert_array_equal(net["params"][k], v)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(drop="nl1.theta.w"), r"missing array param/nl1\.theta\.w"),
-    (dict(reshape="conv1.w"), r"param/conv1\.w has shape \(3, 3\)"),
-    (dict(extra={"param/extra.w": np.zeros(2)}), r"unexpected array param/extra\.w"),
-    (dict(extra={"param/conv0.b": np.array([{"a": 1}], dtype=object)}), r"'param/conv0\.b' holds pickled objects"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"drop": "nl1.theta.w"}, r"missing array param/nl1\.theta\.w"),
+        ({"reshape": "conv1.w"}, r"param/conv1\.w has shape \(3, 3\)"),
+        ({"extra": {"param/extra.w": np.zeros(2)}}, r"unexpected array param/extra\.w"),
+        (
+            {"extra": {"param/conv0.b": np.array([{"a": 1}], dtype=object)}},
+            r"'param/conv0\.b' holds pickled objects",
+        ),
+    ],
+)
 def test_bad_weights_files_get_a_clear_error_naming_file_and_key(tmp_path, kwargs, match):
     path = _write(tmp_path, **kwargs)
     with pytest.raises(ValueError, match=match) as info:
@@ -180,7 +204,10 @@ def test_noisy_batch_adds_noise_of_the_given_sigma():
 
 def _images():
     rng = np.random.default_rng(0)
-    return [rng.uniform(size=(40, 40)).astype(np.float32), np.tile(np.linspace(0, 1, 48, dtype=np.float32), (30, 1))]
+    return [
+        rng.uniform(size=(40, 40)).astype(np.float32),
+        np.tile(np.linspace(0, 1, 48, dtype=np.float32), (30, 1)),
+    ]
 
 
 def test_quick_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path):
@@ -221,8 +248,9 @@ def test_train_denoiser_command_writes_weights_with_a_recorded_check(tmp_path, c
 
     parser = argparse.ArgumentParser()
     cli_denoiser.register(parser.add_subparsers())
-    args = parser.parse_args(["train-denoiser", "--preset", "quick", "--steps", "4", "--out", str(tmp_path),
-                              "--no-progress"])
+    args = parser.parse_args(
+        ["train-denoiser", "--preset", "quick", "--steps", "4", "--out", str(tmp_path), "--no-progress"]
+    )
     assert args.func(args) == 0
     net = load_weights(tmp_path / "weights.npz")
     assert "opt_state" not in net and net["step"] == 4

@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TRAIN_IMAGES", "HELD_OUT_IMAGES", "load_grey"]
+__all__ = ["HELD_OUT_IMAGES", "TRAIN_IMAGES", "load_grey"]
 
 TRAIN_IMAGES = (
-    "astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "clock", "page", "text", "cell",
-    "immunohistochemistry", "hubble_deep_field",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+    "page",
+    "text",
+    "cell",
+    "immunohistochemistry",
+    "hubble_deep_field",
 )
 HELD_OUT_IMAGES = ("camera", "coins", "moon")
 _LUMA = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray

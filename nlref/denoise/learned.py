@@ -37,7 +37,7 @@ from ..nn.denoiser import denoiser_forward, receptive_radius
 from ..nn.denoiser_train import load_denoiser
 from ..nn.params import to_backend
 
-__all__ = ["denoise_learned", "load_weights", "DEFAULT_WEIGHTS", "check_recorded_psnr", "measure_check"]
+__all__ = ["DEFAULT_WEIGHTS", "check_recorded_psnr", "denoise_learned", "load_weights", "measure_check"]
 
 #: The shipped model: width 16, depth 5, one windowed non-local block (radius 7), sigma 25.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "models" / "denoiser_nl_sigma25.npz"
@@ -62,8 +62,9 @@ def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, i
     return out
 
 
-def denoise_learned(image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 64,
-                    batch_tiles: int = 8) -> Any:
+def denoise_learned(
+    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 64, batch_tiles: int = 8
+) -> Any:
     """Denoise a grey image with a trained residual non-local network: ``x_hat = y - R(y)``.
 
     Parameters
@@ -105,7 +106,9 @@ def denoise_learned(image: Any, weights: str | os.PathLike | dict | None = None,
     net = weights if isinstance(weights, dict) else load_weights(weights)
     r = receptive_radius(net["model"])
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile <= 2 * r:
-        raise ValueError(f"tile must be an int larger than twice the receptive radius ({2 * r}), received {tile!r}")
+        raise ValueError(
+            f"tile must be an int larger than twice the receptive radius ({2 * r}), received {tile!r}"
+        )
     if isinstance(batch_tiles, bool) or not isinstance(batch_tiles, (int, np.integer)) or batch_tiles < 1:
         raise ValueError(f"batch_tiles must be a positive int, received {batch_tiles!r}")
     y = as_float_image(image)
@@ -115,15 +118,20 @@ def denoise_learned(image: Any, weights: str | os.PathLike | dict | None = None,
     params, state = to_backend(net["params"], xp), to_backend(net["state"], xp)
     out = xp.empty(y.shape, dtype=dtype)
     th, tw = min(tile, y.shape[0]), min(tile, y.shape[1])
-    pieces = [(i, j) for i in _tile_starts(y.shape[0], tile, tile - 2 * r, r)
-              for j in _tile_starts(y.shape[1], tile, tile - 2 * r, r)]
+    pieces = [
+        (i, j)
+        for i in _tile_starts(y.shape[0], tile, tile - 2 * r, r)
+        for j in _tile_starts(y.shape[1], tile, tile - 2 * r, r)
+    ]
     for b in range(0, len(pieces), batch_tiles):
-        group = pieces[b:b + batch_tiles]
-        batch = xp.stack([y[i0:i0 + th, j0:j0 + tw] for (i0, _, _), (j0, _, _) in group]).astype(dtype)[:, None]
+        group = pieces[b : b + batch_tiles]
+        batch = xp.stack([y[i0 : i0 + th, j0 : j0 + tw] for (i0, _, _), (j0, _, _) in group]).astype(dtype)[
+            :, None
+        ]
         noise, _, _ = denoiser_forward(batch, params, state, net["model"], train=False)
         clean = batch[:, 0] - noise[:, 0]
         for k, ((i0, a0, a1), (j0, c0, c1)) in enumerate(group):
-            out[a0:a1, c0:c1] = clean[k, a0 - i0:a1 - i0, c0 - j0:c1 - j0]
+            out[a0:a1, c0:c1] = clean[k, a0 - i0 : a1 - i0, c0 - j0 : c1 - j0]
     return out.astype(y.dtype, copy=False)
 
 
@@ -144,6 +152,6 @@ def check_recorded_psnr(weights: str | os.PathLike | dict | None = None) -> tupl
 def measure_check(net: dict, image: str, crop: list[int], noise_seed: int) -> float:
     """PSNR of the model on ``load_image(image)[crop]`` with noise of its sigma and seed ``noise_seed``."""
     i, j, h, w = crop
-    clean = load_image(image)[i:i + h, j:j + w]
+    clean = load_image(image)[i : i + h, j : j + w]
     noisy = add_gaussian_noise(clean, net["config"].sigma / 255.0, seed=noise_seed)
     return float(psnr(clean, denoise_learned(noisy, net), data_range=1.0))

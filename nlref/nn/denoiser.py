@@ -46,14 +46,14 @@ from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
 
 __all__ = [
-    "build_denoiser",
-    "denoiser_forward",
-    "denoiser_backward",
-    "window_mask",
-    "windowed_nonlocal_forward",
-    "windowed_nonlocal_backward",
-    "receptive_radius",
     "DENOISER_ARCH_KEYS",
+    "build_denoiser",
+    "denoiser_backward",
+    "denoiser_forward",
+    "receptive_radius",
+    "window_mask",
+    "windowed_nonlocal_backward",
+    "windowed_nonlocal_forward",
 ]
 
 #: The keyword arguments of :func:`build_denoiser` that define an architecture (recorded in weights files).
@@ -73,8 +73,9 @@ def window_mask(spatial: tuple[int, ...], window: int | None, *, xp: Any = np) -
 
 def receptive_radius(model: list[dict]) -> int:
     """Pixels on each side of an output pixel that it depends on: 1 per 3x3 conv, ``window`` per NL block."""
-    return sum(1 if spec["op"] == "conv" else spec["window"] if spec["op"] == "nonlocal" else 0
-               for spec in model)
+    return sum(
+        1 if spec["op"] == "conv" else spec["window"] if spec["op"] == "nonlocal" else 0 for spec in model
+    )
 
 
 # ----------------------------------------------------------------------------- the windowed block
@@ -103,7 +104,7 @@ def windowed_nonlocal_forward(x, params, *, window, mask=None):
     cache : tuple
     """
     xp = get_namespace(x)
-    n, c, *spatial = x.shape
+    n, _c, *spatial = x.shape
     if mask is None:
         mask = window_mask(spatial, window, xp=xp)
     caches = {}
@@ -112,17 +113,18 @@ def windowed_nonlocal_forward(x, params, *, window, mask=None):
         out, caches[name] = linear_forward(x, scope(params, name))
         emb[name] = xp.ascontiguousarray(out.reshape(n, out.shape[1], -1).transpose(0, 2, 1))  # (N, P, C_i)
     ci = emb["g"].shape[2]
-    y, caches["op"] = nonlocal_op_forward(emb["theta"], emb["phi"], emb["g"], f="embedded_gaussian",
-                                          scale=ci ** -0.5, mask=mask, memory="dense")
+    y, caches["op"] = nonlocal_op_forward(
+        emb["theta"], emb["phi"], emb["g"], f="embedded_gaussian", scale=ci**-0.5, mask=mask, memory="dense"
+    )
     y = y.transpose(0, 2, 1).reshape(n, ci, *spatial)  # (N, C_i, H, W)
     wy, caches["w_z"] = linear_forward(y, scope(params, "w_z"))
     return wy + x, (caches, tuple(x.shape))
 
 
 def windowed_nonlocal_backward(dz, cache):
-    """Backward of :func:`windowed_nonlocal_forward`: ``(dx, grads)``; dx sums the shortcut and theta/phi/g."""
+    """Backward of :func:`windowed_nonlocal_forward`: ``(dx, grads)``; dx sums the shortcut, theta, phi, g."""
     caches, shape = cache
-    n, c, *spatial = shape
+    n, _c, *spatial = shape
     grads = {}
     dy, g = linear_backward(dz, caches["w_z"])
     grads.update(unscope(g, "w_z"))
@@ -141,8 +143,9 @@ def windowed_nonlocal_backward(dz, cache):
 # ----------------------------------------------------------------------------- the model
 
 
-def build_denoiser(*, width=16, depth=5, nl_blocks=1, window=7, inner_channels=None, rng=0,
-                   dtype=np.float32, xp=np) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
+def build_denoiser(
+    *, width=16, depth=5, nl_blocks=1, window=7, inner_channels=None, rng=0, dtype=np.float32, xp=np
+) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
     """Build the residual denoiser: its layer table, parameters and BatchNorm state.
 
     Parameters
@@ -174,7 +177,9 @@ def build_denoiser(*, width=16, depth=5, nl_blocks=1, window=7, inner_channels=N
             raise ValueError(f"{name} must be an int >= {lo}, received {v!r}")
     if nl_blocks > min(2, depth):
         raise ValueError(f"nl_blocks must be at most min(2, depth) = {min(2, depth)}, received {nl_blocks}")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0):
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0
+    ):
         raise ValueError(f"window must be None or an int >= 0, received {window!r}")
     ci = max(width // 2, 1) if inner_channels is None else int(inner_channels)
     gen = as_generator(rng)
@@ -192,9 +197,15 @@ def build_denoiser(*, width=16, depth=5, nl_blocks=1, window=7, inner_channels=N
     for i in range(1, depth + 1):
         conv(f"conv{i}", width, width, False)
         model.append({"op": "bn", "name": f"bn{i}"})
-        params.update({f"bn{i}.gamma": ones(width, dtype=dtype, xp=xp), f"bn{i}.beta": zeros(width, dtype=dtype, xp=xp)})
-        state.update({f"bn{i}.running_mean": zeros(width, dtype=dtype, xp=xp),
-                      f"bn{i}.running_var": ones(width, dtype=dtype, xp=xp)})
+        params.update(
+            {f"bn{i}.gamma": ones(width, dtype=dtype, xp=xp), f"bn{i}.beta": zeros(width, dtype=dtype, xp=xp)}
+        )
+        state.update(
+            {
+                f"bn{i}.running_mean": zeros(width, dtype=dtype, xp=xp),
+                f"bn{i}.running_var": ones(width, dtype=dtype, xp=xp),
+            }
+        )
         model.append({"op": "relu", "name": f"relu{i}"})
         if i in after:
             name = f"nl{i}"

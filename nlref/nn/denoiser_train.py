@@ -40,7 +40,14 @@ from .denoiser import DENOISER_ARCH_KEYS, build_denoiser, denoiser_backward, den
 from .optim import adam_init, adam_step
 from .params import params_to_numpy
 
-__all__ = ["DenoiserConfig", "DENOISER_PRESETS", "train_denoiser", "save_denoiser", "load_denoiser", "noisy_batch"]
+__all__ = [
+    "DENOISER_PRESETS",
+    "DenoiserConfig",
+    "load_denoiser",
+    "noisy_batch",
+    "save_denoiser",
+    "train_denoiser",
+]
 
 WEIGHTS_FORMAT = "nlref-denoiser-v1"
 _BATCH, _VAL = 101, 202
@@ -86,7 +93,9 @@ class DenoiserConfig:
 DENOISER_PRESETS = {
     "default": DenoiserConfig(),
     "no-nl": DenoiserConfig(nl_blocks=0),
-    "quick": DenoiserConfig(width=8, depth=3, window=3, patch=16, batch_size=4, steps=12, eval_every=6, n_val=4),
+    "quick": DenoiserConfig(
+        width=8, depth=3, window=3, patch=16, batch_size=4, steps=12, eval_every=6, n_val=4
+    ),
 }
 
 
@@ -103,8 +112,15 @@ def _check(cfg: DenoiserConfig) -> None:
         raise ValueError(f"dtype must be 'float32' or 'float64', received {cfg.dtype!r}")
 
 
-def noisy_batch(images: list[np.ndarray], rng: np.random.Generator, *, n: int, patch: int, sigma: float,
-                dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+def noisy_batch(
+    images: list[np.ndarray],
+    rng: np.random.Generator,
+    *,
+    n: int,
+    patch: int,
+    sigma: float,
+    dtype: Any = np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random crops of random images, rotated by k * 90 degrees and flipped, with their noise.
 
     Returns
@@ -117,7 +133,7 @@ def noisy_batch(images: list[np.ndarray], rng: np.random.Generator, *, n: int, p
     for k in range(n):
         img = images[rng.integers(len(images))]
         i, j = rng.integers(img.shape[0] - patch + 1), rng.integers(img.shape[1] - patch + 1)
-        crop = np.rot90(img[i:i + patch, j:j + patch], k=int(rng.integers(4)))
+        crop = np.rot90(img[i : i + patch, j : j + patch], k=int(rng.integers(4)))
         clean[k, 0] = crop[:, ::-1] if rng.integers(2) else crop
     noise = (rng.standard_normal(clean.shape) * (sigma / 255.0)).astype(dtype)
     return clean + noise, noise
@@ -130,8 +146,17 @@ def _evaluate(model, params, state, val) -> float:
     return float(psnr(y - noise, y - out, data_range=1.0))
 
 
-def save_denoiser(path: str | os.PathLike, *, params: dict, state: dict, config: DenoiserConfig, step: int,
-                  metrics: list[dict], opt_state: dict | None = None, extra: dict | None = None) -> None:
+def save_denoiser(
+    path: str | os.PathLike,
+    *,
+    params: dict,
+    state: dict,
+    config: DenoiserConfig,
+    step: int,
+    metrics: list[dict],
+    opt_state: dict | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write a checkpoint (with ``opt_state``) or a weights file (without), atomically, with no pickles.
 
     ``extra`` adds JSON entries (e.g. ``check``: the recorded PSNR on a held-out image).
@@ -140,8 +165,12 @@ def save_denoiser(path: str | os.PathLike, *, params: dict, state: dict, config:
     arrays.update({f"state/{k}": v for k, v in params_to_numpy(state).items()})
     if opt_state is not None:
         arrays.update({f"opt/{k}": np.asarray(v) for k, v in params_to_numpy(opt_state).items()})
-    arrays.update(format=np.array(WEIGHTS_FORMAT), step=np.array(step, dtype=np.int64),
-                  config=np.array(config.to_json()), metrics=np.array(json.dumps(metrics)))
+    arrays.update(
+        format=np.array(WEIGHTS_FORMAT),
+        step=np.array(step, dtype=np.int64),
+        config=np.array(config.to_json()),
+        metrics=np.array(json.dumps(metrics)),
+    )
     for key, value in (extra or {}).items():
         arrays[key] = np.array(json.dumps(value))
     save_npz_atomic(path, arrays)
@@ -151,7 +180,9 @@ def _json_entry(data, key: str, path: str):
     try:
         return json.loads(str(data[key][()]))
     except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"weights file {path!r}: entry {key!r} is missing or not JSON text ({exc})") from None
+        raise ValueError(
+            f"weights file {path!r}: entry {key!r} is missing or not JSON text ({exc})"
+        ) from None
 
 
 def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> dict[str, Any]:
@@ -184,8 +215,10 @@ def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> d
             try:
                 data[key] = npz[key]
             except ValueError:
-                raise ValueError(f"weights file {path!r}: entry {key!r} holds pickled objects, "
-                                 "which are never loaded (allow_pickle=False)") from None
+                raise ValueError(
+                    f"weights file {path!r}: entry {key!r} holds pickled objects, "
+                    "which are never loaded (allow_pickle=False)"
+                ) from None
     if str(data.get("format", np.array(""))[()]) != WEIGHTS_FORMAT:
         raise ValueError(f"weights file {path!r}: entry 'format' must be {WEIGHTS_FORMAT!r}")
     raw = _json_entry(data, "config", path)
@@ -194,22 +227,31 @@ def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> d
         raise ValueError(f"weights file {path!r}: entry 'config' has unknown keys {sorted(set(raw) - known)}")
     cfg = DenoiserConfig(**raw)
     model, t_params, t_state = build_denoiser(**cfg.arch(), dtype=np.dtype(cfg.dtype))
-    out = {"model": model, "config": cfg, "step": int(data["step"]), "metrics": _json_entry(data, "metrics", path),
-           "check": _json_entry(data, "check", path) if "check" in data else None}
+    out = {
+        "model": model,
+        "config": cfg,
+        "step": int(data["step"]),
+        "metrics": _json_entry(data, "metrics", path),
+        "check": _json_entry(data, "check", path) if "check" in data else None,
+    }
     groups = [("param", "params", t_params), ("state", "state", t_state)]
     if with_optimizer:
         groups.append(("opt", "opt_state", adam_init(t_params)))
     for prefix, name, template in groups:
-        found = {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + "/")}
+        found = {k[len(prefix) + 1 :]: v for k, v in data.items() if k.startswith(prefix + "/")}
         for key in sorted(set(template) ^ set(found)):
             what = "missing" if key in template else "unexpected"
-            raise ValueError(f"weights file {path!r}: {what} array {prefix}/{key} for the recorded architecture "
-                             f"{cfg.arch()}")
+            raise ValueError(
+                f"weights file {path!r}: {what} array {prefix}/{key} for the recorded architecture "
+                f"{cfg.arch()}"
+            )
         for key, t in template.items():
             a = found[key]
             if a.shape != np.shape(t) or (a.dtype.kind != "f" and key != "step"):
-                raise ValueError(f"weights file {path!r}: array {prefix}/{key} has shape {a.shape} dtype {a.dtype}, "
-                                 f"expected shape {np.shape(t)} floating for {cfg.arch()}")
+                raise ValueError(
+                    f"weights file {path!r}: array {prefix}/{key} has shape {a.shape} dtype {a.dtype}, "
+                    f"expected shape {np.shape(t)} floating for {cfg.arch()}"
+                )
         out[name] = found
     return out
 
@@ -222,8 +264,15 @@ def _on_sigterm(signum, frame):
     raise _Stop()
 
 
-def train_denoiser(cfg: DenoiserConfig, images: list[np.ndarray], *, checkpoint: str | os.PathLike | None = None,
-                   resume: bool = False, backend: str = "numpy", progress: bool = True) -> dict[str, Any]:
+def train_denoiser(
+    cfg: DenoiserConfig,
+    images: list[np.ndarray],
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    backend: str = "numpy",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train the denoiser; return its ``params``, ``state``, ``model``, ``metrics`` and timing.
 
     Parameters
@@ -248,35 +297,58 @@ def train_denoiser(cfg: DenoiserConfig, images: list[np.ndarray], *, checkpoint:
 
     _check(cfg)
     if not images or any(getattr(im, "ndim", 0) != 2 or min(im.shape) < cfg.patch for im in images):
-        raise ValueError(f"images must be a non-empty list of 2-D arrays at least {cfg.patch} px on each side")
+        raise ValueError(
+            f"images must be a non-empty list of 2-D arrays at least {cfg.patch} px on each side"
+        )
     xp, dtype = namespace_by_name(backend), np.dtype(cfg.dtype)
     model, params, state = build_denoiser(**cfg.arch(), rng=cfg.seed, dtype=dtype, xp=xp)
     opt, step, rows = adam_init(params), 0, []
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = load_denoiser(checkpoint, with_optimizer=True)
         if {**json.loads(ck["config"].to_json()), "steps": cfg.steps} != json.loads(cfg.to_json()):
-            raise ValueError(f"cannot resume from {str(checkpoint)!r}: its config differs from the requested one")
+            raise ValueError(
+                f"cannot resume from {str(checkpoint)!r}: its config differs from the requested one"
+            )
         params = {k: asarray(v, xp=xp) for k, v in ck["params"].items()}
         state = {k: asarray(v, xp=xp) for k, v in ck["state"].items()}
         opt = {k: (v if k == "step" else asarray(v, xp=xp)) for k, v in ck["opt_state"].items()}
         step, rows = ck["step"], ck["metrics"]
-    val = tuple(asarray(a, xp=xp) for a in noisy_batch(images, np.random.default_rng([_VAL]), n=cfg.n_val,
-                                                       patch=cfg.patch, sigma=cfg.sigma, dtype=dtype))
+    val = tuple(
+        asarray(a, xp=xp)
+        for a in noisy_batch(
+            images, np.random.default_rng([_VAL]), n=cfg.n_val, patch=cfg.patch, sigma=cfg.sigma, dtype=dtype
+        )
+    )
 
     def save() -> None:
         if checkpoint is not None:
-            save_denoiser(checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows,
-                          opt_state=opt)
+            save_denoiser(
+                checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows, opt_state=opt
+            )
 
     t0, loss_sum, loss_n = time.perf_counter(), 0.0, 0
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step",
-               desc=f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}", leave=False)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        disable=not progress,
+        unit="step",
+        desc=f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}",
+        leave=False,
+    )
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         while step < cfg.steps:
-            y, noise = (asarray(a, xp=xp) for a in noisy_batch(
-                images, np.random.default_rng([cfg.seed, _BATCH, step]), n=cfg.batch_size, patch=cfg.patch,
-                sigma=cfg.sigma, dtype=dtype))
+            y, noise = (
+                asarray(a, xp=xp)
+                for a in noisy_batch(
+                    images,
+                    np.random.default_rng([cfg.seed, _BATCH, step]),
+                    n=cfg.batch_size,
+                    patch=cfg.patch,
+                    sigma=cfg.sigma,
+                    dtype=dtype,
+                )
+            )
             out, cache, new_state = denoiser_forward(y, params, state, model, train=True)
             diff = out - noise
             loss = float((diff * diff).mean())
@@ -289,9 +361,15 @@ def train_denoiser(cfg: DenoiserConfig, images: list[np.ndarray], *, checkpoint:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", val=f"{rows[-1]['val_psnr']:.2f} dB" if rows else "-")
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                rows.append({"step": step, "train_loss": loss_sum / loss_n, "lr": lr,
-                             "val_psnr": _evaluate(model, params, state, val),
-                             "time_s": time.perf_counter() - t0})
+                rows.append(
+                    {
+                        "step": step,
+                        "train_loss": loss_sum / loss_n,
+                        "lr": lr,
+                        "val_psnr": _evaluate(model, params, state, val),
+                        "time_s": time.perf_counter() - t0,
+                    }
+                )
                 loss_sum, loss_n = 0.0, 0
                 save()
     except (KeyboardInterrupt, _Stop):
@@ -305,8 +383,15 @@ def train_denoiser(cfg: DenoiserConfig, images: list[np.ndarray], *, checkpoint:
             signal.signal(signal.SIGTERM, old)
     bar.close()
     save()
-    return {"params": params, "state": state, "model": model, "step": step, "metrics": rows, "config": cfg,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "params": params,
+        "state": state,
+        "model": model,
+        "step": step,
+        "metrics": rows,
+        "config": cfg,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _main_thread() -> bool:
