@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench_denoisers.py                     # shipped sigma-25 model
-    python benchmarks/bench_denoisers.py --weights 25:nl:A.npz --weights 25:no-nl:B.npz  # repeat a label: seeds
+    python benchmarks/bench_denoisers.py --weights 25:nl:A.npz --weights 25:no-nl:B.npz
 
 Images: camera, coins, moon (:data:`nlref.data.training_images.HELD_OUT_IMAGES`,
 never used in training), grey, [0, 1], noise seed 0.  Methods:
