@@ -63,7 +63,7 @@ def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, i
 
 
 def denoise_learned(
-    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 64, batch_tiles: int = 8
+    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 64, batch_tiles: int = 1
 ) -> Any:
     """Denoise a grey image with a trained residual non-local network: ``x_hat = y - R(y)``.
 
@@ -80,7 +80,8 @@ def denoise_learned(
         Side of the pieces the network runs on; must exceed twice the receptive
         radius.  Memory grows like ``batch_tiles * tile**4`` (the masked affinity).
     batch_tiles : int
-        Tiles per forward call.
+        Tiles per forward call.  One 64 x 64 tile is a (1, 4096, 4096) affinity:
+        64 MiB in float32, a few times that while it is computed.
 
     Returns
     -------
