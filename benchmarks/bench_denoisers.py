@@ -129,7 +129,11 @@ def main() -> int:
         f"\nheld-out images {', '.join(args.images)}{f' (centre {args.crop} px)' if args.crop else ''}, "
         "noise seed 0; PSNR/SSIM/time are means over the images; std over the models of a label"
     )
-    print_table(rows, ["sigma", "method", "psnr_dB", "psnr_std_dB", "ssim", "time_s"])
+    fmt = {"psnr_dB": ".2f", "psnr_std_dB": ".2f", "ssim": ".4f", "time_s": ".2f"}  # 3 digits hide 0.1 dB
+    print_table(
+        [{k: (format(v, fmt[k]) if k in fmt and v is not None else v) for k, v in r.items()} for r in rows],
+        ["sigma", "method", "psnr_dB", "psnr_std_dB", "ssim", "time_s"],
+    )
     write_json(args.json, {"rows": rows, "env": environment(), "images": args.images, "crop": args.crop})
     return 0
 
