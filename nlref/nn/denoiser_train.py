@@ -264,6 +264,40 @@ def _on_sigterm(signum, frame):
     raise _Stop()
 
 
+def _start(cfg: DenoiserConfig, checkpoint: Any, xp: Any, dtype: Any) -> tuple:
+    """A fresh model and optimiser, or the ones saved in ``checkpoint`` (when given and present)."""
+    model, params, state = build_denoiser(**cfg.arch(), rng=cfg.seed, dtype=dtype, xp=xp)
+    if checkpoint is None or not Path(checkpoint).exists():
+        return model, params, state, adam_init(params), 0, []
+    ck = load_denoiser(checkpoint, with_optimizer=True)
+    if {**json.loads(ck["config"].to_json()), "steps": cfg.steps} != json.loads(cfg.to_json()):
+        raise ValueError(f"cannot resume from {str(checkpoint)!r}: its config differs from the requested one")
+    params = {k: asarray(v, xp=xp) for k, v in ck["params"].items()}
+    state = {k: asarray(v, xp=xp) for k, v in ck["state"].items()}
+    opt = {k: (v if k == "step" else asarray(v, xp=xp)) for k, v in ck["opt_state"].items()}
+    return model, params, state, opt, ck["step"], ck["metrics"]
+
+
+def _train_step(cfg, images, model, params, state, opt, step, xp) -> tuple:
+    """One Adam step on the batch of ``step``: ``(params, opt, state, loss, lr)``, inputs untouched."""
+    batch = noisy_batch(
+        images,
+        np.random.default_rng([cfg.seed, _BATCH, step]),
+        n=cfg.batch_size,
+        patch=cfg.patch,
+        sigma=cfg.sigma,
+        dtype=np.dtype(cfg.dtype),
+    )
+    y, noise = (asarray(a, xp=xp) for a in batch)
+    out, cache, new_state = denoiser_forward(y, params, state, model, train=True)
+    diff = out - noise
+    loss = float((diff * diff).mean())  # L = mean((R(y) - n)^2), dL/dR = 2 (R(y) - n) / size
+    _, grads = denoiser_backward(diff * (2.0 / diff.size), cache, model)
+    lr = cfg.lr * (0.1 if step >= cfg.lr_drop * cfg.steps else 1.0)
+    new_params, new_opt = adam_step(params, grads, opt, lr=lr)
+    return new_params, new_opt, new_state, loss, lr
+
+
 def train_denoiser(
     cfg: DenoiserConfig,
     images: list[np.ndarray],
@@ -297,79 +331,36 @@ def train_denoiser(
 
     _check(cfg)
     if not images or any(getattr(im, "ndim", 0) != 2 or min(im.shape) < cfg.patch for im in images):
-        raise ValueError(
-            f"images must be a non-empty list of 2-D arrays at least {cfg.patch} px on each side"
-        )
-    xp, dtype = namespace_by_name(backend), np.dtype(cfg.dtype)
-    model, params, state = build_denoiser(**cfg.arch(), rng=cfg.seed, dtype=dtype, xp=xp)
-    opt, step, rows = adam_init(params), 0, []
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = load_denoiser(checkpoint, with_optimizer=True)
-        if {**json.loads(ck["config"].to_json()), "steps": cfg.steps} != json.loads(cfg.to_json()):
-            raise ValueError(
-                f"cannot resume from {str(checkpoint)!r}: its config differs from the requested one"
-            )
-        params = {k: asarray(v, xp=xp) for k, v in ck["params"].items()}
-        state = {k: asarray(v, xp=xp) for k, v in ck["state"].items()}
-        opt = {k: (v if k == "step" else asarray(v, xp=xp)) for k, v in ck["opt_state"].items()}
-        step, rows = ck["step"], ck["metrics"]
-    val = tuple(
-        asarray(a, xp=xp)
-        for a in noisy_batch(
-            images, np.random.default_rng([_VAL]), n=cfg.n_val, patch=cfg.patch, sigma=cfg.sigma, dtype=dtype
-        )
-    )
+        raise ValueError(f"images must be a non-empty list of 2-D arrays of at least {cfg.patch} px a side")
+    xp = namespace_by_name(backend)
+    dtype = np.dtype(cfg.dtype)
+    model, params, state, opt, step, rows = _start(cfg, checkpoint if resume else None, xp, dtype)
+    val_rng = np.random.default_rng([_VAL])  # the same patches for every seed and run
+    val = noisy_batch(images, val_rng, n=cfg.n_val, patch=cfg.patch, sigma=cfg.sigma, dtype=dtype)
+    val = [asarray(a, xp=xp) for a in val]
 
     def save() -> None:
         if checkpoint is not None:
-            save_denoiser(
-                checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows, opt_state=opt
-            )
+            save_denoiser(checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows,
+                          opt_state=opt)
 
     t0, loss_sum, loss_n = time.perf_counter(), 0.0, 0
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        disable=not progress,
-        unit="step",
-        desc=f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}",
-        leave=False,
-    )
+    desc = f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}"
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", desc=desc, leave=False)
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         while step < cfg.steps:
-            y, noise = (
-                asarray(a, xp=xp)
-                for a in noisy_batch(
-                    images,
-                    np.random.default_rng([cfg.seed, _BATCH, step]),
-                    n=cfg.batch_size,
-                    patch=cfg.patch,
-                    sigma=cfg.sigma,
-                    dtype=dtype,
-                )
-            )
-            out, cache, new_state = denoiser_forward(y, params, state, model, train=True)
-            diff = out - noise
-            loss = float((diff * diff).mean())
-            _, grads = denoiser_backward(diff * (2.0 / diff.size), cache, model)
-            lr = cfg.lr * (0.1 if step >= cfg.lr_drop * cfg.steps else 1.0)
-            new_params, new_opt = adam_step(params, grads, opt, lr=lr)
+            new_params, new_opt, new_state, loss, lr = _train_step(cfg, images, model, params, state, opt, step,
+                                                                   xp)
             # commit the step in one assignment: an interrupt never leaves a half-updated model
             params, opt, state, step = new_params, new_opt, new_state, step + 1
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", val=f"{rows[-1]['val_psnr']:.2f} dB" if rows else "-")
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                rows.append(
-                    {
-                        "step": step,
-                        "train_loss": loss_sum / loss_n,
-                        "lr": lr,
-                        "val_psnr": _evaluate(model, params, state, val),
-                        "time_s": time.perf_counter() - t0,
-                    }
-                )
+                val_psnr, seconds = _evaluate(model, params, state, val), time.perf_counter() - t0
+                rows.append({"step": step, "train_loss": loss_sum / loss_n, "lr": lr, "val_psnr": val_psnr,
+                             "time_s": seconds})
                 loss_sum, loss_n = 0.0, 0
                 save()
     except (KeyboardInterrupt, _Stop):
@@ -383,15 +374,8 @@ def train_denoiser(
             signal.signal(signal.SIGTERM, old)
     bar.close()
     save()
-    return {
-        "params": params,
-        "state": state,
-        "model": model,
-        "step": step,
-        "metrics": rows,
-        "config": cfg,
-        "seconds": time.perf_counter() - t0,
-    }
+    return {"params": params, "state": state, "model": model, "step": step, "metrics": rows, "config": cfg,
+                "seconds": time.perf_counter() - t0}
 
 
 def _main_thread() -> bool:
