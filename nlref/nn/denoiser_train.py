@@ -350,8 +350,8 @@ def train_denoiser(
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         while step < cfg.steps:
-            new_params, new_opt, new_state, loss, lr = _train_step(cfg, images, model, params, state, opt, step,
-                                                                   xp)
+            new = _train_step(cfg, images, model, params, state, opt, step, xp)
+            new_params, new_opt, new_state, loss, lr = new
             # commit the step in one assignment: an interrupt never leaves a half-updated model
             params, opt, state, step = new_params, new_opt, new_state, step + 1
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
