@@ -71,15 +71,29 @@ def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
     return methods
 
 
+def _score(fns: list, images: list[str], sigma: int, crop: int) -> dict:
+    """Mean PSNR, SSIM and time over the images for each model, then mean and (population) std over models."""
+    per_model = defaultdict(list)
+    for image_name in images:
+        clean = load_image(image_name)
+        if crop:
+            i, j = (clean.shape[0] - crop) // 2, (clean.shape[1] - crop) // 2
+            clean = clean[i : i + crop, j : j + crop]
+        noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            out = np.asarray(fn(noisy), dtype=np.float64)
+            seconds = time.perf_counter() - t0
+            per_model[k].append((psnr(clean, out, data_range=1.0), ssim(clean, out, data_range=1.0), seconds))
+    means = np.array([np.mean(v, axis=0) for v in per_model.values()])  # (models, 3)
+    return {"psnr_dB": means[:, 0].mean(), "psnr_std_dB": means[:, 0].std() if len(means) > 1 else None,
+            "ssim": means[:, 1].mean(), "time_s": means[:, 2].mean(), "psnr_per_model": means[:, 0].tolist()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--weights",
-        action="append",
-        default=[],
-        metavar="SIGMA:LABEL:FILE",
-        help="a learned model to compare (default: the shipped one as 25:nl)",
-    )
+    p.add_argument("--weights", action="append", default=[], metavar="SIGMA:LABEL:FILE",
+                   help="a learned model to compare (default: the shipped one as 25:nl)")
     p.add_argument("--images", nargs="+", default=list(HELD_OUT_IMAGES), choices=HELD_OUT_IMAGES)
     p.add_argument("--sigmas", nargs="+", type=int, default=list(SIGMAS))
     p.add_argument("--crop", type=int, default=0, help="centre crop of this size (0: whole images)")
@@ -92,39 +106,9 @@ def main() -> int:
     rows = []
     for sigma in args.sigmas:
         for name, fns in _methods(sigma, nets):
-            per_model = defaultdict(list)
-            for image_name in args.images:
-                clean = load_image(image_name)
-                if args.crop:
-                    i, j = (clean.shape[0] - args.crop) // 2, (clean.shape[1] - args.crop) // 2
-                    clean = clean[i : i + args.crop, j : j + args.crop]
-                noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
-                for k, fn in enumerate(fns):
-                    t0 = time.perf_counter()
-                    out = np.asarray(fn(noisy), dtype=np.float64)
-                    per_model[k].append(
-                        (
-                            psnr(clean, out, data_range=1.0),
-                            ssim(clean, out, data_range=1.0),
-                            time.perf_counter() - t0,
-                        )
-                    )
-            # mean over images for each model, then mean +- std over models (training seeds)
-            means = np.array([np.mean(v, axis=0) for v in per_model.values()])
-            row = {
-                "sigma": sigma,
-                "method": name,
-                "psnr_dB": means[:, 0].mean(),
-                "ssim": means[:, 1].mean(),
-                "time_s": means[:, 2].mean(),
-            }
-            row["psnr_std_dB"] = means[:, 0].std() if len(means) > 1 else None
-            rows.append(row)
-            print(
-                f"sigma {sigma:>2}  {name:<40} {row['psnr_dB']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-                f"{row['time_s']:7.2f} s",
-                flush=True,
-            )
+            rows.append({"sigma": sigma, "method": name, **_score(fns, args.images, sigma, args.crop)})
+            print(f"sigma {sigma:>2}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "
+                  f"{rows[-1]['time_s']:7.2f} s", flush=True)
     print(
         f"\nheld-out images {', '.join(args.images)}{f' (centre {args.crop} px)' if args.crop else ''}, "
         "noise seed 0; PSNR/SSIM/time are means over the images; std over the models of a label"
