@@ -1,0 +1,126 @@
+"""Non-local means, learned non-local denoisers and BM3D on held-out images at sigma 15, 25, 50.
+
+Run from the repository root::
+
+    python benchmarks/bench_denoisers.py                     # shipped sigma-25 model
+    python benchmarks/bench_denoisers.py --weights 25:nl:A.npz --weights 25:no-nl:B.npz
+
+Images: camera, coins, moon (:data:`nlref.data.training_images.HELD_OUT_IMAGES`,
+never used in training), grey, [0, 1], noise seed 0.  Methods:
+
+* ``noisy``: the input;
+* ``nl_means``: nlref's scikit-image-style ``nl_means`` with the scikit-image
+  gallery parameters (patch 5, patch_distance 6, h = 0.8 sigma, sigma given, fast mode);
+* ``nl_means_ipol``: the IPOL 2011 weights and parameter table;
+* learned models, one column label per ``--weights SIGMA:LABEL:FILE`` (repeat a label
+  with several files, e.g. training seeds, to get mean +- std); by default the
+  shipped model (``nl``, sigma 25).  A learned model runs only at the sigma it was trained for;
+* ``bm3d``: the ``bm3d`` package (PyPI, CPU), when installed (``pip install bm3d``).
+
+PSNR and SSIM (data range 1) per image, then their mean over the images; time is
+one run per image, in seconds, on this machine's CPU (not a careful timing: see bench_nlm.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import numpy as np
+from common import environment, print_table, try_import, write_json
+
+from nlref.data import add_gaussian_noise, load_image
+from nlref.data.training_images import HELD_OUT_IMAGES
+from nlref.denoise import nl_means, nl_means_ipol
+from nlref.denoise.learned import DEFAULT_WEIGHTS, denoise_learned, load_weights
+from nlref.metrics import psnr, ssim
+
+SIGMAS = (15, 25, 50)
+
+
+def _parse_weights(items: list[str]) -> dict[tuple[int, str], list]:
+    out = defaultdict(list)
+    for item in items:
+        sigma, label, path = item.split(":", 2)
+        net = load_weights(path)
+        if abs(net["config"].sigma - float(sigma)) > 1e-9:
+            raise ValueError(f"--weights {item}: the model was trained at sigma {net['config'].sigma:g}")
+        out[(int(sigma), label)].append(net)
+    return out
+
+
+def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
+    s = sigma / 255.0
+    methods = [
+        ("noisy", [lambda y: y]),
+        (
+            "nl_means (skimage gallery params)",
+            [lambda y: nl_means(y, patch_size=5, patch_distance=6, h=0.8 * s, sigma=s)],
+        ),
+        ("nl_means_ipol", [lambda y: nl_means_ipol(y, s)]),
+    ]
+    for (sig, label), group in sorted(nets.items()):
+        if sig == sigma:
+            methods.append(
+                (f"learned {label} (x{len(group)})", [lambda y, n=n: denoise_learned(y, n) for n in group])
+            )
+    bm3d = try_import("bm3d")
+    if bm3d is not None:
+        methods.append(("bm3d", [lambda y: np.asarray(bm3d.bm3d(y, sigma_psd=s), dtype=np.float32)]))
+    return methods
+
+
+def _score(fns: list, images: list[str], sigma: int, crop: int) -> dict:
+    """Mean PSNR, SSIM and time over the images for each model, then mean and (population) std over models."""
+    per_model = defaultdict(list)
+    for image_name in images:
+        clean = load_image(image_name)
+        if crop:
+            i, j = (clean.shape[0] - crop) // 2, (clean.shape[1] - crop) // 2
+            clean = clean[i : i + crop, j : j + crop]
+        noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            out = np.asarray(fn(noisy), dtype=np.float64)
+            seconds = time.perf_counter() - t0
+            per_model[k].append((psnr(clean, out, data_range=1.0), ssim(clean, out, data_range=1.0), seconds))
+    means = np.array([np.mean(v, axis=0) for v in per_model.values()])  # (models, 3)
+    return {"psnr_dB": means[:, 0].mean(), "psnr_std_dB": means[:, 0].std() if len(means) > 1 else None,
+            "ssim": means[:, 1].mean(), "time_s": means[:, 2].mean(), "psnr_per_model": means[:, 0].tolist()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", action="append", default=[], metavar="SIGMA:LABEL:FILE",
+                   help="a learned model to compare (default: the shipped one as 25:nl)")
+    p.add_argument("--images", nargs="+", default=list(HELD_OUT_IMAGES), choices=HELD_OUT_IMAGES)
+    p.add_argument("--sigmas", nargs="+", type=int, default=list(SIGMAS))
+    p.add_argument("--crop", type=int, default=0, help="centre crop of this size (0: whole images)")
+    p.add_argument("--quick", action="store_true", help="one 64 x 64 crop at sigma 25: a smoke test")
+    p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    args = p.parse_args()
+    if args.quick:
+        args.images, args.sigmas, args.crop = args.images[:1], [25], 64
+    nets = _parse_weights(args.weights or [f"25:nl:{DEFAULT_WEIGHTS}"])
+    rows = []
+    for sigma in args.sigmas:
+        for name, fns in _methods(sigma, nets):
+            rows.append({"sigma": sigma, "method": name, **_score(fns, args.images, sigma, args.crop)})
+            print(f"sigma {sigma:>2}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "
+                  f"{rows[-1]['time_s']:7.2f} s", flush=True)
+    print(
+        f"\nheld-out images {', '.join(args.images)}{f' (centre {args.crop} px)' if args.crop else ''}, "
+        "noise seed 0; PSNR/SSIM/time are means over the images; std over the models of a label"
+    )
+    fmt = {"psnr_dB": ".2f", "psnr_std_dB": ".2f", "ssim": ".4f", "time_s": ".2f"}  # 3 digits hide 0.1 dB
+    print_table(
+        [{k: (format(v, fmt[k]) if k in fmt and v is not None else v) for k, v in r.items()} for r in rows],
+        ["sigma", "method", "psnr_dB", "psnr_std_dB", "ssim", "time_s"],
+    )
+    write_json(args.json, {"rows": rows, "env": environment(), "images": args.images, "crop": args.crop})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Denoising with a trained residual non-local network (notebook 06), tile by tile.
+
+Non-local means fixes its weights, ``exp(-d2(i, j) / h^2)`` over a search
+window (Buades, Coll, Morel, CVPR 2005); the network of
+:mod:`nlref.nn.denoiser` learns them, ``softmax_j(theta_i . phi_j)`` over the
+same kind of window (Wang et al., CVPR 2018; Liu et al., NeurIPS 2018), and
+learns the rest of the filter too: it predicts the noise, and the result is
+``y - R(y)`` (DnCNN's residual learning, Zhang et al., TIP 2017).
+
+The windowed block builds a dense (P, P) masked affinity, so a whole 512 x 512
+image (P = 262144) is out of reach in one piece.  It is also unnecessary: an
+output pixel depends only on the ``r = receptive_radius(model)`` pixels around
+it, so the image is cut into ``tile x tile`` pieces that overlap by ``r`` on
+every side and only the centres are kept.  BatchNorm runs on its stored
+statistics, the convolutions' zero padding and the window's clipping happen
+only at the real image border, and the result equals the whole-image
+forward exactly (tested).
+
+The shipped model (:data:`DEFAULT_WEIGHTS`) was trained at sigma = 25 / 255
+on :data:`nlref.data.training_images.TRAIN_IMAGES`; camera, coins and moon
+were never seen.  Retrain it with ``nlref train-denoiser``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_array, check_finite
+from ..backend import as_float_image, get_namespace
+from ..data.images import add_gaussian_noise, load_image
+from ..metrics import psnr
+from ..nn.denoiser import denoiser_forward, receptive_radius
+from ..nn.denoiser_train import load_denoiser
+from ..nn.params import to_backend
+
+__all__ = ["DEFAULT_WEIGHTS", "check_recorded_psnr", "denoise_learned", "load_weights", "measure_check"]
+
+#: The shipped model: width 16, depth 5, one windowed non-local block (radius 7), sigma 25.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "models" / "denoiser_nl_sigma25.npz"
+
+
+def load_weights(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Load a weights file (default: :data:`DEFAULT_WEIGHTS`) with ``allow_pickle=False``, checked.
+
+    See :func:`nlref.nn.denoiser_train.load_denoiser` for the checks and the returned dict.
+    """
+    return load_denoiser(DEFAULT_WEIGHTS if path is None else path)
+
+
+def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, int]]:
+    """(tile start, core start, core stop) along one axis; every tile has size min(tile, n)."""
+    if n <= tile:
+        return [(0, 0, n)]
+    out = []
+    for a in range(0, n, core):
+        t0 = min(max(a - r, 0), n - tile)  # >= r pixels of context, unless the image border is nearer
+        out.append((t0, a, min(a + core, n)))
+    return out
+
+
+def denoise_learned(
+    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 64, batch_tiles: int = 1
+) -> Any:
+    """Denoise a grey image with a trained residual non-local network: ``x_hat = y - R(y)``.
+
+    Parameters
+    ----------
+    image : ndarray (NumPy or CuPy), shape (H, W)
+        Noisy grey image; floats on the [0, 1] scale, or integers (scaled like
+        ``img_as_float``).  The model removes the noise level it was trained for
+        (``load_weights(...)["config"].sigma``, on the 0-255 scale).
+    weights : path-like, dict or None
+        A weights file, the dict of :func:`load_weights`, or None for the
+        shipped sigma-25 model.
+    tile : int
+        Side of the pieces the network runs on; must exceed twice the receptive
+        radius.  Memory grows like ``batch_tiles * tile**4`` (the masked affinity).
+    batch_tiles : int
+        Tiles per forward call.  One 64 x 64 tile is a (1, 4096, 4096) affinity:
+        64 MiB in float32, a few times that while it is computed.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        Same backend; float32 for float32 input, else float64 (as ``img_as_float``).
+
+    Raises
+    ------
+    ValueError
+        Not a 2-D image, non-finite values, ``tile`` too small, bad weights file
+        (the message names the file and the array).
+
+    Examples
+    --------
+    >>> from nlref.data import load_image, add_gaussian_noise
+    >>> noisy = add_gaussian_noise(load_image("camera")[:96, :96], 25 / 255, seed=0)
+    >>> denoise_learned(noisy).shape
+    (96, 96)
+    """
+    check_array(image, "image")
+    if image.ndim != 2:
+        raise ValueError(f"image must be a 2-D grey image (H, W), received shape {tuple(image.shape)}")
+    net = weights if isinstance(weights, dict) else load_weights(weights)
+    r = receptive_radius(net["model"])
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile <= 2 * r:
+        raise ValueError(
+            f"tile must be an int larger than twice the receptive radius ({2 * r}), received {tile!r}"
+        )
+    if isinstance(batch_tiles, bool) or not isinstance(batch_tiles, (int, np.integer)) or batch_tiles < 1:
+        raise ValueError(f"batch_tiles must be a positive int, received {batch_tiles!r}")
+    y = as_float_image(image)
+    check_finite(y, "image")
+    xp = get_namespace(y)
+    dtype = np.dtype(net["config"].dtype)
+    params, state = to_backend(net["params"], xp), to_backend(net["state"], xp)
+    out = xp.empty(y.shape, dtype=dtype)
+    th, tw = min(tile, y.shape[0]), min(tile, y.shape[1])
+    pieces = [
+        (i, j)
+        for i in _tile_starts(y.shape[0], tile, tile - 2 * r, r)
+        for j in _tile_starts(y.shape[1], tile, tile - 2 * r, r)
+    ]
+    for b in range(0, len(pieces), batch_tiles):
+        group = pieces[b : b + batch_tiles]
+        batch = xp.stack([y[i0 : i0 + th, j0 : j0 + tw] for (i0, _, _), (j0, _, _) in group]).astype(dtype)[
+            :, None
+        ]
+        noise, _, _ = denoiser_forward(batch, params, state, net["model"], train=False)
+        clean = batch[:, 0] - noise[:, 0]
+        for k, ((i0, a0, a1), (j0, c0, c1)) in enumerate(group):
+            out[a0:a1, c0:c1] = clean[k, a0 - i0 : a1 - i0, c0 - j0 : c1 - j0]
+    return out.astype(y.dtype, copy=False)
+
+
+def check_recorded_psnr(weights: str | os.PathLike | dict | None = None) -> tuple[float, float]:
+    """Recompute the PSNR recorded in a weights file's ``check`` entry: ``(recorded, measured)`` in dB.
+
+    The check names a held-out image, a crop, a noise seed and the PSNR the
+    model reached there when it was saved (``nlref train-denoiser`` records it).
+    """
+    net = weights if isinstance(weights, dict) else load_weights(weights)
+    check = net["check"]
+    if check is None:
+        raise ValueError("this weights file records no PSNR check (entry 'check')")
+    measured = measure_check(net, check["image"], check["crop"], check["noise_seed"])
+    return float(check["psnr"]), measured
+
+
+def measure_check(net: dict, image: str, crop: list[int], noise_seed: int) -> float:
+    """PSNR of the model on ``load_image(image)[crop]`` with noise of its sigma and seed ``noise_seed``."""
+    i, j, h, w = crop
+    clean = load_image(image)[i : i + h, j : j + w]
+    noisy = add_gaussian_noise(clean, net["config"].sigma / 255.0, seed=noise_seed)
+    return float(psnr(clean, denoise_learned(noisy, net), data_range=1.0))

@@ -1,0 +1,259 @@
+"""The learned non-local denoiser: gradients, the search window, tiled inference, weights files, training."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nlref.backend import to_numpy
+from nlref.denoise.learned import DEFAULT_WEIGHTS, check_recorded_psnr, denoise_learned, load_weights
+from nlref.gradcheck import gradcheck
+from nlref.nn import denoiser_train
+from nlref.nn.denoiser import (
+    build_denoiser,
+    denoiser_backward,
+    denoiser_forward,
+    receptive_radius,
+    windowed_nonlocal_backward,
+    windowed_nonlocal_forward,
+)
+from nlref.nn.denoiser_train import (
+    DENOISER_PRESETS,
+    DenoiserConfig,
+    noisy_batch,
+    save_denoiser,
+    train_denoiser,
+)
+from nlref.nn.nonlocal_block import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
+
+
+def _tiny(xp=np, dtype=np.float64, nl_blocks=1, window=1, seed=0):
+    model, params, state = build_denoiser(
+        width=4, depth=2, nl_blocks=nl_blocks, window=window, rng=seed, dtype=dtype, xp=xp
+    )
+    rng = np.random.default_rng(seed + 1)
+    for k in params:  # W_z starts at zero: make it non-zero so theta/phi/g get real gradients
+        if k.endswith("w_z.w"):
+            params[k] = xp.asarray(rng.normal(0, 0.5, params[k].shape).astype(dtype))
+    return model, params, state
+
+
+def _block_params(xp, c=4, seed=0):
+    params, _ = init_nonlocal_params(
+        c, mode="embedded_gaussian", bn=False, rng=seed, dtype=np.float64, xp=xp, std=0.5
+    )
+    params["w_z.w"] = xp.asarray(np.random.default_rng(seed).normal(0, 0.5, params["w_z.w"].shape))
+    return params
+
+
+def test_denoiser_gradients_match_finite_differences(xp):
+    model, params, state = _tiny(xp)
+    y = xp.asarray(np.random.default_rng(3).normal(size=(2, 1, 6, 6)))
+    report = gradcheck(
+        lambda y, p: denoiser_forward(y, p, state, model, train=True)[:2],
+        lambda d, c: denoiser_backward(d, c, model),
+        y,
+        params,
+    )
+    assert report.worst_error < 1e-6
+
+
+@pytest.mark.parametrize("window", [5, 100, None])
+def test_windowed_block_equals_the_dense_block_when_the_window_covers_the_image(xp, window):
+    params = _block_params(xp)
+    x = xp.asarray(np.random.default_rng(1).normal(size=(2, 4, 5, 6)))
+    z, cache = windowed_nonlocal_forward(x, params, window=window)
+    z_ref, cache_ref, _ = nonlocal_block_forward(x, params, {}, mode="embedded_gaussian", scale=2**-0.5)
+    np.testing.assert_allclose(to_numpy(z), to_numpy(z_ref), rtol=1e-12, atol=1e-12)
+    dz = xp.asarray(np.random.default_rng(2).normal(size=z.shape))
+    (dx, g), (dx_ref, g_ref) = windowed_nonlocal_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
+    np.testing.assert_allclose(to_numpy(dx), to_numpy(dx_ref), rtol=1e-10, atol=1e-12)
+    assert sorted(g) == sorted(g_ref)
+    for k in g:
+        np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_window_zero_makes_each_position_attend_only_to_itself(xp):
+    params = _block_params(xp)
+    x = xp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 4)))
+    z, _ = windowed_nonlocal_forward(x, params, window=0)
+    g = (
+        np.einsum("ic,nchw->nihw", to_numpy(params["g.w"]), to_numpy(x))
+        + to_numpy(params["g.b"])[:, None, None]
+    )
+    expected = (
+        np.einsum("ci,nihw->nchw", to_numpy(params["w_z.w"]), g) + to_numpy(params["w_z.b"])[:, None, None]
+    )
+    np.testing.assert_allclose(to_numpy(z), expected + to_numpy(x), rtol=1e-12, atol=1e-12)
+
+
+def test_window_hides_pixels_outside_the_search_window(xp):
+    params = _block_params(xp)
+    x = np.random.default_rng(1).normal(size=(1, 4, 9, 9))
+    z, _ = windowed_nonlocal_forward(xp.asarray(x), params, window=2)
+    x[0, :, 8, 8] += 10.0  # 3 pixels away from (5, 5) on both axes, more than the window
+    z2, _ = windowed_nonlocal_forward(xp.asarray(x), params, window=2)
+    np.testing.assert_allclose(to_numpy(z2)[0, :, :6, :6], to_numpy(z)[0, :, :6, :6], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(to_numpy(z2)[0, :, 6, 6], to_numpy(z)[0, :, 6, 6])
+
+
+def test_receptive_radius_counts_convs_and_windows():
+    model, _, _ = build_denoiser(width=4, depth=3, nl_blocks=2, window=4)
+    assert receptive_radius(model) == 5 + 2 * 4  # conv0, 3 convs, conv_out; two windows of 4
+
+
+def _net(seed=0, window=2):
+    cfg = DenoiserConfig(width=4, depth=2, nl_blocks=1, window=window, dtype="float64")
+    model, params, state = build_denoiser(**cfg.arch(), rng=seed, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    params = {k: v + rng.normal(0, 0.1, v.shape) for k, v in params.items()}
+    state = {k: np.abs(v + rng.normal(0, 0.1, v.shape)) for k, v in state.items()}
+    return {"model": model, "params": params, "state": state, "config": cfg}
+
+
+def test_tiled_denoising_equals_the_whole_image_forward():
+    net = _net()
+    image = np.random.default_rng(5).uniform(size=(37, 29))
+    whole, _, _ = denoiser_forward(image[None, None], net["params"], net["state"], net["model"], train=False)
+    r = receptive_radius(net["model"])
+    tiled = denoise_learned(image, net, tile=2 * r + 3, batch_tiles=3)
+    np.testing.assert_allclose(tiled, image - whole[0, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_denoise_learned_runs_on_the_input_backend(xp):
+    net = _net()
+    image = xp.asarray(np.random.default_rng(5).uniform(size=(12, 12)))
+    out = denoise_learned(image, net, tile=20)
+    assert type(out) is type(image) and out.shape == image.shape
+
+
+def test_denoise_learned_rejects_bad_arguments():
+    net = _net()
+    with pytest.raises(ValueError, match="2-D grey"):
+        denoise_learned(np.zeros((8, 8, 3)), net)
+    with pytest.raises(ValueError, match="tile must be"):
+        denoise_learned(np.zeros((8, 8)), net, tile=4)
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="no shipped weights")
+def test_shipped_model_reproduces_its_recorded_psnr_on_a_held_out_image():
+    net = load_weights()
+    assert net["check"]["image"] == "camera"  # held out: never a training image
+    recorded, measured = check_recorded_psnr(net)
+    assert abs(recorded - measured) < 0.01, (recorded, measured)
+    assert measured > 20.17 + 6  # and it denoises: the noisy crop is about 20 dB
+
+
+def _write(tmp_path, name="w.npz", drop=None, reshape=None, extra=None):
+    net = _net()
+    params = dict(net["params"])
+    if drop:
+        del params[drop]
+    if reshape:
+        params[reshape] = np.zeros((3, 3))
+    path = tmp_path / name
+    save_denoiser(path, params=params, state=net["state"], config=net["config"], step=1, metrics=[])
+    if extra:
+        data = dict(np.load(path, allow_pickle=False))
+        data.update(extra)
+        np.savez(path, **data)
+    return path
+
+
+def test_weights_file_round_trips(tmp_path):
+    net = load_weights(_write(tmp_path))
+    for k, v in _net()["params"].items():
+        np.testing.assert_array_equal(net["params"][k], v)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"drop": "nl1.theta.w"}, r"missing array param/nl1\.theta\.w"),
+        ({"reshape": "conv1.w"}, r"param/conv1\.w has shape \(3, 3\)"),
+        ({"extra": {"param/extra.w": np.zeros(2)}}, r"unexpected array param/extra\.w"),
+        (
+            {"extra": {"param/conv0.b": np.array([{"a": 1}], dtype=object)}},
+            r"'param/conv0\.b' holds pickled objects",
+        ),
+    ],
+)
+def test_bad_weights_files_get_a_clear_error_naming_file_and_key(tmp_path, kwargs, match):
+    path = _write(tmp_path, **kwargs)
+    with pytest.raises(ValueError, match=match) as info:
+        load_weights(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_file_that_is_not_npz_is_refused(tmp_path):
+    path = tmp_path / "bad.npz"
+    path.write_text("not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_weights(path)
+
+
+def test_noisy_batch_adds_noise_of_the_given_sigma():
+    images = [np.full((40, 50), 0.5, dtype=np.float32)]
+    y, noise = noisy_batch(images, np.random.default_rng(0), n=64, patch=16, sigma=25.0)
+    assert y.shape == noise.shape == (64, 1, 16, 16)
+    np.testing.assert_allclose(y - noise, 0.5, atol=1e-6)
+    assert abs(noise.std() - 25 / 255) < 0.002
+
+
+def _images():
+    rng = np.random.default_rng(0)
+    return [
+        rng.uniform(size=(40, 40)).astype(np.float32),
+        np.tile(np.linspace(0, 1, 48, dtype=np.float32), (30, 1)),
+    ]
+
+
+def test_quick_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path):
+    cfg = dataclasses.replace(DENOISER_PRESETS["quick"], steps=30, eval_every=10)
+    out = train_denoiser(cfg, _images(), checkpoint=tmp_path / "ck.npz", progress=False)
+    losses = [row["train_loss"] for row in out["metrics"]]
+    assert losses[-1] < losses[0]
+    ck = load_weights(tmp_path / "ck.npz")
+    assert ck["step"] == 30 and ck["config"] == cfg
+
+
+def test_interrupted_training_saves_and_resumes_on_the_same_path(tmp_path, monkeypatch, capsys):
+    cfg = DENOISER_PRESETS["quick"]
+    full = train_denoiser(cfg, _images(), progress=False)
+    calls = {"n": 0}
+    real = denoiser_train.adam_step
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(denoiser_train, "adam_step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser(cfg, _images(), checkpoint=tmp_path / "ck.npz", progress=False)
+    assert "interrupted after step 4; checkpoint saved" in capsys.readouterr().out
+    monkeypatch.setattr(denoiser_train, "adam_step", real)
+    resumed = train_denoiser(cfg, _images(), checkpoint=tmp_path / "ck.npz", resume=True, progress=False)
+    for k, v in full["params"].items():
+        np.testing.assert_array_equal(resumed["params"][k], v, err_msg=k)
+
+
+def test_train_denoiser_command_writes_weights_with_a_recorded_check(tmp_path, capsys):
+    import argparse
+
+    from nlref import cli_denoiser
+
+    parser = argparse.ArgumentParser()
+    cli_denoiser.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["train-denoiser", "--preset", "quick", "--steps", "4", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert args.func(args) == 0
+    net = load_weights(tmp_path / "weights.npz")
+    assert "opt_state" not in net and net["step"] == 4
+    recorded, measured = check_recorded_psnr(net)
+    assert abs(recorded - measured) < 1e-6
+    assert "weights:" in capsys.readouterr().out
