@@ -86,14 +86,24 @@ def _score(fns: list, images: list[str], sigma: int, crop: int) -> dict:
             seconds = time.perf_counter() - t0
             per_model[k].append((psnr(clean, out, data_range=1.0), ssim(clean, out, data_range=1.0), seconds))
     means = np.array([np.mean(v, axis=0) for v in per_model.values()])  # (models, 3)
-    return {"psnr_dB": means[:, 0].mean(), "psnr_std_dB": means[:, 0].std() if len(means) > 1 else None,
-            "ssim": means[:, 1].mean(), "time_s": means[:, 2].mean(), "psnr_per_model": means[:, 0].tolist()}
+    return {
+        "psnr_dB": means[:, 0].mean(),
+        "psnr_std_dB": means[:, 0].std() if len(means) > 1 else None,
+        "ssim": means[:, 1].mean(),
+        "time_s": means[:, 2].mean(),
+        "psnr_per_model": means[:, 0].tolist(),
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", action="append", default=[], metavar="SIGMA:LABEL:FILE",
-                   help="a learned model to compare (default: the shipped one as 25:nl)")
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="SIGMA:LABEL:FILE",
+        help="a learned model to compare (default: the shipped one as 25:nl)",
+    )
     p.add_argument("--images", nargs="+", default=list(HELD_OUT_IMAGES), choices=HELD_OUT_IMAGES)
     p.add_argument("--sigmas", nargs="+", type=int, default=list(SIGMAS))
     p.add_argument("--crop", type=int, default=0, help="centre crop of this size (0: whole images)")
@@ -107,8 +117,11 @@ def main() -> int:
     for sigma in args.sigmas:
         for name, fns in _methods(sigma, nets):
             rows.append({"sigma": sigma, "method": name, **_score(fns, args.images, sigma, args.crop)})
-            print(f"sigma {sigma:>2}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "
-                  f"{rows[-1]['time_s']:7.2f} s", flush=True)
+            print(
+                f"sigma {sigma:>2}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "
+                f"{rows[-1]['time_s']:7.2f} s",
+                flush=True,
+            )
     print(
         f"\nheld-out images {', '.join(args.images)}{f' (centre {args.crop} px)' if args.crop else ''}, "
         "noise seed 0; PSNR/SSIM/time are means over the images; std over the models of a label"

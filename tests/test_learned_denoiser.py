@@ -244,7 +244,7 @@ def test_interrupted_training_saves_and_resumes_on_the_same_path(tmp_path, monke
 def test_train_denoiser_command_writes_weights_with_a_recorded_check(tmp_path, capsys):
     import argparse
 
-    from nlref import cli_denoiser
+    from nlref.cli import train_denoiser as cli_denoiser
 
     parser = argparse.ArgumentParser()
     cli_denoiser.register(parser.add_subparsers())

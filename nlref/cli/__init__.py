@@ -33,7 +33,7 @@ from ..backend import backend_report
 __all__ = ["build_parser", "main", "benchmarks_dir", "list_benchmarks"]
 
 # Modules that contribute subcommands through ``register(subparsers)``.
-_SUBCOMMAND_MODULES = ("nlref.cli.denoise", "nlref.cli.train")
+_SUBCOMMAND_MODULES = ("nlref.cli.denoise", "nlref.cli.train", "nlref.cli.train_denoiser")
 # Errors that mean "this request cannot be done" (exit status 2); other OSErrors are failures (1).
 _USAGE_ERRORS = (
     ValueError,

@@ -38,6 +38,7 @@ from __future__ import annotations
 from ._common import UnsupportedDimensionError
 from .api import nl_means
 from .ipol import IPOL_TABLE, ipol_parameters, nl_means_ipol
+from .learned import denoise_learned
 from .noise import estimate_sigma
 from .pixelwise import nl_means_pixelwise
 from .tiled import nl_means_dask  # Dask itself is imported only when it is called
@@ -51,4 +52,5 @@ __all__ = [
     "estimate_sigma",
     "nl_means_dask",
     "UnsupportedDimensionError",
+    "denoise_learned",
 ]

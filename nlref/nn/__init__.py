@@ -69,6 +69,8 @@ __all__ = [
 from . import (  # noqa: E402
     blocks,
     bridge,
+    denoiser,
+    denoiser_train,
     models,
     nonlocal_block,
     nonlocal_op,
@@ -79,6 +81,8 @@ from . import (  # noqa: E402
 )
 from .blocks import *  # noqa: E402,F401,F403
 from .bridge import *  # noqa: E402,F401,F403
+from .denoiser import *  # noqa: E402,F401,F403
+from .denoiser_train import *  # noqa: E402,F401,F403
 from .models import *  # noqa: E402,F401,F403
 from .nonlocal_block import *  # noqa: E402,F401,F403
 from .nonlocal_op import *  # noqa: E402,F401,F403
@@ -89,6 +93,8 @@ from .window import *  # noqa: E402,F401,F403
 
 # ``train`` leaves its function ``train`` out of __all__ so that ``nlref.nn.train``
 # stays the module; call it as ``nlref.nn.train.train(config)``.
-for _m in (optim, optim_flat, nonlocal_op, nonlocal_block, blocks, bridge, models, train, window):
+_MODULES = (optim, optim_flat, nonlocal_op, nonlocal_block, blocks, bridge, models, train, window)
+for _m in (*_MODULES, denoiser, denoiser_train):
     __all__ += list(_m.__all__)
+__all__ = list(dict.fromkeys(__all__))  # NONLOCAL_MODES is exported by two modules
 del _m

@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
-from .bridge import search_window_mask
 from .conv import conv_backward, conv_forward
 from .init import as_generator, he_normal, ones, zeros
 from .layers import linear_backward, linear_forward, relu_backward, relu_forward
 from .nonlocal_op import nonlocal_op_backward, nonlocal_op_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
+from .window import local_window_mask
 
 __all__ = [
     "DENOISER_ARCH_KEYS",
@@ -63,12 +63,13 @@ DENOISER_ARCH_KEYS = ("width", "depth", "nl_blocks", "window", "inner_channels")
 def window_mask(spatial: tuple[int, ...], window: int | None, *, xp: Any = np) -> Any:
     """Boolean (P, P) mask: key j is allowed for query i when ``|j_a - i_a| <= window`` on every axis.
 
-    The search window of non-local means (:func:`nlref.nn.bridge.search_window_mask`);
+    The search window of non-local means, built by the same
+    :func:`nlref.nn.window.local_window_mask` as the video models' ``nl_window``;
     ``None`` means no restriction (returns None: the dense block of Wang et al.).
     """
     if window is None:
         return None
-    return search_window_mask(tuple(spatial), int(window), xp=xp)
+    return local_window_mask(tuple(spatial), int(window), xp=xp)
 
 
 def receptive_radius(model: list[dict]) -> int:
@@ -81,7 +82,7 @@ def receptive_radius(model: list[dict]) -> int:
 # ----------------------------------------------------------------------------- the windowed block
 
 
-def windowed_nonlocal_forward(x, params, *, window, mask=None):
+def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None, mask: Any = None) -> tuple:
     """``z = W_z y + x``, ``y_i = sum_j softmax_j(theta_i . phi_j / sqrt(C_i)) g_j`` over the search window.
 
     Embedded Gaussian of Wang et al. (CVPR 2018, Eq. 3 and 6) with the official
@@ -121,7 +122,7 @@ def windowed_nonlocal_forward(x, params, *, window, mask=None):
     return wy + x, (caches, tuple(x.shape))
 
 
-def windowed_nonlocal_backward(dz, cache):
+def windowed_nonlocal_backward(dz: Any, cache: tuple) -> tuple[Any, dict]:
     """Backward of :func:`windowed_nonlocal_forward`: ``(dx, grads)``; dx sums the shortcut, theta, phi, g."""
     caches, shape = cache
     n, _c, *spatial = shape

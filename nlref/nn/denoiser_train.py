@@ -99,7 +99,8 @@ DENOISER_PRESETS = {
 }
 
 
-def _check(cfg: DenoiserConfig) -> None:
+def _check(cfg: DenoiserConfig, images: list | None = None) -> None:
+    """The config's fields and, when given, the training images; one-line errors before any work."""
     for name in ("width", "depth", "patch", "batch_size", "steps", "eval_every", "n_val"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -110,6 +111,10 @@ def _check(cfg: DenoiserConfig) -> None:
         raise ValueError(f"lr_drop must be in (0, 1], received {cfg.lr_drop!r}")
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', received {cfg.dtype!r}")
+    if images is not None and (
+        not images or any(getattr(im, "ndim", 0) != 2 or min(im.shape) < cfg.patch for im in images)
+    ):
+        raise ValueError(f"images must be a non-empty list of 2-D arrays of at least {cfg.patch} px a side")
 
 
 def noisy_batch(
@@ -329,9 +334,7 @@ def train_denoiser(
     """
     from tqdm.auto import tqdm
 
-    _check(cfg)
-    if not images or any(getattr(im, "ndim", 0) != 2 or min(im.shape) < cfg.patch for im in images):
-        raise ValueError(f"images must be a non-empty list of 2-D arrays of at least {cfg.patch} px a side")
+    _check(cfg, images)
     xp = namespace_by_name(backend)
     dtype = np.dtype(cfg.dtype)
     model, params, state, opt, step, rows = _start(cfg, checkpoint if resume else None, xp, dtype)
@@ -341,8 +344,9 @@ def train_denoiser(
 
     def save() -> None:
         if checkpoint is not None:
-            save_denoiser(checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows,
-                          opt_state=opt)
+            save_denoiser(
+                checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows, opt_state=opt
+            )
 
     t0, loss_sum, loss_n = time.perf_counter(), 0.0, 0
     desc = f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}"
@@ -359,8 +363,8 @@ def train_denoiser(
             bar.set_postfix(loss=f"{loss:.2e}", val=f"{rows[-1]['val_psnr']:.2f} dB" if rows else "-")
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 val_psnr, seconds = _evaluate(model, params, state, val), time.perf_counter() - t0
-                rows.append({"step": step, "train_loss": loss_sum / loss_n, "lr": lr, "val_psnr": val_psnr,
-                             "time_s": seconds})
+                row = dict(step=step, train_loss=loss_sum / loss_n, lr=lr, val_psnr=val_psnr)
+                rows.append(dict(row, time_s=seconds))
                 loss_sum, loss_n = 0.0, 0
                 save()
     except (KeyboardInterrupt, _Stop):
@@ -374,8 +378,15 @@ def train_denoiser(
             signal.signal(signal.SIGTERM, old)
     bar.close()
     save()
-    return {"params": params, "state": state, "model": model, "step": step, "metrics": rows, "config": cfg,
-                "seconds": time.perf_counter() - t0}
+    return {
+        "params": params,
+        "state": state,
+        "model": model,
+        "step": step,
+        "metrics": rows,
+        "config": cfg,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _main_thread() -> bool:

@@ -17,6 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..data.training_images import TRAIN_IMAGES, load_grey
+from ..denoise.learned import load_weights, measure_check
+from ..nn.denoiser_train import DENOISER_PRESETS, save_denoiser, train_denoiser
+from ..nn.params import count_params
+
 __all__ = ["CHECK_CROP", "register"]
 
 #: The held-out crop whose PSNR a weights file records: camera[192:320, 192:320], noise seed 0.
@@ -24,11 +29,6 @@ CHECK_CROP = {"image": "camera", "crop": [192, 192, 128, 128], "noise_seed": 0}
 
 
 def _cmd_train_denoiser(args: argparse.Namespace) -> int:
-    from .data.training_images import TRAIN_IMAGES, load_grey
-    from .denoise.learned import load_weights, measure_check
-    from .nn.denoiser_train import DENOISER_PRESETS, save_denoiser, train_denoiser
-    from .nn.params import count_params
-
     overrides = {
         k: getattr(args, k)
         for k in ("steps", "seed", "sigma", "nl_blocks", "window", "width")
@@ -79,8 +79,6 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``train-denoiser`` subcommand to ``nlref``'s parser."""
-    from .nn.denoiser_train import DENOISER_PRESETS
-
     p = subparsers.add_parser(
         "train-denoiser",
         help="train the residual non-local denoiser (notebook 06)",
