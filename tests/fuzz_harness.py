@@ -96,6 +96,7 @@ def attempt(
     allowed: tuple[type, ...] = (ValueError, TypeError),
     must_fail: bool = False,
     finite_result: bool = True,
+    finite_part: Any = None,
     **kwargs: Any,
 ) -> Attempt:
     """Call ``fn(*args, **kwargs)``, classify and count the outcome (see the module docstring).
@@ -103,7 +104,8 @@ def attempt(
     ``must_fail``: the input is invalid (NaN, wrong type, ...), so only a clear
     error is acceptable.  ``finite_result=False`` skips the finiteness check
     (for functions whose documented result may be infinite, e.g. PSNR of
-    identical images).
+    identical images); ``finite_part`` picks what must be finite from the
+    result (e.g. ``out`` of an nn layer's ``(out, cache)``, not the cache).
     """
     COUNTS[api][TRIED] += 1
     previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -125,7 +127,7 @@ def attempt(
         signal.signal(signal.SIGALRM, previous)
     if must_fail:
         _fail(api, "unclear_error", f"an invalid input was accepted and returned {type(value).__name__}")
-    if finite_result and not finite(value):
+    if finite_result and not finite(value if finite_part is None else finite_part(value)):
         _fail(api, "non_finite", "a NaN/inf result")
     return Attempt(api, value=value)
 
