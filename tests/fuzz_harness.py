@@ -83,6 +83,11 @@ class Attempt:
         assert self.error is None
         COUNTS[self.api]["correct"] += 1
 
+    def clear_error(self) -> None:
+        """Count a returned refusal the test has checked (an exit status with one error line)."""
+        assert self.error is None
+        COUNTS[self.api]["clear_error"] += 1
+
 
 def _fail(api: str, outcome: str, message: str) -> None:
     COUNTS[api][outcome] += 1
