@@ -29,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
+import nlref
+
 OUTCOMES = ("correct", "clear_error", "unclear_error", "non_finite", "hang")
 HANG_SECONDS = 60.0
 COUNTS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-PACKAGE = str(Path(__file__).resolve().parent.parent / "nlref")
+PACKAGE = str(Path(nlref.__file__).resolve().parent)
 TRIED = "tried"
 
 

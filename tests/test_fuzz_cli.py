@@ -20,7 +20,7 @@ import itertools
 import fuzz_harness
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nlref.cli import main
@@ -140,6 +140,10 @@ def _run(argv):
 
 
 @given(inp=st.sampled_from(INPUTS), out=st.sampled_from(OUTPUTS), options=OPTIONS)
+@example(inp="grey8.png", out="out.png", options=[["--max-memory", "1e999"]])  # was an OverflowError
+@example(inp="grey8.png", out="out.png", options=[])
+@example(inp="rgb16.tif", out="out.jpg", options=[])
+@example(inp="truncated.tif", out="out.tif", options=[["--chunks", "6"]])
 def test_every_request_ends_in_a_status_and_one_line(folder, inp, out, options):
     out_path = (
         folder / f"run{next(_counter)}" / out

@@ -17,13 +17,13 @@ import math
 import numpy as np
 import pytest
 from fuzz_harness import attempt
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 from nlref.backend import as_float_image
-from nlref.denoise import estimate_sigma, nl_means, nl_means_ipol, nl_means_pixelwise
+from nlref.denoise import estimate_sigma, nl_means, nl_means_dask, nl_means_ipol, nl_means_pixelwise
 
 pytestmark = pytest.mark.fuzz
 
@@ -113,6 +113,7 @@ def test_nl_means_matches_the_pixelwise_definition(
 
 
 @given(data=images(dtypes=(np.float32, np.float64)), distance=st.sampled_from((10**3, 10**9, 2**62)))
+@example(data=(np.array([[0.0, 1.7976931348623157e308, 1.7976931348623157e308]] * 3), None), distance=1000)
 def test_a_huge_patch_distance_is_clipped_to_the_image(data, distance):
     image, channel_axis = data
     h = 0.3 * _scale(image, False)
@@ -174,6 +175,7 @@ ADVERSARIAL = st.one_of(
     ),
     value=ADVERSARIAL,
 )
+@example(dtype=np.float32, which="sigma", value=2.5e18)  # 2 sigma^2 beyond float32
 def test_adversarial_arguments_give_a_result_or_a_clear_error(dtype, which, value):
     image = (np.random.default_rng(0).random((6, 6, 3)) * 100).astype(dtype)
     kwargs = {"patch_size": 3, "patch_distance": 2, "h": 0.1, "sigma": 0.0, "channel_axis": -1}
@@ -185,6 +187,11 @@ def test_adversarial_arguments_give_a_result_or_a_clear_error(dtype, which, valu
 
 
 @given(data=images(max_channels=2), preserve_range=st.booleans())
+@example(
+    data=(np.random.default_rng(0).random((3, 3, 3, 3)).astype(np.float32) * 8e-28, None),
+    preserve_range=False,
+)
+@example(data=(np.random.default_rng(0).random((4, 4)) * 7.5e-272, None), preserve_range=False)
 def test_estimate_sigma_matches_immerkaer(data, preserve_range):
     image, channel_axis = data
     got = attempt(
@@ -212,5 +219,59 @@ def test_estimate_sigma_matches_immerkaer(data, preserve_range):
     r, g = np.concatenate(responses), np.concatenate(gradients)
     want = math.ldexp(math.sqrt(math.pi / 2) * r[g <= np.median(g)].mean() / 6 ** (n / 2), k)
     assert math.isfinite(got.value) and got.value >= 0
-    assert got.value == pytest.approx(want, rel=1e-3 if image.dtype == np.float32 else 1e-9, abs=1e-300)
+    # round-off at the image's scale (the median split of gradients near 0 may differ)
+    rel = 1e-3 if image.dtype == np.float32 else 1e-9
+    assert got.value == pytest.approx(want, rel=rel, abs=math.ldexp(rel, k))
     got.correct()
+
+
+@given(
+    data=images(dtypes=(np.float64,)),
+    exponent=st.sampled_from((-1060, -1000, -600, -200, -90, 90, 200, 600, 1000)),
+    fast_mode=st.booleans(),
+)
+@example(data=(np.random.default_rng(1).random((5, 5)), None), exponent=-200, fast_mode=True)  # tiny h
+@example(data=(np.random.default_rng(1).random((5, 5)), None), exponent=1000, fast_mode=True)
+def test_nl_means_commutes_with_a_power_of_two_scale(data, exponent, fast_mode):
+    """NL(2^e v; 2^e h) = 2^e NL(v; h): tiny and huge images are denoised like ordinary ones."""
+    image, channel_axis = data
+    unit = np.ldexp(image, -math.frexp(float(np.abs(image).max()) or 1.0)[1])  # max |unit| in [0.5, 1)
+    with np.errstate(under="ignore"):
+        scaled = np.ldexp(unit, exponent)
+    if not np.isfinite(scaled).all() or np.abs(scaled).max() == 0:
+        return
+    # values that lost bits as subnormals are not a power-of-two copy of ``unit``: compare with them
+    unit = np.ldexp(scaled, -exponent)
+    h = 0.3
+    got = attempt(
+        "nl_means", nl_means, scaled, 3, 2, math.ldexp(h, exponent), fast_mode, channel_axis=channel_axis
+    )
+    if got.error is not None:
+        return
+    want = nl_means(unit, 3, 2, h, fast_mode, channel_axis=channel_axis)
+    # a subnormal result holds fewer bits: its spacing 2**-1074, in units of 2**exponent
+    atol = max(1e-12, math.ldexp(2.0, -1074 - exponent))
+    np.testing.assert_allclose(np.ldexp(got.value, -exponent), want, rtol=0, atol=atol)
+    got.correct()
+
+
+@given(data=images(dtypes=(np.float32, np.float64, np.uint8)), chunk=st.integers(1, 4))
+def test_nl_means_dask_equals_nl_means(data, chunk):
+    image, channel_axis = data
+    h = 0.2 * _scale(image, False)
+    got = attempt("nl_means_dask", nl_means_dask, image, 3, 1, h, channel_axis=channel_axis, chunks=chunk)
+    want = nl_means(image, 3, 1, h, channel_axis=channel_axis)
+    if got.error is not None:
+        return
+    out = got.value.compute()
+    np.testing.assert_allclose(out / _scale(image, False), want / _scale(image, False), rtol=0, atol=1e-5)
+    got.correct()
+
+
+@given(sigma=st.one_of(st.floats(), st.integers(-5, 5), st.none(), st.text(max_size=2), st.booleans()))
+def test_nl_means_ipol_takes_any_sigma_or_refuses_it_clearly(sigma):
+    image = np.random.default_rng(3).random((12, 12))
+    got = attempt("nl_means_ipol", nl_means_ipol, image, sigma)
+    if got.error is None:
+        assert got.value.shape == image.shape
+        got.correct()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fuzz_harness import attempt
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nlref.gradcheck import GradcheckError, gradcheck
@@ -95,6 +95,10 @@ VALUES = st.one_of(
 
 
 @given(which=st.sampled_from(sorted(BAD_CALLS)), value=VALUES)
+@example(which="seed", value=-1)
+@example(which="eps", value=float("inf"))
+@example(which="n_directions", value=2**62)  # was a loop of 2**62 forwards
+@example(which="inputs", value=np.array([np.nan, 1.0]))
 def test_adversarial_arguments_give_a_report_or_a_clear_error(which, value):
     call = dict(forward=linear_forward, backward=linear_backward, inputs=_x(), params=_p())
     call.update(BAD_CALLS[which](value))

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from fuzz_harness import attempt
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -65,6 +65,9 @@ def _skimage(fn, *args, **kwargs):
 
 
 @given(data=pairs(), explicit=st.sampled_from((None, 1.0, 255.0, 1e-300, 1e300)))
+@example(data=(np.array([[1e300]]), np.array([[-1e300]])), explicit=1.0)  # (a - b)^2 overflows
+@example(data=(np.array([[4.5e15, 2.3e-308]]), np.array([[4.5e15, 0.0]])), explicit=1.0)
+@example(data=(np.zeros((2, 2)), np.full((2, 2), 1e-200)), explicit=1e300)  # MSE underflows
 def test_psnr_matches_scikit_image(data, explicit):
     a, b = data
     got = attempt("psnr", psnr, a, b, data_range=explicit, finite_result=False)
@@ -84,6 +87,7 @@ def test_psnr_matches_scikit_image(data, explicit):
 
 
 @given(data=pairs(min_side=7), explicit=st.sampled_from((None, 1.0, 255.0, 1e-300, 1e300)))
+@example(data=(np.zeros((8, 8)), np.eye(8)), explicit=1e300)  # (K L)^2 overflows in scikit-image
 def test_ssim_matches_scikit_image(data, explicit):
     a, b = data
     got = attempt("ssim", ssim, a, b, data_range=explicit)
@@ -136,6 +140,7 @@ def test_invalid_images_are_rejected_clearly(name, which, fn):
     ),
     shape=st.sampled_from(((8, 8), (8, 8, 3), (3, 3), (8, 2))),
 )
+@example(fn="ssim", which="win_size", value=None, shape=(3, 3))  # scikit-image's own error before
 def test_adversarial_arguments_give_a_result_or_a_clear_error(fn, which, value, shape):
     if fn == "psnr" and which != "data_range":
         return
