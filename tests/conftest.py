@@ -6,8 +6,8 @@ skipped, with the reason, when CuPy is not installed or no CUDA device exists.
 Hypothesis profiles of the fuzz suite (``tests/test_fuzz_*.py``, marker ``fuzz``):
 ``quick`` (the default, used by ``make test``: 50 examples per test, derandomized, so CI is
 deterministic, and about a minute for the whole suite on 2 cores) and
-``thorough`` (``pytest -m fuzz --hypothesis-profile=thorough``: 400 examples
-per test, more than 10,000 in all).  Set ``NLREF_FUZZ_COUNTS=folder`` to get
+``thorough`` (``pytest -m fuzz --hypothesis-profile=thorough``: 500 examples
+per test, about 12,000 in all).  Set ``NLREF_FUZZ_COUNTS=folder`` to get
 the per-API outcome counts of :mod:`fuzz_harness` written there as JSON.
 """
 
@@ -32,7 +32,7 @@ settings.register_profile(
     "quick", max_examples=50, deadline=None, derandomize=True, suppress_health_check=_FUZZ_HEALTH
 )
 settings.register_profile(
-    "thorough", max_examples=400, deadline=None, derandomize=False, suppress_health_check=_FUZZ_HEALTH
+    "thorough", max_examples=500, deadline=None, derandomize=False, suppress_health_check=_FUZZ_HEALTH
 )
 settings.load_profile("quick")  # --hypothesis-profile=thorough overrides it
 

@@ -20,6 +20,7 @@ writes them there as JSON (one file per worker) to be summed.
 from __future__ import annotations
 
 import collections
+import json
 import math
 import signal
 import traceback
@@ -147,3 +148,18 @@ def table(counts: dict[str, collections.Counter]) -> str:
         c = counts[api]
         rows.append(f"| {api} | {c[TRIED]} | " + " | ".join(str(c[o]) for o in OUTCOMES) + " |")
     return "\n".join(rows)
+
+
+def merged(folder: str) -> dict[str, collections.Counter]:
+    """The counts a run with ``NLREF_FUZZ_COUNTS=folder`` wrote, summed over the pytest workers."""
+    total: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for path in sorted(Path(folder).glob("counts-*.json")):
+        for api, counts in json.loads(path.read_text()).items():
+            total[api].update(counts)
+    return total
+
+
+if __name__ == "__main__":  # python tests/fuzz_harness.py FOLDER: the table of a thorough run
+    import sys
+
+    print(table(merged(sys.argv[1])))
