@@ -150,3 +150,31 @@ def test_adversarial_arguments_give_a_result_or_a_clear_error(fn, which, value, 
     if got.error is None:
         assert math.isfinite(got.value)
         got.correct()
+
+
+@given(
+    dtypes=st.tuples(st.sampled_from(DTYPES), st.sampled_from(DTYPES)).filter(lambda d: d[0] != d[1]),
+    seed=st.integers(0, 99),
+)
+def test_mixed_dtypes_match_scikit_image(dtypes, seed):
+    rng = np.random.default_rng(seed)
+    a, b = (_unit_image(rng, np.dtype(d)) for d in dtypes)
+    got = attempt("psnr", psnr, a, b, finite_result=False)
+    if got.error is not None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-image warns about the mismatch, then uses a's range
+        want = peak_signal_noise_ratio(a, b)
+    if math.isfinite(want):
+        assert got.value == pytest.approx(want, rel=1e-5)
+    got.correct()
+
+
+def _unit_image(rng, dtype: np.dtype) -> np.ndarray:
+    """A random 8 x 8 image in the dtype's natural range ([0, 1] for floats)."""
+    if dtype.kind == "b":
+        return rng.random((8, 8)) < 0.5
+    if dtype.kind == "f":
+        return rng.random((8, 8)).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -1000), min(info.max, 1000), (8, 8)).astype(dtype)
