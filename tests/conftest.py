@@ -4,8 +4,8 @@ Every algorithm test takes ``xp`` and runs once per backend; the CuPy case is
 skipped, with the reason, when CuPy is not installed or no CUDA device exists.
 
 Hypothesis profiles of the fuzz suite (``tests/test_fuzz_*.py``, marker ``fuzz``):
-``quick`` (the default, used by ``make test``: 50 examples per test, derandomized, so CI is
-deterministic, and about a minute for the whole suite on 2 cores) and
+``quick`` (the default, used by ``make test``: 100 examples per test, derandomized so that
+CI is deterministic; the fuzz suite adds about 20 s on 2 cores) and
 ``thorough`` (``pytest -m fuzz --hypothesis-profile=thorough``: 500 examples
 per test, about 12,000 in all).  Set ``NLREF_FUZZ_COUNTS=folder`` to get
 the per-API outcome counts of :mod:`fuzz_harness` written there as JSON.
@@ -29,7 +29,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 _FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
-    "quick", max_examples=50, deadline=None, derandomize=True, suppress_health_check=_FUZZ_HEALTH
+    "quick", max_examples=100, deadline=None, derandomize=True, suppress_health_check=_FUZZ_HEALTH
 )
 settings.register_profile(
     "thorough", max_examples=500, deadline=None, derandomize=False, suppress_health_check=_FUZZ_HEALTH
