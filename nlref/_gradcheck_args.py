@@ -35,8 +35,8 @@ def check_arguments(
     ):
         if not callable(fn):
             raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
-    if mode not in ("full", "random"):
-        raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
+    if not isinstance(mode, str) or mode not in ("full", "random"):
+        raise ValueError(f"mode must be 'full' or 'random', received {_value(mode)}")
     for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise TypeError(f"{name} must be a positive number, received {_value(v)}")

@@ -236,8 +236,11 @@ def gradcheck(
     grads = grads or {}
 
     # float64 copies of the gradients, taken before any input is perturbed
+    # (a gradient of a non-real dtype is kept as it is, and reported below)
     def copy(g: Any) -> Any:
-        return None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)
+        if g is None or not hasattr(g, "shape"):
+            return None
+        return g.astype(xp.float64, copy=True) if np.dtype(g.dtype).kind in "biuf" else g
 
     names = ["x"] if single else [f"x{i}" for i in range(len(inputs))]
     targets = [(n, "input", a, copy(g)) for n, a, g in zip(names, inputs, dxs)]
@@ -246,9 +249,10 @@ def gradcheck(
     report = GradcheckReport(mode=mode, eps=eps, rtol=rtol, atol=atol)
     check = _check_full if mode == "full" else _check_random
     for name, kind, a, g in targets:
-        if g is None or tuple(g.shape) != tuple(a.shape):
-            got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}"
-            report.entries.append(_failed_entry(name, kind, f"{got}, expected shape {tuple(a.shape)}"))
+        if g is None or tuple(g.shape) != tuple(a.shape) or g.dtype != np.float64:
+            got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}, dtype {g.dtype}"
+            want = f"expected shape {tuple(a.shape)} of real numbers"
+            report.entries.append(_failed_entry(name, kind, f"{got}, {want}"))
         else:
             report.entries.append(
                 check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp)

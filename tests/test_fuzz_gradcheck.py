@@ -99,6 +99,8 @@ VALUES = st.one_of(
 @example(which="eps", value=float("inf"))
 @example(which="n_directions", value=2**62)  # was a loop of 2**62 forwards
 @example(which="inputs", value=np.array([np.nan, 1.0]))
+@example(which="backward dx", value=np.ones((2, 3, 2), complex))  # was a ComplexWarning
+@example(which="mode", value={"w": np.full((2, 3), np.nan)})  # was a multi-line message
 def test_adversarial_arguments_give_a_report_or_a_clear_error(which, value):
     call = dict(forward=linear_forward, backward=linear_backward, inputs=_x(), params=_p())
     call.update(BAD_CALLS[which](value))
