@@ -176,7 +176,7 @@ def ssim(
     ValueError
         For different shapes, empty arrays, NaN/inf values, an out-of-range
         ``channel_axis``, a ``data_range`` that is not > 0 or is more than
-        ``1e100`` times smaller than the values, a ``win_size`` that is even or
+        ``1e60`` times smaller than the values, a ``win_size`` that is even or
         larger than the image.
 
     Notes
@@ -198,7 +198,7 @@ def ssim(
     ref = to_numpy(reference).astype(np.float64)
     img = to_numpy(image).astype(np.float64)
     largest = max(float(np.abs(ref).max()), float(np.abs(img).max()))
-    if largest > 1e100 * data_range:
+    if largest > 1e60 * data_range:  # SSIM multiplies two (co)variances: values^4 must stay finite
         raise ValueError(
             f"data_range={data_range!r} is too small for images with values up to {largest:g} "
             "(SSIM's variances would overflow); pass the images' peak-to-peak range"

@@ -88,6 +88,7 @@ def test_psnr_matches_scikit_image(data, explicit):
 
 @given(data=pairs(min_side=7), explicit=st.sampled_from((None, 1.0, 255.0, 1e-300, 1e300)))
 @example(data=(np.zeros((8, 8)), np.eye(8)), explicit=1e300)  # (K L)^2 overflows in scikit-image
+@example(data=(np.eye(7) * 3e78, np.eye(7) * 3e78), explicit=1.0)  # a product of two variances overflows
 def test_ssim_matches_scikit_image(data, explicit):
     a, b = data
     got = attempt("ssim", ssim, a, b, data_range=explicit)
