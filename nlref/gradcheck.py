@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._gradcheck_args import check_arguments, checked_arrays, checked_backward, checked_forward
 from .backend import asarray, get_namespace
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckEntry", "GradcheckError"]
@@ -172,7 +173,8 @@ def gradcheck(
         directional derivative ``<grad, v>`` along ``n_directions`` random unit
         vectors ``v`` per input/parameter (for large arrays).
     n_directions : int
-        Directions per input/parameter in ``"random"`` mode.
+        Directions per input/parameter in ``"random"`` mode (at most the
+        array's size: more would test nothing new).
     seed : int
         Seeds ``R`` and the random directions.
     raise_on_failure : bool
@@ -190,7 +192,13 @@ def gradcheck(
     TypeError
         When ``forward`` / ``backward`` is not callable or returns something
         other than ``(out, cache)`` / ``(dx, grads)`` (the message names which
-        and what it received), or an input is not a floating array.
+        and what it received), ``inputs`` is not an array or a non-empty
+        sequence of them, ``params`` not a dict, an input or parameter not a
+        floating array.
+    ValueError
+        An unknown ``mode``; ``eps``, ``rtol`` or ``atol`` not finite and > 0;
+        ``n_directions < 1``; ``seed`` not an int >= 0; NaN/inf in an input or
+        parameter.
     GradcheckError
         When a gradient is wrong and ``raise_on_failure`` is set.
 
@@ -202,22 +210,15 @@ def gradcheck(
     called with ``dout = R``.  Kinks (ReLU at 0, ties in a max-pool) make
     finite differences meaningless there: choose inputs away from them.
     """
-    _check_arguments(forward, backward, mode, eps, rtol, atol, n_directions)
+    check_arguments(forward, backward, mode, eps, rtol, atol, n_directions, seed, raise_on_failure)
     single = hasattr(inputs, "shape")
-    inputs = [inputs] if single else list(inputs)
-    params = {} if params is None else dict(params)
-    for a in [*inputs, *params.values()]:
-        if not hasattr(a, "dtype") or np.dtype(a.dtype).kind != "f":
-            raise TypeError(
-                "gradcheck: inputs and params must be floating arrays, "
-                f"received {type(a).__name__} {getattr(a, 'dtype', '')}".rstrip()
-            )
+    inputs, params = checked_arrays(inputs, params)
     xp = get_namespace(*inputs, *params.values())
     inputs = [a.astype(xp.float64, copy=True) for a in inputs]  # contiguous float64 copies
     params = {k: v.astype(xp.float64, copy=True) for k, v in params.items()}
     rng = np.random.default_rng(seed)
 
-    out, cache = _checked_forward(forward(*inputs, params))
+    out, cache = checked_forward(forward(*inputs, params))
     R = asarray(rng.standard_normal(np.shape(out)), xp=xp) if hasattr(out, "shape") else 1.0
 
     def output() -> Any:
@@ -229,14 +230,17 @@ def gradcheck(
         change = (plus - minus) * R
         return float(change.sum()) if hasattr(change, "sum") else float(change)
 
-    dxs, grads = _checked_backward(backward(R, cache), single, len(inputs))
+    dxs, grads = checked_backward(backward(R, cache), single, len(inputs))
     dxs = [dxs] if single else list(dxs)
     dxs += [None] * (len(inputs) - len(dxs))  # a missing input gradient is reported, not skipped
     grads = grads or {}
 
     # float64 copies of the gradients, taken before any input is perturbed
+    # (a gradient of a non-real dtype is kept as it is, and reported below)
     def copy(g: Any) -> Any:
-        return None if g is None or not hasattr(g, "shape") else g.astype(xp.float64, copy=True)
+        if g is None or not hasattr(g, "shape"):
+            return None
+        return g.astype(xp.float64, copy=True) if np.dtype(g.dtype).kind in "biuf" else g
 
     names = ["x"] if single else [f"x{i}" for i in range(len(inputs))]
     targets = [(n, "input", a, copy(g)) for n, a, g in zip(names, inputs, dxs)]
@@ -245,9 +249,10 @@ def gradcheck(
     report = GradcheckReport(mode=mode, eps=eps, rtol=rtol, atol=atol)
     check = _check_full if mode == "full" else _check_random
     for name, kind, a, g in targets:
-        if g is None or tuple(g.shape) != tuple(a.shape):
-            got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}"
-            report.entries.append(_failed_entry(name, kind, f"{got}, expected shape {tuple(a.shape)}"))
+        if g is None or tuple(g.shape) != tuple(a.shape) or g.dtype != np.float64:
+            got = "no gradient" if g is None else f"gradient of shape {tuple(g.shape)}, dtype {g.dtype}"
+            want = f"expected shape {tuple(a.shape)} of real numbers"
+            report.entries.append(_failed_entry(name, kind, f"{got}, {want}"))
         else:
             report.entries.append(
                 check(name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp)
@@ -261,67 +266,9 @@ def gradcheck(
     return report
 
 
-def _check_arguments(
-    forward: Any, backward: Any, mode: str, eps: float, rtol: float, atol: float, n_directions: int
-) -> None:
-    for name, fn, want in (
-        ("forward", forward, "forward(*inputs, params) -> (out, cache)"),
-        ("backward", backward, "backward(dout, cache) -> (dx, grads)"),
-    ):
-        if not callable(fn):
-            raise TypeError(f"gradcheck: {name} must be a callable {want}, received {type(fn).__name__}")
-    if mode not in ("full", "random"):
-        raise ValueError(f"mode must be 'full' or 'random', received {mode!r}")
-    for name, v in (("eps", eps), ("rtol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f"{name} must be a positive number, received {v!r}")
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive int, received {n_directions!r}")
-
-
 def _failed_entry(name: str, kind: str, note: str) -> GradcheckEntry:
     """An entry that could not be checked (no gradient, wrong shape, unknown name)."""
     return GradcheckEntry(name, kind, float("inf"), None, float("nan"), float("nan"), 0, False, note)
-
-
-def _describe(value: Any) -> str:
-    """``tuple of 3``, ``ndarray of shape (2, 3)``, ``NoneType``: what a caller returned, in a few words."""
-    if isinstance(value, (tuple, list)):
-        return f"{type(value).__name__} of {len(value)}"
-    if hasattr(value, "shape"):
-        return f"{type(value).__name__} of shape {tuple(value.shape)}"
-    return type(value).__name__
-
-
-def _checked_forward(result: Any) -> tuple[Any, Any]:
-    """``(out, cache)`` from what ``forward`` returned, or a TypeError saying what it returned."""
-    if not isinstance(result, tuple) or len(result) not in (2, 3):
-        raise TypeError(
-            f"gradcheck: forward must return (out, cache) or (out, cache, state), "
-            f"received {_describe(result)}"
-        )
-    out = result[0]
-    if not (hasattr(out, "shape") or isinstance(out, (int, float, np.number))) or isinstance(out, bool):
-        raise TypeError(f"gradcheck: forward's out must be an array or a float, received {_describe(out)}")
-    return result[0], result[1]
-
-
-def _checked_backward(result: Any, single: bool, n_inputs: int) -> tuple[Any, Any]:
-    """``(dx, grads)`` from what ``backward`` returned, or a TypeError saying what it returned."""
-    if not isinstance(result, tuple) or len(result) != 2:
-        raise TypeError(f"gradcheck: backward must return (dx, grads), received {_describe(result)}")
-    dxs, grads = result
-    if not single and not isinstance(dxs, (tuple, list)):
-        raise TypeError(
-            f"gradcheck: backward's dx must be a tuple of {n_inputs} input gradients for "
-            f"{n_inputs} inputs, received {_describe(dxs)}"
-        )
-    if grads is not None and not isinstance(grads, dict):
-        raise TypeError(
-            f"gradcheck: backward's grads must be a dict of parameter gradients (or None), "
-            f"received {_describe(grads)}"
-        )
-    return dxs, grads
 
 
 def _check_full(
@@ -348,9 +295,13 @@ def _check_full(
 def _check_random(
     name, kind, a, g, output, difference, eps, rtol, atol, n_directions, rng, xp
 ) -> GradcheckEntry:
-    """Directional derivatives ``<g, v>`` along random unit vectors ``v``."""
+    """Directional derivatives ``<g, v>`` along at most ``a.size`` random unit vectors ``v``.
+
+    More directions than elements test nothing new: the work is bounded by the array.
+    """
     worst = (-1.0, None, float("nan"), float("nan"))
     original = a.copy()
+    n_directions = min(n_directions, int(a.size))
     for d in range(n_directions):
         v = rng.standard_normal(a.shape)
         v = asarray(v / np.linalg.norm(v), xp=xp)

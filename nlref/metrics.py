@@ -117,11 +117,25 @@ def psnr(reference: Any, image: Any, *, data_range: float | None = None) -> floa
     if data_range is None:
         data_range = default_data_range(reference)
     check_positive(data_range, "data_range")
-    diff = reference.astype(xp.float64) - image.astype(xp.float64)
-    mse = float((diff * diff).mean())
-    if mse == 0:
-        return math.inf
-    return 10.0 * math.log10(data_range * data_range / mse)
+    return 20.0 * math.log10(data_range) - 10.0 * _log10_mse(xp, reference, image)
+
+
+def _log10_mse(xp: Any, reference: Any, image: Any) -> float:
+    """``log10(mean((reference - image)^2))`` without over- or underflow (-inf for identical images).
+
+    Images with values of ``2**1020`` or more are divided by ``2**k`` (exact) so
+    that the difference cannot overflow, and the squares are taken of the difference divided by its
+    largest magnitude ``m``, so none overflows or underflows:
+    ``MSE = (2**k m)^2 mean((d / m)^2)``, summed in logarithms.
+    """
+    ref, img = reference.astype(xp.float64), image.astype(xp.float64)
+    k = max(0, math.frexp(max(float(xp.abs(ref).max()), float(xp.abs(img).max())))[1] - 1020)
+    d = xp.ldexp(ref, -k) - xp.ldexp(img, -k) if k else ref - img
+    m = float(xp.abs(d).max())
+    if m == 0:
+        return -math.inf
+    q = d / m
+    return 2.0 * (math.log10(m) + k * math.log10(2.0)) + math.log10(float((q * q).mean()))
 
 
 def ssim(
@@ -145,8 +159,9 @@ def ssim(
     channel_axis : int or None
         Axis of the colour channels, in ``[-ndim, ndim)``.
     **kwargs
-        Passed to :func:`skimage.metrics.structural_similarity`
-        (``win_size``, ``gaussian_weights``, ...).
+        Passed to :func:`skimage.metrics.structural_similarity`: ``win_size``
+        (odd, >= 3, at most the smallest spatial side), ``gaussian_weights``,
+        ``sigma``, ``use_sample_covariance``, ``K1``, ``K2``; checked here.
 
     Returns
     -------
@@ -157,10 +172,12 @@ def ssim(
     ------
     TypeError
         For non-arrays, complex or non-numeric dtypes, a NumPy/CuPy mix, a
-        non-int ``channel_axis``.
+        non-int ``channel_axis``, an unknown keyword.
     ValueError
         For different shapes, empty arrays, NaN/inf values, an out-of-range
-        ``channel_axis`` or a ``data_range`` that is not > 0.
+        ``channel_axis``, a ``data_range`` that is not > 0 or is more than
+        ``1e60`` times smaller than the values, a ``win_size`` that is even or
+        larger than the image.
 
     Notes
     -----
@@ -175,8 +192,52 @@ def ssim(
     if data_range is None:
         data_range = _ssim_default_data_range(reference)
     check_positive(data_range, "data_range")
+    _check_ssim_options(tuple(n for ax, n in enumerate(reference.shape) if ax != channel_axis), kwargs)
     from skimage.metrics import structural_similarity
 
     ref = to_numpy(reference).astype(np.float64)
     img = to_numpy(image).astype(np.float64)
-    return float(structural_similarity(ref, img, data_range=data_range, channel_axis=channel_axis, **kwargs))
+    largest = max(float(np.abs(ref).max()), float(np.abs(img).max()))
+    if largest > 1e60 * data_range:  # SSIM multiplies two (co)variances: values^4 must stay finite
+        raise ValueError(
+            f"data_range={data_range!r} is too small for images with values up to {largest:g} "
+            "(SSIM's variances would overflow); pass the images' peak-to-peak range"
+        )
+    # SSIM is unchanged when both images and data_range are divided by one number: 2**k with
+    # data_range / 2**k in [0.5, 1) keeps scikit-image's constants (K L)^2 and the (co)variances finite
+    k = math.frexp(data_range)[1]
+    value = structural_similarity(
+        np.ldexp(ref, -k),
+        np.ldexp(img, -k),
+        data_range=math.ldexp(data_range, -k),
+        channel_axis=channel_axis,
+        **kwargs,
+    )
+    return float(value)
+
+
+_SSIM_OPTIONS = ("win_size", "gaussian_weights", "sigma", "use_sample_covariance", "K1", "K2")
+
+
+def _check_ssim_options(spatial: tuple[int, ...], kwargs: dict) -> None:
+    """The options passed on to scikit-image, checked here so that no error surfaces from inside it."""
+    unknown = sorted(set(kwargs) - set(_SSIM_OPTIONS))
+    if unknown:
+        raise TypeError(f"ssim: unexpected keyword {unknown[0]!r}; accepted: {', '.join(_SSIM_OPTIONS)}")
+    for name in ("gaussian_weights", "use_sample_covariance"):
+        if name in kwargs and not isinstance(kwargs[name], (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, received {kwargs[name]!r}")
+    for name in ("sigma", "K1", "K2"):
+        if name in kwargs:
+            check_positive(kwargs[name], name)
+    win = kwargs.get("win_size")
+    if win is None:  # scikit-image's default: 7, or 11 with Gaussian weights at sigma 1.5
+        sigma = kwargs.get("sigma", 1.5)
+        win = 2 * int(3.5 * sigma + 0.5) + 1 if kwargs.get("gaussian_weights", False) else 7
+    elif isinstance(win, bool) or not isinstance(win, (int, np.integer)) or win < 3 or win % 2 == 0:
+        raise ValueError(f"win_size must be an odd int >= 3, received {win!r}")
+    if win > min(spatial):
+        raise ValueError(
+            f"win_size={win} is larger than the smallest side of the images (spatial shape {spatial}); "
+            "pass a smaller odd win_size, or channel_axis for colour images"
+        )

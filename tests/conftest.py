@@ -1,20 +1,40 @@
-"""Shared fixtures: the ``xp`` backend fixture and the ``gpu`` marker.
+"""Shared fixtures: the ``xp`` backend fixture and the ``gpu`` marker; the fuzz profiles.
 
 Every algorithm test takes ``xp`` and runs once per backend; the CuPy case is
 skipped, with the reason, when CuPy is not installed or no CUDA device exists.
+
+Hypothesis profiles of the fuzz suite (``tests/test_fuzz_*.py``, marker ``fuzz``):
+``quick`` (the default, used by ``make test``: 100 examples per test, derandomized so that
+CI is deterministic; the fuzz suite adds about 20 s on 2 cores) and
+``thorough`` (``pytest -m fuzz --hypothesis-profile=thorough``: 500 examples
+per test, about 12,000 in all).  Set ``NLREF_FUZZ_COUNTS=folder`` to get
+the per-API outcome counts of :mod:`fuzz_harness` written there as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
+import fuzz_harness
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from nlref.backend import cupy_available, namespace_by_name
 
 os.environ.setdefault("NLREF_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+_FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "quick", max_examples=100, deadline=None, derandomize=True, suppress_health_check=_FUZZ_HEALTH
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None, derandomize=False, suppress_health_check=_FUZZ_HEALTH
+)
+settings.load_profile("quick")  # --hypothesis-profile=thorough overrides it
 
 
 def _cupy_skip_reason() -> str | None:
@@ -75,3 +95,20 @@ _FakeCupyArray.__name__ = _FakeCupyArray.__qualname__ = "ndarray"
 def fake_cupy_array():
     """Factory: ``fake_cupy_array(a)`` is a stand-in CuPy array with ``a``'s shape and dtype."""
     return _FakeCupyArray
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the fuzz outcome counts of this process (and save them when NLREF_FUZZ_COUNTS is set)."""
+    if not fuzz_harness.COUNTS:
+        return
+    terminalreporter.write_sep("-", "fuzz outcomes (tests/fuzz_harness.py)")
+    terminalreporter.write_line(fuzz_harness.table(fuzz_harness.COUNTS))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    folder = os.environ.get("NLREF_FUZZ_COUNTS")
+    if folder and fuzz_harness.COUNTS:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        data = {api: dict(c) for api, c in fuzz_harness.COUNTS.items()}
+        (Path(folder) / f"counts-{worker}.json").write_text(json.dumps(data, indent=1))

@@ -76,11 +76,12 @@ _UNITS = {
 def parse_bytes(text: str) -> int:
     """``"2GB"`` -> 2_000_000_000, ``"512MiB"`` -> 536_870_912, ``"1e9"`` -> 10**9."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]i?)?b?\s*", str(text).lower())
-    if m is None or float(m.group(1)) <= 0:
+    size = float(m.group(1)) * _UNITS[m.group(2) or ""] if m is not None else 0.0
+    if not 1 <= size < float("inf"):  # at least one byte, and finite ("1e999" is not)
         raise argparse.ArgumentTypeError(
             f"--max-memory must be a positive size such as 2GB, 512MiB or 1e9, received {text!r}"
         )
-    return int(float(m.group(1)) * _UNITS[m.group(2) or ""])
+    return int(size)
 
 
 def parse_chunks(text: str) -> tuple[int, ...]:

@@ -76,7 +76,12 @@ class Prepared:
         Normalised channel axis of the *input* (for :func:`restore_layout`).
     exponent : int
         ``u`` is the image divided by ``2**exponent`` (0 unless the image's
-        values are so large that squared differences would overflow).
+        values are so large or so small that squared differences would
+        overflow or underflow).
+    bound : float
+        ``max |u|``: a weighted mean lies within it, so :func:`restore_layout`
+        clips to it before scaling back (round-off cannot push it past the
+        dtype's largest value).
     """
 
     u: Any
@@ -86,6 +91,7 @@ class Prepared:
     sigma: float
     channel_axis: int | None
     exponent: int = 0
+    bound: float = 0.0
 
 
 def _channel_hint(shape: tuple[int, ...], channel_axis: Any) -> str:
@@ -177,19 +183,23 @@ def check_arguments(
     return geometry
 
 
-def overflow_exponent(max_abs: float, growth: float, dtype: Any) -> int:
-    """``k >= 0`` such that an image with ``max |x| = max_abs``, divided by ``2**k``, cannot overflow.
+def safe_exponent(max_abs: float, growth: float, dtype: Any) -> int:
+    """``k`` such that an image with ``max |x| = max_abs``, divided by ``2**k``, cannot over- or underflow.
 
     ``growth * max(m, m^2)`` bounds every intermediate of the computation
     (squared differences summed over a patch and the channels, sums of
-    weighted pixels).  If it stays below half the dtype's largest value,
-    ``k = 0`` and nothing changes; otherwise ``k`` brings ``m`` into
-    ``[0.5, 1)``.  Dividing by a power of two is exact, so the weights are
-    the same and only the bits the dtype cannot hold at that scale are lost.
+    weighted pixels); ``m^2`` is the scale of the squared differences.  If the
+    first stays below half the dtype's largest value and the second keeps the
+    dtype's full precision (above ``tiny * 2**nmant``, so no squared difference
+    is subnormal), ``k = 0`` and nothing changes; otherwise ``k`` brings ``m``
+    into ``[0.5, 1)`` (``k < 0`` multiplies a tiny image up).  Scaling by a
+    power of two is exact, so the weights are the same and only the bits the
+    dtype cannot hold at the original scale are lost.
     """
-    if growth * max(max_abs, max_abs * max_abs) <= float(np.finfo(dtype).max) / 2:
-        return 0
-    return math.frexp(max_abs)[1]
+    info = np.finfo(dtype)
+    too_large = growth * max(max_abs, max_abs * max_abs) > float(info.max) / 2
+    too_small = 0 < max_abs < math.sqrt(float(info.tiny) * 2.0**info.nmant)
+    return math.frexp(max_abs)[1] if too_large or too_small else 0
 
 
 def prepare(
@@ -197,8 +207,9 @@ def prepare(
 ) -> Prepared:
     """Float, channel-first ``u: (C, *S)`` and parameters on its scale (arguments already checked).
 
-    Finite images near the dtype's largest value are divided by a power of
-    two (:func:`overflow_exponent`), ``h`` and ``sigma`` with them, and
+    Finite images near the dtype's largest value or so small that their
+    squared differences would be subnormal are scaled by a power of two
+    (:func:`safe_exponent`), ``h`` and ``sigma`` with them, and
     :func:`restore_layout` multiplies back: the result stays finite.
     """
     xp = get_namespace(image)
@@ -208,18 +219,21 @@ def prepare(
     u = xp.ascontiguousarray(u)
     n_window = math.prod(2 * d + 1 for d in geometry.patch_distance)
     growth = 4.0 * u.shape[0] * max(math.prod(geometry.patch_size), n_window)
-    k = overflow_exponent(float(xp.abs(u).max()) if u.size else 0.0, growth, u.dtype)
+    max_abs = float(xp.abs(u).max()) if u.size else 0.0
+    k = safe_exponent(max_abs, growth, u.dtype)
     if k:
         u = xp.ldexp(u, -k)
         h, sigma = math.ldexp(h, -k), math.ldexp(sigma, -k)
-    return Prepared(u, geometry.patch_size, geometry.patch_distance, float(h), float(sigma), ch, k)
+    bound = math.ldexp(max_abs, -k)
+    return Prepared(u, geometry.patch_size, geometry.patch_distance, float(h), float(sigma), ch, k, bound)
 
 
 def restore_layout(out: Any, prep: Prepared) -> Any:
     """Move the channel axis of ``out: (C, *S)`` back where the input had it (and undo the scaling)."""
     xp = get_namespace(out)
     if prep.exponent:
-        out = xp.ldexp(out, prep.exponent)
+        bound = out.dtype.type(prep.bound)
+        out = xp.ldexp(xp.clip(out, -bound, bound), prep.exponent)
     if prep.channel_axis is None:
         return out[0]
     return xp.ascontiguousarray(xp.moveaxis(out, 0, prep.channel_axis))
@@ -258,10 +272,14 @@ def weights_from_distance(d2: Any, h: float, sigma: float, scale: float = 1.0) -
     """
     xp = get_namespace(d2)
     if sigma > 0:
-        d2 -= d2.dtype.type(2.0 * sigma * sigma / scale)
+        # capped at the dtype's largest value: beyond it every weight is 1 either way
+        d2 -= d2.dtype.type(min(2.0 * sigma * sigma / scale, float(np.finfo(d2.dtype).max)))
         xp.maximum(d2, 0, out=d2)
-    # 1/h^2 capped so that a tiny h cannot overflow the working dtype
-    # (the weights of non-identical patches are 0 either way).
-    inv_h2 = 1e30 if h * h < 1e-30 else 1.0 / (h * h)
-    d2 *= d2.dtype.type(-min(inv_h2 * scale, 1e30))
+    # factor = scale / h^2, capped at the dtype's largest value so that a tiny h
+    # cannot make it inf (0 * inf = NaN for identical patches).  Below the cap it
+    # is exact; above it every d2 > 0 gives a weight that underflows to 0 either way.
+    big = float(np.finfo(d2.dtype).max)
+    factor = scale / (h * h) if h * h > scale / big else big
+    with np.errstate(over="ignore"):  # d2 * factor -> -inf gives exp = 0, as it should
+        d2 *= d2.dtype.type(-factor)
     return xp.exp(d2, out=d2)

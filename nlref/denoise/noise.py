@@ -33,7 +33,7 @@ from typing import Any
 
 from .._validation import check_array, check_finite
 from ..backend import as_float_image, get_namespace, ndimage_for
-from ._common import image_layout, overflow_exponent
+from ._common import image_layout, safe_exponent
 
 __all__ = ["estimate_sigma"]
 
@@ -101,8 +101,8 @@ def estimate_sigma(image: Any, *, channel_axis: int | None = None, preserve_rang
     u = as_float_image(image, preserve_range=preserve_range)
     u = u[None] if ch is None else xp.moveaxis(u, ch, 0)  # (C, *S)
     # |I * M| <= 4^n max|u|, Sobel^2 summed over n axes <= n (2 4^(n-1))^2 max|u|^2:
-    # huge finite images are divided by a power of two so neither overflows
-    k = overflow_exponent(float(xp.abs(u).max()), n_spatial * 16.0**n_spatial, u.dtype)
+    # huge (tiny) finite images are divided (multiplied) by a power of two so neither over- nor underflows
+    k = safe_exponent(float(xp.abs(u).max()), n_spatial * 16.0**n_spatial, u.dtype)
     u = xp.ldexp(u, -k) if k else u
     interior = tuple(slice(1, -1) for _ in range(n_spatial))
     responses, gradients = [], []

@@ -22,11 +22,13 @@ another shape or non-finite weights; each error names the file and the key.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from typing import Any
 
 import numpy as np
+import numpy.lib.format as npformat
 
 from ..backend import asarray, to_numpy
 from ..io import save_npz_atomic
@@ -38,6 +40,7 @@ CHECKPOINT_FORMAT = "nlref-checkpoint-v1"
 # key prefix in the file -> group name in the dict load_checkpoint returns
 _GROUPS = {"param": "params", "opt": "opt_state", "state": "state", "meter": "meter"}
 _SCALARS = ("format", "step", "config")
+_PREFIX = {group: prefix for prefix, group in _GROUPS.items()}
 
 
 def save_checkpoint(
@@ -87,12 +90,34 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    # a damaged file can fail anywhere in zipfile, zlib or NumPy's header parser (BadZipFile,
+    # NotImplementedError, SyntaxError, MemoryError, ...): all of them mean "cannot read it"
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(
-            f"checkpoint {path!r} is corrupt or truncated (cannot read it as .npz: {exc})"
+            f"checkpoint {path!r} is corrupt or truncated (cannot read it as .npz: {reason})"
         ) from None
+
+
+def _check_sizes(path: str) -> None:
+    """Every member's ``.npy`` header declares no more data than the member holds.
+
+    Read before ``np.load`` so that a damaged shape cannot make NumPy allocate
+    an array larger than the file.
+    """
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                version = npformat.read_magic(fh)
+                read_header = (
+                    npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(fh)
+                if math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"{info.filename} declares shape {shape} of {dtype}, more than it holds")
 
 
 def _scalar(arrays: dict, key: str, kind: str, path: str) -> Any:
@@ -136,6 +161,23 @@ def _check_array(key: str, a: np.ndarray, path: str) -> None:
             f"checkpoint {path!r}: key {key!r} holds {bad} non-finite value(s) (NaN or inf); "
             "refusing to resume from it"
         )
+
+
+def _cast(key: str, a: np.ndarray, template: Any, path: str) -> np.ndarray:
+    """``a`` in the template's dtype, refusing a cast that would change a value (float -> int, overflow)."""
+    dtype = np.dtype(template.dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if a.dtype.kind not in "iu" or (a.size and (a.min() < info.min or a.max() > info.max)):
+            raise ValueError(
+                f"checkpoint {path!r}: key {key!r} holds {a.dtype} values, expected integers that fit {dtype}"
+            )
+        return a.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        out = a.astype(dtype, copy=False)
+    if not np.isfinite(out).all():
+        raise ValueError(f"checkpoint {path!r}: key {key!r} holds values too large for the model's {dtype}")
+    return out
 
 
 def _groups(arrays: dict, path: str) -> dict[str, dict[str, np.ndarray]]:
@@ -233,7 +275,7 @@ def load_checkpoint(
     for what, template in (("params", params), ("opt_state", opt_state), ("state", state), ("meter", meter)):
         if template is not None:
             _check_group(out[what], template, what, path)
-            out[what] = {k: out[what][k].astype(template[k].dtype, copy=False) for k in template}
+            out[what] = {k: _cast(f"{_PREFIX[what]}/{k}", out[what][k], template[k], path) for k in template}
     for what in _GROUPS.values():
         out[what] = {k: asarray(v, xp) for k, v in out[what].items()}
     out["step"], out["config"] = step, config
