@@ -364,21 +364,11 @@ def test_batch_norm_normalises_float32_values_near_1e20():
     np.testing.assert_allclose(out.ravel(), [1.0, -1.0], rtol=1e-3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nlref/nn/layers.py softmax: x - max(x) overflows for finite logits of opposite sign near "
-    "the dtype's maximum (a RuntimeWarning; an error under the suite's warning filter)",
-)
 def test_softmax_of_extreme_finite_logits_is_quiet():
     out = softmax(np.array([3e38, -3e38], dtype=np.float32))
     np.testing.assert_array_equal(out, [1.0, 0.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nlref/nn layers check shapes and dtypes but not finiteness: NaN/inf input returns NaN "
-    "silently (owned by the nn helpers; see the report)",
-)
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_conv_forward_rejects_non_finite_input(bad):
     x = np.full((1, 1, 4, 4), bad)

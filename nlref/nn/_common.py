@@ -47,6 +47,9 @@ def check_layer_input(x: Any, name: str = "x", *, min_spatial: int = 1, max_spat
             f"{name} must have shape (N, C, *spatial) with {min_spatial} to {max_spatial} spatial axes "
             f"({lo}-D to {hi}-D), received shape {tuple(x.shape)} ({x.ndim}-D)"
         )
+    # one pass over x, only at the public boundary (the models call the layers with check=False)
+    if not bool(get_namespace(x).isfinite(x).all()):
+        raise ValueError(f"{name} must be finite, received an array with NaN or inf")
     return x.ndim - 2
 
 

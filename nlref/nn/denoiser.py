@@ -111,14 +111,14 @@ def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None, mask:
     caches = {}
     emb = {}
     for name in ("theta", "phi", "g"):
-        out, caches[name] = linear_forward(x, scope(params, name))
+        out, caches[name] = linear_forward(x, scope(params, name), check=False)
         emb[name] = xp.ascontiguousarray(out.reshape(n, out.shape[1], -1).transpose(0, 2, 1))  # (N, P, C_i)
     ci = emb["g"].shape[2]
     y, caches["op"] = nonlocal_op_forward(
         emb["theta"], emb["phi"], emb["g"], f="embedded_gaussian", scale=ci**-0.5, mask=mask, memory="dense"
     )
     y = y.transpose(0, 2, 1).reshape(n, ci, *spatial)  # (N, C_i, H, W)
-    wy, caches["w_z"] = linear_forward(y, scope(params, "w_z"))
+    wy, caches["w_z"] = linear_forward(y, scope(params, "w_z"), check=False)
     return wy + x, (caches, tuple(x.shape))
 
 
@@ -225,11 +225,13 @@ def build_denoiser(
 
 
 def _conv_f(x, p, spec, ctx):
-    return conv_forward(x, p, padding=1)
+    return conv_forward(x, p, padding=1, check=False)
 
 
 def _bn_f(x, p, spec, ctx):
-    out, cache, new = batch_norm_forward(x, p, scope(ctx["state"], spec["name"]), train=ctx["train"])
+    out, cache, new = batch_norm_forward(
+        x, p, scope(ctx["state"], spec["name"]), train=ctx["train"], check=False
+    )
     ctx["new_state"].update(unscope(new, spec["name"]))
     return out, cache
 

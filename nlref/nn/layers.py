@@ -160,7 +160,9 @@ def softmax(x: Any, axis: int = -1) -> Any:
     """Numerically stable softmax ``exp(x - max x) / sum exp(x - max x)`` along ``axis``."""
     check_float(x, "x")
     xp = get_namespace(x)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    # finite logits of opposite sign near the dtype's maximum: x - max is -inf, exp gives the right 0
+    with np.errstate(over="ignore"):
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
