@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from nlref.backend import to_numpy
+from nlref.cli import main
+from nlref.data import load_image
 from nlref.denoise.learned import DEFAULT_WEIGHTS, check_recorded_psnr, denoise_learned, load_weights
 from nlref.gradcheck import gradcheck
+from nlref.io import from_float, to_float
 from nlref.nn import denoiser_train
 from nlref.nn.denoiser import (
     build_denoiser,
@@ -257,3 +261,38 @@ def test_train_denoiser_command_writes_weights_with_a_recorded_check(tmp_path, c
     recorded, measured = check_recorded_psnr(net)
     assert abs(recorded - measured) < 1e-6
     assert "weights:" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- nlref denoise --method learned
+
+
+@pytest.fixture
+def camera_png(tmp_path):
+    path = tmp_path / "camera.png"
+    iio.imwrite(path, load_image("camera", dtype=None)[200:264, 200:264])
+    return path
+
+
+def test_cli_method_learned_equals_denoise_learned(camera_png, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main(["denoise", str(camera_png), str(out), "--method", "learned"]) == 0
+    assert "learned network" in capsys.readouterr().out
+    expected = from_float(denoise_learned(to_float(iio.imread(camera_png))), np.dtype(np.uint8))
+    np.testing.assert_array_equal(iio.imread(out), expected)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "learned", "--patch-size", "5"], "takes no non-local-means options"),
+        (["--method", "learned", "--slow"], "takes no non-local-means options"),
+        (["--weights", "w.npz"], "--weights applies to --method learned only"),
+        (["--method", "learned", "--weights", "missing.npz"], "missing.npz"),
+    ],
+)
+def test_cli_method_learned_refuses_what_it_cannot_do(camera_png, tmp_path, capsys, extra, message):
+    out = tmp_path / "out.png"
+    assert main(["denoise", str(camera_png), str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()

@@ -22,6 +22,7 @@ Examples::
     nlref denoise photo.png out.png --add-noise 20/255 --seed 0   # prints PSNR before/after
     nlref denoise stack.tif out.tif --patch-size 1,7,7 --patch-distance 2,10,10
     nlref denoise noisy.png out.png --preset ipol --sigma 20/255
+    nlref denoise noisy.png out.png --method learned          # the shipped sigma-25 network
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import numpy as np
 
 from ..backend import asarray, namespace_by_name, synchronize, to_numpy
 from ..data import add_gaussian_noise
-from ..denoise import nl_means
+from ..denoise import denoise_learned, nl_means
+from ..denoise.learned import load_weights
 from ..io import check_output, check_writable, from_float, read_image, to_float, write_image
 from ..metrics import psnr
 from . import options, stream
@@ -59,6 +61,20 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("input", help="input image (.png, .jpg, .tif/.tiff; 8- or 16-bit, or float TIFF)")
     p.add_argument("output", help="output image (.png, .jpg, .bmp, .tif/.tiff); same bit depth as the input")
+    p.add_argument(
+        "--method",
+        choices=["nl_means", "learned"],
+        default="nl_means",
+        help="nl_means (default) or learned: the residual non-local network of "
+        "nlref.denoise.denoise_learned (grey 2-D images; the noise level it was trained for)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="weights of --method learned (default: the shipped sigma-25 model; "
+        "`nlref train-denoiser` writes new ones)",
+    )
     _add_nl_means_options(p)
     _add_run_options(p)
     stream.add_arguments(p)
@@ -163,6 +179,40 @@ def _read_checked(args: argparse.Namespace) -> np.ndarray:
     return raw
 
 
+def _learned_weights(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The checked weights of ``--method learned`` (None for nl_means), before any work."""
+    if args.method != "learned":
+        if args.weights is not None:
+            raise ValueError("--weights applies to --method learned only")
+        return None
+    names = ("h", "patch_size", "patch_distance", "preset")
+    used = [f"--{k.replace('_', '-')}" for k in names if getattr(args, k) is not None]
+    if used or not args.fast_mode:
+        raise ValueError(f"--method learned takes no non-local-means options, received {used or ['--slow']}")
+    if stream.wants_streaming(args):
+        raise ValueError("--method learned has no streaming path: drop --chunks / --max-memory / .zarr")
+    return load_weights(args.weights)
+
+
+def _denoise_learned(
+    args: argparse.Namespace, image: np.ndarray, label: str, weights: dict
+) -> tuple[np.ndarray, float]:
+    """``denoise_learned`` on ``args.backend``; the result and the seconds taken."""
+    if image.ndim != 2:
+        raise ValueError(f"--method learned takes grey 2-D images, received shape {image.shape}")
+    trained = weights["config"].sigma / 255
+    if args.sigma is not None and abs(args.sigma - trained) > 0.1 * trained:
+        print(
+            f"nlref denoise: warning: the network was trained for sigma {trained:.4g}, not {args.sigma:.4g}"
+        )
+    print(f"nlref denoise: {label}, learned network (sigma {trained:.4g}, {args.backend})", flush=True)
+    xp = namespace_by_name(args.backend)
+    t0 = time.perf_counter()
+    result = denoise_learned(asarray(image, xp), weights)
+    synchronize(xp)
+    return to_numpy(result), time.perf_counter() - t0
+
+
 def _denoise(args: argparse.Namespace, image: np.ndarray, label: str) -> tuple[np.ndarray, float]:
     """``nl_means`` with the options' parameters on ``args.backend``; the result and the seconds taken."""
     xp = namespace_by_name(args.backend)
@@ -190,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     OSError
         Writing the result failed.
     """
-    if stream.wants_streaming(args):
+    weights = _learned_weights(args)
+    if weights is None and stream.wants_streaming(args):
         return stream.run_streaming(args)
     raw = _read_checked(args)
     colour, alpha = split_alpha(raw) if has_alpha(args.channel_axis, raw.shape) else (raw, None)
@@ -198,9 +249,11 @@ def run(args: argparse.Namespace) -> int:
     clean = None
     if args.add_noise is not None:
         clean, image = image, add_gaussian_noise(image, args.add_noise, seed=args.seed)
-    result, seconds = _denoise(
-        args, image, f"{args.input} {raw.shape} {raw.dtype}" + (", alpha copied" if alpha is not None else "")
-    )
+    label = f"{args.input} {raw.shape} {raw.dtype}" + (", alpha copied" if alpha is not None else "")
+    if weights is None:
+        result, seconds = _denoise(args, image, label)
+    else:
+        result, seconds = _denoise_learned(args, image, label, weights)
     if clean is not None:
         data_range = 1.0 if raw.dtype.kind == "u" else None
         print(
