@@ -79,6 +79,30 @@ def test_windowed_block_equals_the_dense_block_when_the_window_covers_the_image(
         np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("window", [0, 1, 3])
+def test_windowed_block_equals_the_dense_masked_block(xp, window):
+    params = _block_params(xp)
+    x = xp.asarray(np.random.default_rng(1).normal(size=(2, 4, 7, 8)))
+    z, cache = windowed_nonlocal_forward(x, params, window=window)
+    z_ref, cache_ref, _ = nonlocal_block_forward(
+        x, params, {}, mode="embedded_gaussian", scale=2**-0.5, window=window, memory="dense"
+    )
+    np.testing.assert_allclose(to_numpy(z), to_numpy(z_ref), rtol=1e-12, atol=1e-12)
+    dz = xp.asarray(np.random.default_rng(2).normal(size=z.shape))
+    (dx, g), (dx_ref, g_ref) = windowed_nonlocal_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
+    np.testing.assert_allclose(to_numpy(dx), to_numpy(dx_ref), rtol=1e-10, atol=1e-12)
+    for k in g_ref:
+        np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_the_mask_argument_is_deprecated_and_ignored():
+    params = _block_params(np)
+    x = np.random.default_rng(1).normal(size=(1, 4, 5, 5))
+    with pytest.warns(DeprecationWarning, match="mask"):
+        z, _ = windowed_nonlocal_forward(x, params, window=1, mask=np.ones((25, 25), dtype=bool))
+    np.testing.assert_array_equal(z, windowed_nonlocal_forward(x, params, window=1)[0])
+
+
 def test_window_zero_makes_each_position_attend_only_to_itself(xp):
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 4)))

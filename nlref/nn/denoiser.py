@@ -22,16 +22,18 @@ A model is data: ``model`` is a list of layer specs (dicts) that
 
 The non-local block here has no BatchNorm: ``z = W_z y + x`` with ``W_z = 0``
 at the start (the paper's identity initialisation without BN).  Its search
-window is a boolean (P, P) mask of :func:`nlref.nn.nonlocal_op_forward`, built
-by :func:`window_mask` -- the only place that knows how.  The masked affinity is
-dense, (N, P, P) for P = H W positions: train on small patches (32 x 32 is a
-(N, 1024, 1024) affinity) and denoise large images tile by tile
-(:mod:`nlref.denoise.learned`), which is exact because the network only sees
-:func:`receptive_radius` pixels around each output pixel.
+window is computed by offsets (:func:`nlref.nn.windowed_attention_forward`,
+the loop of fast non-local means): memory O(P (2 window + 1)^2) for P = H W
+positions, never the dense (N, P, P) masked affinity, whose mask
+:func:`window_mask` still builds for display and tests.  Train on small
+patches and denoise large images tile by tile (:mod:`nlref.denoise.learned`),
+which is exact because the network only sees :func:`receptive_radius` pixels
+around each output pixel.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ from .conv import conv_backward, conv_forward
 from .init import as_generator, he_normal, ones, zeros
 from .layers import linear_backward, linear_forward, relu_backward, relu_forward
 from .nonlocal_op import nonlocal_op_backward, nonlocal_op_forward
+from .nonlocal_window import windowed_attention_backward, windowed_attention_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import scope, unscope
 from .window import local_window_mask
@@ -86,7 +89,9 @@ def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None, mask:
     """``z = W_z y + x``, ``y_i = sum_j softmax_j(theta_i . phi_j / sqrt(C_i)) g_j`` over the search window.
 
     Embedded Gaussian of Wang et al. (CVPR 2018, Eq. 3 and 6) with the official
-    ``C_i ** -0.5`` scale, no subsampling and no BN after ``W_z``.
+    ``C_i ** -0.5`` scale, no subsampling and no BN after ``W_z``; the window
+    ``|j_a - i_a| <= window`` is visited offset by offset
+    (:func:`nlref.nn.windowed_attention_forward`), as fast non-local means does.
 
     Parameters
     ----------
@@ -95,29 +100,38 @@ def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None, mask:
         ``theta.w, phi.w, g.w`` (C_i, C), ``theta.b, phi.b, g.b`` (C_i,),
         ``w_z.w`` (C, C_i), ``w_z.b`` (C,) -- the names of :func:`nlref.nn.init_nonlocal_params`.
     window : int or None
-        Search-window radius (None: every position).
-    mask : bool ndarray (P, P), optional
-        A precomputed ``window_mask(x.shape[2:], window)`` (saves rebuilding it each step).
+        Search-window radius (None: every position, the dense block of Wang et al.).
+    mask : optional
+        Deprecated and ignored (the dense masked form needed a ``window_mask``; the
+        offsets need none).
 
     Returns
     -------
     z : ndarray, like x
     cache : tuple
     """
+    if mask is not None:
+        warnings.warn(
+            "windowed_nonlocal_forward(mask=...) is deprecated and ignored: the window is visited by offsets",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     xp = get_namespace(x)
     n, _c, *spatial = x.shape
-    if mask is None:
-        mask = window_mask(spatial, window, xp=xp)
-    caches = {}
-    emb = {}
+    caches, emb = {}, {}
     for name in ("theta", "phi", "g"):
-        out, caches[name] = linear_forward(x, scope(params, name), check=False)
-        emb[name] = xp.ascontiguousarray(out.reshape(n, out.shape[1], -1).transpose(0, 2, 1))  # (N, P, C_i)
-    ci = emb["g"].shape[2]
-    y, caches["op"] = nonlocal_op_forward(
-        emb["theta"], emb["phi"], emb["g"], f="embedded_gaussian", scale=ci**-0.5, mask=mask, memory="dense"
-    )
-    y = y.transpose(0, 2, 1).reshape(n, ci, *spatial)  # (N, C_i, H, W)
+        emb[name], caches[name] = linear_forward(x, scope(params, name), check=False)  # (N, C_i, H, W)
+    ci = emb["g"].shape[1]
+    if window is None:  # the whole map: the dense op on flattened positions (N, P, C_i)
+        flat = [
+            xp.ascontiguousarray(emb[b].reshape(n, ci, -1).transpose(0, 2, 1)) for b in ("theta", "phi", "g")
+        ]
+        y, caches["op"] = nonlocal_op_forward(*flat, f="embedded_gaussian", scale=ci**-0.5, memory="dense")
+        y = y.transpose(0, 2, 1).reshape(n, ci, *spatial)
+    else:
+        y, caches["window"] = windowed_attention_forward(
+            emb["theta"], emb["phi"], emb["g"], window=window, scale=ci**-0.5, check=False
+        )
     wy, caches["w_z"] = linear_forward(y, scope(params, "w_z"), check=False)
     return wy + x, (caches, tuple(x.shape))
 
@@ -130,11 +144,13 @@ def windowed_nonlocal_backward(dz: Any, cache: tuple) -> tuple[Any, dict]:
     dy, g = linear_backward(dz, caches["w_z"])
     grads.update(unscope(g, "w_z"))
     ci = dy.shape[1]
-    dy = dy.reshape(n, ci, -1).transpose(0, 2, 1)
-    (dq, dk, dv), _ = nonlocal_op_backward(dy, caches["op"])
+    if "window" in caches:
+        demb = windowed_attention_backward(dy, caches["window"])
+    else:
+        (dq, dk, dv), _ = nonlocal_op_backward(dy.reshape(n, ci, -1).transpose(0, 2, 1), caches["op"])
+        demb = [d.transpose(0, 2, 1).reshape(n, ci, *spatial) for d in (dq, dk, dv)]
     dx = dz.copy()
-    for name, d in (("theta", dq), ("phi", dk), ("g", dv)):
-        d = d.transpose(0, 2, 1).reshape(n, ci, *spatial)
+    for name, d in zip(("theta", "phi", "g"), demb):
         dxi, g = linear_backward(d, caches[name])
         grads.update(unscope(g, name))
         dx += dxi
@@ -241,10 +257,7 @@ def _relu_f(x, p, spec, ctx):
 
 
 def _nl_f(x, p, spec, ctx):
-    key = (tuple(x.shape[2:]), spec["window"])
-    if key not in ctx["masks"]:  # one mask per feature-map size, shared by the blocks
-        ctx["masks"][key] = window_mask(key[0], spec["window"], xp=get_namespace(x))
-    return windowed_nonlocal_forward(x, p, window=spec["window"], mask=ctx["masks"][key])
+    return windowed_nonlocal_forward(x, p, window=spec["window"])
 
 
 _LAYERS = {
@@ -276,7 +289,7 @@ def denoiser_forward(y, params, state, model, *, train=False) -> tuple[Any, list
     """
     if getattr(y, "ndim", 0) != 4 or y.shape[1] != 1:
         raise ValueError(f"y must have shape (N, 1, H, W), received {getattr(y, 'shape', type(y).__name__)}")
-    ctx = {"state": state, "train": bool(train), "new_state": dict(state), "masks": {}}
+    ctx = {"state": state, "train": bool(train), "new_state": dict(state)}
     caches, x = [], y
     for spec in model:
         forward, _ = _LAYERS[spec["op"]]  # KeyError on an unknown op: no silent else
