@@ -7,8 +7,11 @@ same kind of window (Wang et al., CVPR 2018; Liu et al., NeurIPS 2018), and
 learns the rest of the filter too: it predicts the noise, and the result is
 ``y - R(y)`` (DnCNN's residual learning, Zhang et al., TIP 2017).
 
-The windowed block builds a dense (P, P) masked affinity, so a whole 512 x 512
-image (P = 262144) is out of reach in one piece.  It is also unnecessary: an
+The windowed block visits its search window by offsets
+(:mod:`nlref.nn.nonlocal_window`), so its memory grows like the number of
+pixels times the window size, not like the square of the number of pixels;
+still, the forward keeps every layer's cache (about 5 KB a pixel for the
+shipped model), so a large image is processed in pieces.  This is exact: an
 output pixel depends only on the ``r = receptive_radius(model)`` pixels around
 it, so the image is cut into ``tile x tile`` pieces that overlap by ``r`` on
 every side and only the centres are kept.  BatchNorm runs on its stored
@@ -63,7 +66,7 @@ def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, i
 
 
 def denoise_learned(
-    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 64, batch_tiles: int = 1
+    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 256, batch_tiles: int = 1
 ) -> Any:
     """Denoise a grey image with a trained residual non-local network: ``x_hat = y - R(y)``.
 
@@ -78,10 +81,14 @@ def denoise_learned(
         shipped sigma-25 model.
     tile : int
         Side of the pieces the network runs on; must exceed twice the receptive
-        radius.  Memory grows like ``batch_tiles * tile**4`` (the masked affinity).
+        radius r (14 for the shipped model), and each piece recomputes a border
+        of r pixels, so larger tiles waste less.  Memory grows like
+        ``batch_tiles * tile**2``: for the shipped model in float32 about 5 KB
+        a pixel (the layers' caches; the window weights are ``(2 window + 1)**2``
+        floats of it, 0.9 KB), i.e. about 320 MiB for a 256 x 256 tile and
+        80 MiB for 128 x 128 (measured peak of NumPy allocations).
     batch_tiles : int
-        Tiles per forward call.  One 64 x 64 tile is a (1, 4096, 4096) affinity:
-        64 MiB in float32, a few times that while it is computed.
+        Tiles per forward call (memory multiplies by it).
 
     Returns
     -------
