@@ -9,8 +9,13 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import gradcheck
-from nlref.nn.nonlocal_op import nonlocal_op_backward, nonlocal_op_forward
-from nlref.nn.nonlocal_window import window_offsets, windowed_attention_backward, windowed_attention_forward
+from nlref.nn.nonlocal_op import attention_weights, nonlocal_op_backward, nonlocal_op_forward
+from nlref.nn.nonlocal_window import (
+    window_offsets,
+    windowed_attention_backward,
+    windowed_attention_forward,
+    windowed_attention_map,
+)
 from nlref.nn.window import local_window_mask
 
 CASES = [  # (spatial shape, window radius)
@@ -134,3 +139,20 @@ def test_bad_arguments_get_a_clear_error(kwargs, error, match):
     options = {"window": args.pop("window", 1), "scale": args.pop("scale", None)}
     with pytest.raises(error, match=match):
         windowed_attention_forward(args["theta"], args["phi"], args["g"], **options)
+
+
+@pytest.mark.parametrize("position", [0, 13, (4, 5), (2, 0)])
+def test_attention_map_is_the_row_of_the_dense_masked_affinity(xp, position):
+    theta, phi, g = _inputs(xp, (5, 6))
+    _, cache = windowed_attention_forward(theta, phi, g, window=2, scale=0.7)
+    flat = position if isinstance(position, int) else int(np.ravel_multi_index(position, (5, 6)))
+    row = attention_weights(
+        _flat(theta),
+        _flat(phi),
+        f="embedded_gaussian",
+        scale=0.7,
+        mask=local_window_mask((5, 6), 2, xp=xp),
+        rows=[flat],
+    )
+    got = windowed_attention_map(cache, position)
+    np.testing.assert_allclose(to_numpy(got).reshape(2, -1), to_numpy(row)[:, 0], rtol=1e-12, atol=1e-15)

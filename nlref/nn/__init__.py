@@ -74,6 +74,7 @@ from . import (  # noqa: E402
     models,
     nonlocal_block,
     nonlocal_op,
+    nonlocal_window,
     optim,
     optim_flat,
     train,
@@ -86,6 +87,7 @@ from .denoiser_train import *  # noqa: E402,F401,F403
 from .models import *  # noqa: E402,F401,F403
 from .nonlocal_block import *  # noqa: E402,F401,F403
 from .nonlocal_op import *  # noqa: E402,F401,F403
+from .nonlocal_window import *  # noqa: E402,F401,F403
 from .optim import *  # noqa: E402,F401,F403
 from .optim_flat import *  # noqa: E402,F401,F403
 from .train import *  # noqa: E402,F401,F403
@@ -94,7 +96,7 @@ from .window import *  # noqa: E402,F401,F403
 # ``train`` leaves its function ``train`` out of __all__ so that ``nlref.nn.train``
 # stays the module; call it as ``nlref.nn.train.train(config)``.
 _MODULES = (optim, optim_flat, nonlocal_op, nonlocal_block, blocks, bridge, models, train, window)
-for _m in (*_MODULES, denoiser, denoiser_train):
+for _m in (*_MODULES, denoiser, denoiser_train, nonlocal_window):
     __all__ += list(_m.__all__)
 __all__ = list(dict.fromkeys(__all__))  # NONLOCAL_MODES is exported by two modules
 del _m

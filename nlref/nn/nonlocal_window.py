@@ -31,6 +31,7 @@ the gradient back at i + t.  Tested against the dense masked form.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,12 @@ from ..backend import get_namespace
 from ._common import check_layer_input
 from .window import as_window
 
-__all__ = ["window_offsets", "windowed_attention_backward", "windowed_attention_forward"]
+__all__ = [
+    "window_offsets",
+    "windowed_attention_backward",
+    "windowed_attention_forward",
+    "windowed_attention_map",
+]
 
 
 def window_offsets(spatial: tuple[int, ...], window: Any) -> list[tuple[int, ...]]:
@@ -181,3 +187,27 @@ def windowed_attention_backward(dy: Any, cache: dict) -> tuple[Any, Any, Any]:
         dtheta[q] += ds[:, None] * phi[k]
         dphi[k] += ds[:, None] * theta[q]
     return dtheta, dphi, dg
+
+
+def windowed_attention_map(cache: dict, position: int | tuple[int, ...]) -> Any:
+    """The weights ``w_t(i)`` of one query i laid out on the map: (N, *S), 0 outside its window.
+
+    The row i of the dense masked affinity (:func:`nlref.nn.nonlocal_op.attention_weights`),
+    for display (notebook 06); ``position`` is a flat index into S or a tuple of coordinates.
+    """
+    w, spatial = cache["w"], tuple(cache["y"].shape[2:])
+    if isinstance(position, (int, np.integer)):
+        if not 0 <= position < math.prod(spatial):
+            raise ValueError(f"position must lie in [0, {math.prod(spatial)}), received {position}")
+        position = np.unravel_index(int(position), spatial)
+    i = tuple(int(a) for a in position)
+    if len(i) != len(spatial) or not all(0 <= a < n for a, n in zip(i, spatial)):
+        raise ValueError(
+            f"position must be a flat index or coordinates inside {spatial}, received {position!r}"
+        )
+    out = get_namespace(w).zeros((w.shape[1], *spatial), dtype=w.dtype)
+    for t, offset in enumerate(cache["offsets"]):
+        j = tuple(a + b for a, b in zip(i, offset))
+        if all(0 <= a < n for a, n in zip(j, spatial)):
+            out[(slice(None), *j)] = w[(t, slice(None), *i)]
+    return out
