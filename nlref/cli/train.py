@@ -90,7 +90,7 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(words)
 
 
-_ABLATE_DEFAULTS = dict(parts="acdflw", seeds=3, max_seeds=5, backend="numpy", jobs=1)
+_ABLATE_DEFAULTS = dict(parts="acdfliw", seeds=3, max_seeds=5, backend="numpy", jobs=1)
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
@@ -166,7 +166,7 @@ def _add_ablate_parser(subparsers: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="tiny nets, few steps (CI smoke test, ~1 min on a CPU)"
     )
-    p.add_argument("--parts", default="acdflw", help="ablations to run, any of 'acdflw' (default all)")
+    p.add_argument("--parts", default="acdfliw", help="ablations to run, any of 'acdfliw' (default all)")
     p.add_argument("--models", default=None, help="comma-separated row labels to keep, e.g. 'C2D,NL C2D'")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     p.add_argument(

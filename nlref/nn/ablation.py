@@ -12,6 +12,7 @@ accuracy, mean +- std over seeds, for four of the paper's ablations and two of o
 * (f) C2D vs I3D vs NL C2D vs NL I3D;
 * (l) C2D, I3D and NL C2D on longer clips (:data:`LONG_FRAMES` frames), whose marks are further
   apart than I3D's temporal receptive field (17 frames): there NL > I3D = C2D;
+* (i) the non-local block's initialisation: fan-in (from scratch) vs the official std 0.01;
 * (w) locality: the keys of the one block restricted to +-k frames of the query (whole
   frames; :func:`nlref.nn.local_window_mask`) -- NLM's search window in time.
 
@@ -105,6 +106,12 @@ PARTS: dict[str, list[tuple[str, dict]]] = {
         (f"I3D, {LONG_FRAMES} frames", dict(_LONG, arch="i3d")),
         (f"NL C2D, {LONG_FRAMES} frames", dict(_LONG, **_NL)),
     ],
+    "i": [
+        ("NL C2D, fan-in init", _NL),
+        ("NL C2D, official init (std 0.01)", dict(_NL, nl_init="official")),
+        ("NL dot product, fan-in init", dict(_NL, nl_mode="dot_product")),
+        ("NL dot product, official init", dict(_NL, nl_mode="dot_product", nl_init="official")),
+    ],
     "w": [(f"+-{k} frames", dict(_NL, nl_window=[k, None, None])) for k in WINDOWS]
     + [("all frames (non-local)", _NL)],
 }
@@ -153,13 +160,13 @@ def ablation_config(
     return preset.replace(**base)
 
 
-def select_rows(parts: str = "acdflw", models: str | None = None) -> list[tuple[str, str, dict]]:
+def select_rows(parts: str = "acdfliw", models: str | None = None) -> list[tuple[str, str, dict]]:
     """``(part, row label, config overrides)`` of the selected parts, optionally only some row labels.
 
     Parameters
     ----------
     parts : str
-        Letters among ``"acdflw"`` (repeats are ignored).
+        Letters among ``"acdfliw"`` (repeats are ignored).
     models : str, optional
         Comma-separated row labels to keep, e.g. ``"C2D,NL C2D"``.
     """

@@ -26,6 +26,7 @@ TITLES = {
     "d": "(d) space vs time vs spacetime",
     "f": "(f) C2D vs I3D",
     "l": "(l) long clips: marks beyond I3D's reach",
+    "i": "(i) init of theta, phi, g, W_z",
     "w": "(w) locality: keys within +-k frames",
 }
 QUICK_NOTE = "quick mode: smoke test, not a result"
@@ -67,7 +68,12 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _bars(ax, rows):
-    colours = ["tab:gray" if "NL" not in r["model"] and r["part"] in "afl" else "tab:blue" for r in rows]
+    colours = [
+        "tab:gray"
+        if ("NL" not in r["model"] and r["part"] in "afl") or "official" in r["model"]
+        else "tab:blue"
+        for r in rows
+    ]
     ax.bar(
         range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=4, color=colours
     )
