@@ -52,7 +52,7 @@ def test_quick_results_are_never_written_beside_the_measured_figures(tmp_path, m
 def test_rows_whose_std_exceeds_the_threshold_get_more_seeds(monkeypatch):
     def fake_summary(cfg, backend):  # NL dot product: 0.5 / 1.0 alternating (std 0.29); C2D: 0.5 always
         acc = 0.5 + 0.5 * (cfg.seed % 2) * (cfg.nl_mode == "dot_product" and cfg.nl_blocks == 1)
-        return {"config": cfg.__dict__, "val_accuracy": acc, "step_s": 0.1}
+        return {"config": cfg.__dict__, "val_accuracy": acc, "step_s": 0.1, "seconds": 1.0}
 
     monkeypatch.setattr(ablation, "train_summary", fake_summary)
     rows = select_rows("a", "C2D,NL dot product")
@@ -63,6 +63,21 @@ def test_rows_whose_std_exceeds_the_threshold_get_more_seeds(monkeypatch):
     assert by_model["NL dot product"]["accuracies"] == [0.5, 1.0, 0.5, 1.0, 0.5]
     assert by_model["NL dot product"]["mean"] == pytest.approx(0.7)
     assert len(result["runs"]) == 3 + 5
+
+
+def test_an_interrupted_ablation_continues_from_its_cache(monkeypatch, tmp_path):
+    trained = []
+
+    def fake_summary(cfg, backend):
+        trained.append(cfg.seed)
+        return {"config": cfg.__dict__, "val_accuracy": 0.5, "step_s": 0.1, "seconds": 1.0}
+
+    monkeypatch.setattr(ablation, "train_summary", fake_summary)
+    rows, cache = select_rows("f", "C2D"), tmp_path / "runs.json"
+    run_ablation(ablation_config(quick=True), rows, seeds=2, cache=cache)
+    result = run_ablation(ablation_config(quick=True), rows, seeds=3, cache=cache)
+    assert trained == [0, 1, 2] and result["rows"][0]["seeds"] == [0, 1, 2]
+    assert len(json.loads(cache.read_text())) == 3 and result["train_seconds"] == 3.0
 
 
 def test_long_clips_put_the_marks_beyond_the_receptive_field_of_i3d():

@@ -73,6 +73,15 @@ def _ablate_out(args: argparse.Namespace) -> tuple[Path, str]:
     return Path(args.out or "data/figures"), prefix
 
 
+def _cache(out: Path, prefix: str, resume: bool) -> Path:
+    """``OUT/PREFIX.runs.json``: every finished run; without ``--resume`` an old one is set aside first."""
+    path = out / f"{prefix}.runs.json"
+    if path.exists() and not resume:
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The ``nlref ablate`` command that reproduces ``args`` (options left at their defaults omitted)."""
     words = ["nlref ablate"] + (["--quick"] if args.quick else [])
@@ -114,6 +123,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         backend=args.backend,
         jobs=args.jobs,
         quick=args.quick,
+        cache=_cache(out, prefix, args.resume),
     )
     result["command"] = _command_line(args)
     result["long_frames"] = LONG_FRAMES
@@ -191,6 +201,11 @@ def _add_ablate_parser(subparsers: Any) -> None:
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (CPU: one per core)")
     p.add_argument("--out", default=None, help="results folder (default data/figures; --quick: data/out/...)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished runs of OUT/PREFIX.runs.json (interrupted run)",
+    )
     p.add_argument("--prefix", default=None, help="file prefix (default ablation_cpu / ablation_gpu)")
     p.set_defaults(func=_cmd_ablate)
 

@@ -35,10 +35,13 @@ import multiprocessing as mp
 import os
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..io import atomic_path
 from .ablation_report import TITLES, markdown, plot, write_results
 from .config import TrainConfig, get_preset
 from .train import train_summary
@@ -78,7 +81,7 @@ PAPER = {
 #: (inclusive), more than the tiny I3D's temporal receptive field of 17 frames.
 LONG_FRAMES = 40
 #: Half-widths k (frames of the block's input map, 8 frames for 16-frame clips) of part (w).
-WINDOWS = (0, 1, 2)
+WINDOWS = (0, 1)
 _NL = dict(nl_blocks=1)
 _LONG = dict(n_frames=LONG_FRAMES)
 #: part -> [(row label, config overrides)]
@@ -109,8 +112,6 @@ PARTS: dict[str, list[tuple[str, dict]]] = {
     "i": [
         ("NL C2D, fan-in init", _NL),
         ("NL C2D, official init (std 0.01)", dict(_NL, nl_init="official")),
-        ("NL dot product, fan-in init", dict(_NL, nl_mode="dot_product")),
-        ("NL dot product, official init", dict(_NL, nl_mode="dot_product", nl_init="official")),
     ],
     "w": [(f"+-{k} frames", dict(_NL, nl_window=[k, None, None])) for k in WINDOWS]
     + [("all frames (non-local)", _NL)],
@@ -188,12 +189,30 @@ def _key(cfg: TrainConfig) -> str:
     return json.dumps(cfg.__dict__, sort_keys=True)
 
 
-def _train_all(unique: dict[str, TrainConfig], backend: str, jobs: int) -> dict[str, dict]:
-    """``train_summary`` of each distinct config, in ``jobs`` worker processes or in this one."""
+def _load_cache(path: Path | None) -> dict[str, dict]:
+    """Runs saved by an earlier (possibly interrupted) ablation, keyed by their config."""
+    if path is None or not path.is_file():
+        return {}
+    runs = json.loads(path.read_text())
+    return {json.dumps(r["config"], sort_keys=True): r for r in runs}
+
+
+def _save_cache(path: Path | None, results: dict[str, dict]) -> None:
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(list(results.values())))
+
+
+def _train_all(unique: dict[str, TrainConfig], backend: str, jobs: int, done: Callable) -> dict[str, dict]:
+    """``train_summary`` of each distinct config, in ``jobs`` worker processes or in this one.
+
+    ``done(key, run)`` is called as each run finishes (the cache of :func:`run_ablation`).
+    """
     results: dict[str, dict] = {}
     if jobs == 1:
         for key, cfg in tqdm(unique.items(), desc="ablation", unit="run"):
             results[key] = train_summary(cfg, backend=backend)
+            done(key, results[key])
         return results
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # one BLAS thread per worker process
@@ -201,6 +220,7 @@ def _train_all(unique: dict[str, TrainConfig], backend: str, jobs: int) -> dict[
         futures = {pool.submit(train_summary, cfg, backend=backend): key for key, cfg in unique.items()}
         for fut in cf.as_completed(futures):
             results[futures[fut]] = r = fut.result()
+            done(futures[fut], r)
             print(
                 f"  done {len(results)}/{len(unique)}: val acc {r['val_accuracy']:.3f} "
                 f"({r['seconds']:.0f} s)",
@@ -209,7 +229,7 @@ def _train_all(unique: dict[str, TrainConfig], backend: str, jobs: int) -> dict[
     return results
 
 
-def _train_seeds(base, rows, seeds_of, results, backend, jobs):
+def _train_seeds(base, rows, seeds_of, results, backend, jobs, cache):
     """Train the configs of ``rows`` x their seeds that ``results`` does not hold yet."""
     todo: dict[str, TrainConfig] = {}
     for _, label, kw in rows:
@@ -219,7 +239,12 @@ def _train_seeds(base, rows, seeds_of, results, backend, jobs):
                 todo.setdefault(_key(cfg), cfg)
     if todo:
         print(f"{len(todo)} training runs, {base.steps} steps each, backend {backend}", flush=True)
-        results.update(_train_all(todo, backend, jobs))
+
+        def done(key, run):
+            results[key] = run
+            _save_cache(cache, results)
+
+        _train_all(todo, backend, jobs, done)
 
 
 def _row(part, label, runs):
@@ -246,13 +271,16 @@ def run_ablation(
     backend: str = "numpy",
     jobs: int = 1,
     quick: bool = False,
+    cache: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train every row over ``seeds`` seeds and aggregate mean +- sample std of the held-out accuracy.
 
     Identical configurations (C2D in (a) and (f); NL C2D = embedded Gaussian =
     spacetime = all frames) train once per seed.  A row whose std over the first
     ``seeds`` exceeds ``std_above`` gets seeds ``seeds .. max_seeds - 1`` too
-    (``max_seeds`` None: ``seeds``, no second round).
+    (``max_seeds`` None: ``seeds``, no second round).  ``cache``: a JSON file of
+    finished runs, read first (its runs are not trained again) and rewritten after
+    each run, so an interrupted ablation continues where it stopped.
 
     Returns
     -------
@@ -269,8 +297,9 @@ def run_ablation(
         raise ValueError(f"max_seeds must be >= seeds = {seeds}, received {max_seeds}")
     t0 = time.perf_counter()
     seeds_of = {label: list(range(seeds)) for _, label, _ in rows}
-    results: dict[str, dict] = {}
-    _train_seeds(base, rows, seeds_of, results, backend, jobs)
+    cache = None if cache is None else Path(cache)
+    results = _load_cache(cache)
+    _train_seeds(base, rows, seeds_of, results, backend, jobs, cache)
 
     def table():
         return [
@@ -283,10 +312,13 @@ def run_ablation(
         for label in noisy:
             seeds_of[label] = list(range(max_seeds))
         print(f"std > {std_above}: {sorted(noisy)} get seeds {seeds}..{max_seeds - 1}", flush=True)
-        _train_seeds(base, rows, seeds_of, results, backend, jobs)
+        _train_seeds(base, rows, seeds_of, results, backend, jobs, cache)
+    rows_out = table()
+    used = {_key(base.replace(**kw, seed=s)) for _, label, kw in rows for s in seeds_of[label]}
     return {
-        "rows": table(),
-        "runs": list(results.values()),
+        "rows": rows_out,
+        "runs": [results[k] for k in results if k in used],
+        "train_seconds": sum(results[k]["seconds"] for k in results if k in used),
         "base_config": base.__dict__,
         "seeds": list(range(seeds)),
         "max_seeds": max_seeds,
