@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_path
 from ..nn.ablation import LONG_FRAMES, ablation_config, markdown, run_ablation, select_rows, write_results
 from ..nn.config import PRESETS, get_preset, load_config
 from ..nn.train import TrainingInterrupted, train
@@ -74,11 +75,19 @@ def _ablate_out(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _cache(out: Path, prefix: str, resume: bool) -> Path:
-    """``OUT/PREFIX.runs.json``: every finished run; without ``--resume`` an old one is set aside first."""
+    """``OUT/PREFIX.runs.json``: the finished runs while the ablation is on (removed once results are out).
+
+    ``--resume`` continues from it, or from the runs of a finished ``OUT/PREFIX.json``
+    (e.g. to add parts or seeds); without ``--resume`` nothing old is reused.
+    """
     path = out / f"{prefix}.runs.json"
-    if path.exists() and not resume:
-        path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        path.unlink(missing_ok=True)
+    elif not path.exists() and (out / f"{prefix}.json").exists():
+        runs = json.loads((out / f"{prefix}.json").read_text())["runs"]
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(runs))
     return path
 
 
@@ -115,6 +124,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         lr=args.lr,
     )
+    cache = _cache(out, prefix, args.resume)
     result = run_ablation(
         base,
         rows,
@@ -123,11 +133,12 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         backend=args.backend,
         jobs=args.jobs,
         quick=args.quick,
-        cache=_cache(out, prefix, args.resume),
+        cache=cache,
     )
     result["command"] = _command_line(args)
     result["long_frames"] = LONG_FRAMES
     paths = write_results(result, out, prefix)
+    cache.unlink(missing_ok=True)  # its runs are in PREFIX.json now
     print(markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     print(f"wall time {result['seconds']:.0f} s", flush=True)
