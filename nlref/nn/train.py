@@ -5,13 +5,18 @@ Section 4): take a network from :mod:`nlref.nn.models`, a stream of clips from
 :mod:`nlref.data.synthetic_video`, and run the paper's recipe scaled down --
 SGD with momentum 0.9, weight decay 1e-4 and a step schedule (lr / 10 every
 ``lr_step`` steps), random crop + horizontal flip, BatchNorm in train mode,
-held-out validation -- or Adam.  SGD (lr 0.1) is the default: on 16 x 16
-clips NL C2D left chance after about 250 steps with either optimiser and SGD
-was ahead at step 400 (val. accuracy 0.89 vs 0.77, seed 0); Adam lr 1e-3 is
-preset "tiny-nl-c2d-adam".  The pieces live beside this loop::
+held-out validation -- or Adam.  SGD (lr 0.1, 1000 steps, 16 x 16 frames) is
+what the ``tiny-*`` presets run; with Adam lr 1e-3 (preset "tiny-nl-c2d-adam")
+the dot-product and concatenation blocks were further from solving the task
+at step 400 (0.77 and 0.58, seed 0).  The non-local blocks are initialised by
+fan-in (``nl_init``; the official std 0.01 is a saddle when training from
+scratch: notebook 05).  The measured accuracies of every preset and seed are
+the tables of ``data/figures/ablation_cpu.md`` (``nlref ablate``).  The pieces
+live beside this loop (data and model: :mod:`nlref.nn.train_data`; evaluation,
+files, signals: :mod:`nlref.nn.train_records`)::
 
     TrainConfig (nlref.nn.config)
-      -> build_from_config                       model, params, state
+      -> model_from_config                       model, params, state
       -> for step: batch -> train_step (nlref.nn.step) -> commit
              every eval_every steps (and at step 25): evaluate, metrics.csv/json, checkpoint
       -> checkpoint.npz (nlref.nn.checkpoint)   also on Ctrl-C and SIGTERM
