@@ -81,7 +81,7 @@ PAPER = {
 #: (inclusive), more than the tiny I3D's temporal receptive field of 17 frames.
 LONG_FRAMES = 40
 #: Half-widths k (frames of the block's input map, 8 frames for 16-frame clips) of part (w).
-WINDOWS = (0, 1)
+WINDOWS = (0, 1)  # the marks meet at +-1 frame of the block's map (frames 1-3 and 4-6)
 _NL = dict(nl_blocks=1)
 _LONG = dict(n_frames=LONG_FRAMES)
 #: part -> [(row label, config overrides)]
@@ -112,6 +112,8 @@ PARTS: dict[str, list[tuple[str, dict]]] = {
     "i": [
         ("NL C2D, fan-in init", _NL),
         ("NL C2D, official init (std 0.01)", dict(_NL, nl_init="official")),
+        ("NL dot product, fan-in init", dict(_NL, nl_mode="dot_product")),
+        ("NL dot product, official init", dict(_NL, nl_mode="dot_product", nl_init="official")),
     ],
     "w": [(f"+-{k} frames", dict(_NL, nl_window=[k, None, None])) for k in WINDOWS]
     + [("all frames (non-local)", _NL)],
