@@ -11,26 +11,88 @@ from pathlib import Path
 import pytest
 
 from nlref.cli import main as nlref_main
+from nlref.data.synthetic_video import make_clips, temporal_gap
+from nlref.nn import ablation
 from nlref.nn.ablation import PARTS, ablation_config, markdown, run_ablation, select_rows, write_results
+from nlref.nn.ablation_report import QUICK_NOTE
+from nlref.nn.config import get_preset
+from nlref.nn.model_time import temporal_receptive_field
+from nlref.nn.train_data import model_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quick_ablation_writes_markdown_json_and_png_for_every_part(tmp_path):
-    assert nlref_main(["ablate", "--quick", "--out", str(tmp_path)]) == 0
-    text = (tmp_path / "ablation.md").read_text()
+    assert (
+        nlref_main(["ablate", "--quick", "--parts", "acdf", "--max-seeds", "3", "--out", str(tmp_path)]) == 0
+    )
+    text = (tmp_path / "ablation_quick.md").read_text()
+    assert QUICK_NOTE in text
     for title in ("(a) instantiations", "(c) number of blocks", "(d) space vs time", "(f) C2D vs I3D"):
         assert title in text
     for row in ("| C2D |", "| NL concatenation |", "| 10 blocks |", "| time-only |", "| NL I3D |"):
         assert row in text
-    result = json.loads((tmp_path / "ablation.json").read_text())
+    result = json.loads((tmp_path / "ablation_quick.json").read_text())
     assert result["seeds"] == [0, 1, 2]
     assert all(len(r["accuracies"]) == 3 and 0 <= r["mean"] <= 1 for r in result["rows"])
     # rows shared between parts (C2D in (a) and (f); NL C2D = embedded Gaussian = spacetime)
     # train once per seed: 12 distinct models x 3 seeds
     assert len(result["runs"]) == 36
-    png = (tmp_path / "ablation.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    for part in "acdf":
+        png = (tmp_path / f"ablation_quick_{part}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_quick_results_are_never_written_beside_the_measured_figures(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert nlref_main(["ablate", "--quick", "--out", "data/figures"]) == 2
+    assert not (tmp_path / "data" / "figures").exists()
+
+
+def test_rows_whose_std_exceeds_the_threshold_get_more_seeds(monkeypatch):
+    def fake_summary(cfg, backend):  # NL dot product: 0.5 / 1.0 alternating (std 0.29); C2D: 0.5 always
+        acc = 0.5 + 0.5 * (cfg.seed % 2) * (cfg.nl_mode == "dot_product" and cfg.nl_blocks == 1)
+        return {"config": cfg.__dict__, "val_accuracy": acc, "step_s": 0.1, "seconds": 1.0}
+
+    monkeypatch.setattr(ablation, "train_summary", fake_summary)
+    rows = select_rows("a", "C2D,NL dot product")
+    result = run_ablation(ablation_config(quick=True), rows, seeds=3, max_seeds=5)
+    by_model = {r["model"]: r for r in result["rows"]}
+    assert by_model["C2D"]["seeds"] == [0, 1, 2] and by_model["C2D"]["std"] == 0.0
+    assert by_model["NL dot product"]["seeds"] == [0, 1, 2, 3, 4]
+    assert by_model["NL dot product"]["accuracies"] == [0.5, 1.0, 0.5, 1.0, 0.5]
+    assert by_model["NL dot product"]["mean"] == pytest.approx(0.7)
+    assert len(result["runs"]) == 3 + 5
+
+
+def test_an_interrupted_ablation_continues_from_its_cache(monkeypatch, tmp_path):
+    trained = []
+
+    def fake_summary(cfg, backend):
+        trained.append(cfg.seed)
+        return {"config": cfg.__dict__, "val_accuracy": 0.5, "step_s": 0.1, "seconds": 1.0}
+
+    monkeypatch.setattr(ablation, "train_summary", fake_summary)
+    rows, cache = select_rows("f", "C2D"), tmp_path / "runs.json"
+    run_ablation(ablation_config(quick=True), rows, seeds=2, cache=cache)
+    result = run_ablation(ablation_config(quick=True), rows, seeds=3, cache=cache)
+    assert trained == [0, 1, 2] and result["rows"][0]["seeds"] == [0, 1, 2]
+    assert len(json.loads(cache.read_text())) == 3 and result["train_seconds"] == 3.0
+
+
+def test_long_clips_put_the_marks_beyond_the_receptive_field_of_i3d():
+    cfg = ablation_config().replace(**dict(PARTS["l"][1][1]))
+    model, params, _ = model_from_config(cfg)
+    _, _, info = make_clips(1, n_frames=cfg.n_frames, size=cfg.size, return_info=True)
+    gap = temporal_gap(int(info["t_a"][0]), int(info["t_b"][0]), 2)
+    assert cfg.arch == "i3d" and temporal_receptive_field(model, params) == 17 < gap == 18
+
+
+def test_ablation_runs_at_the_clip_size_and_recipe_of_the_presets():
+    base, preset = ablation_config(), get_preset("tiny-nl-c2d")
+    for name in ("size", "n_frames", "width", "optimizer", "lr", "lr_step", "batch_size", "steps", "n_val"):
+        assert getattr(base, name) == getattr(preset, name), name
+    assert base.replace(**PARTS["a"][2][1]).to_json() == preset.replace(eval_every=base.eval_every).to_json()
 
 
 def test_rows_report_mean_and_sample_std_of_the_seeds(tmp_path):
@@ -45,7 +107,7 @@ def test_rows_report_mean_and_sample_std_of_the_seeds(tmp_path):
     assert [p.name for p in write_results(result, tmp_path / "new")] == [
         "ablation.md",
         "ablation.json",
-        "ablation.png",
+        "ablation_f.png",
     ]
 
 
@@ -75,7 +137,7 @@ def test_markdown_rows_show_mean_std_seeds_time_and_the_paper():
 def test_base_configs_follow_the_optimiser_recipes():
     sgd = ablation_config(steps=400)
     assert (sgd.optimizer, sgd.lr, sgd.weight_decay) == ("sgd", 0.1, 1e-4)
-    assert (sgd.lr_step, sgd.eval_every) == (300, 250)  # lr / 10 after 3/4 of the steps
+    assert (sgd.lr_step, sgd.eval_every) == (300, 400)  # lr / 10 after 3/4 of the steps
     adam = ablation_config(quick=True, optimizer="adam", lr=2e-3)
     assert (adam.optimizer, adam.lr, adam.lr_step, adam.steps, adam.width) == ("adam", 2e-3, 0, 6, 4)
 

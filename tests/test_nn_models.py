@@ -299,3 +299,41 @@ def test_forward_checks_the_clip_against_the_parameters_once(rng, fake_cupy_arra
         model_forward(fake_cupy_array(x.astype(np.float32)), p, s, m, train=False)
     with pytest.raises(TypeError, match="train"):
         model_forward(x.astype(np.float32), p, s, m, train="yes")
+
+
+# ----------------------------------------------------------------------------- non-local init and window
+
+
+def test_models_initialise_the_blocks_by_fan_in_and_keep_the_official_init_as_an_option():
+    _, fan_in, _ = build_model("c2d", width=32, nl_blocks=1, nl_mode="concatenation", rng=0)
+    _, official, _ = build_model(
+        "c2d", width=32, nl_blocks=1, nl_mode="concatenation", nl_init="official", rng=0
+    )
+    c, ci = 64, 32  # the block after res3: 2 * width channels, half of them inner
+    for name, fan in (("theta.w", c), ("phi.w", c), ("g.w", c), ("w_z.w", ci), ("concat.w", 2 * ci)):
+        w = fan_in[f"res3.0.nl.{name}"]
+        assert abs(float(w.std()) * np.sqrt(fan) - 1) < 0.15, name  # LeCun normal: std 1 / sqrt(fan_in)
+        assert abs(float(official[f"res3.0.nl.{name}"].std()) / 0.01 - 1) < 0.15, name
+    assert not fan_in["res3.0.nl.bn.gamma"].any()  # either way the fresh block is the identity
+    with pytest.raises(ValueError, match="nl_init"):
+        build_model("c2d", nl_blocks=1, nl_init="xavier")
+
+
+def test_a_window_of_zero_frames_is_the_space_only_block():
+    kw = dict(width=4, nl_blocks=1, dtype=np.float64, rng=3)
+    m_win, p, s = build_model("c2d", nl_window=(0, None, None), **kw)
+    m_space, p_space, _ = build_model("c2d", nl_space_time="space", **kw)
+    assert [spec.get("window") for spec in m_win if spec["op"] == "nonlocal"] == [[0, None, None]]
+    for k in p:
+        if k.endswith("nl.bn.gamma"):
+            p[k] = p[k] + 1.0  # open the block's branch
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 16, 16))
+    windowed, _, _ = model_forward(x, p, s, m_win, train=True)
+    space_only, _, _ = model_forward(x, p, s, m_space, train=True)
+    full, _, _ = model_forward(x, p, s, build_model("c2d", **kw)[0], train=True)
+    np.testing.assert_allclose(windowed, space_only, rtol=1e-10, atol=1e-12)
+    assert np.abs(windowed - full).max() > 1e-6  # the window changes the output
+    wide, _, _ = model_forward(x, p, s, build_model("c2d", nl_window=(7, None, None), **kw)[0], train=True)
+    np.testing.assert_allclose(wide, full, rtol=1e-10, atol=1e-12)  # +-7 of 8 frames: every key
+    with pytest.raises((ValueError, TypeError), match="window"):
+        build_model("c2d", nl_blocks=1, nl_window=(-1, None, None))

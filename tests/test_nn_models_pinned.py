@@ -266,7 +266,7 @@ RECORDED = [
     ),
     (
         "c2d",
-        {"nl_blocks": 1},
+        {"nl_blocks": 1, "nl_init": "official"},  # the init of e1499d8; the default is now "fan_in"
         [[-0.02768125659442241, 0.035357874191096414], [-0.028987822000536904, -0.018000275872272212]],
     ),
 ]

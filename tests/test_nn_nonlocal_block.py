@@ -295,3 +295,14 @@ def test_mixed_backends_raise_type_error(rng, fake_cupy_array):
     p["theta.w"] = fake_cupy_array(p["theta.w"])
     with pytest.raises(TypeError, match="mixed array backends"):
         nonlocal_block_forward(x, p, s, mode="embedded_gaussian")
+
+
+def test_fan_in_init_draws_each_weight_with_std_one_over_sqrt_fan_in():
+    params, _ = init_nonlocal_params(256, mode="concatenation", init="fan_in", rng=2)
+    for name, fan_in in (("theta.w", 256), ("phi.w", 256), ("g.w", 256), ("w_z.w", 128), ("concat.w", 256)):
+        assert abs(float(params[name].std()) * np.sqrt(fan_in) - 1) < 0.1, name
+    assert not params["bn.gamma"].any()  # still the identity at start
+    fixed, _ = init_nonlocal_params(256, std=0.5, init="fan_in", rng=2)  # std wins over init
+    assert abs(float(fixed["theta.w"].std()) - 0.5) < 0.05
+    with pytest.raises(ValueError, match="init"):
+        init_nonlocal_params(4, init="xavier")

@@ -28,9 +28,10 @@ symmetric in the colours, i.e. constant: C2D stays at exactly 50 %.  (Its
 *spatial* receptive field, on the other hand, covers the whole 32 x 32 frame:
 only time separates the marks.)  A space-time non-local block relates every
 pair of positions and solves it; so does I3D, whose temporal kernels give a
-receptive field of 17 frames (PAPER_NOTES saw it escape chance late and
-seed-dependently with Adam on 32 x 32 clips; with SGD on 16 x 16 clips it was
-the fastest, see benchmarks/ablation.py).  A space-only non-local block (within
+receptive field of 17 frames (measured: data/figures/ablation_cpu.md, part (f)).
+With ``n_frames=40`` the marks sit at frames 10-11 and 28-29: a window must cover
+the 18 frames 11 .. 28 to see both, more than I3D's 17, so I3D is back at chance
+while the non-local block still relates them (part (l) of ``nlref ablate``).  A space-only non-local block (within
 each frame) cannot relate the marks and stays near chance.  Both marks start on even
 frames and stay away from the ends of the clip, so time pooling cannot tell
 early from late.

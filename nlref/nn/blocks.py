@@ -326,6 +326,7 @@ def space_time_nonlocal_forward(
     subsample: bool,
     space_time: str,
     train: bool,
+    window: Any = None,
 ) -> tuple[Any, tuple, dict[str, Any]]:
     """A non-local block over space-time, space or time: fold, the block, unfold.
 
@@ -342,6 +343,9 @@ def space_time_nonlocal_forward(
     space_time : {"spacetime", "space", "time"}
         Which positions attend to each other (module docstring).
     train : bool
+    window : None or sequence of (int or None), optional
+        ``(k_t, k_y, k_x)`` local window of the keys (None on an axis: all of it),
+        on the folded map (:func:`nlref.nn.nonlocal_block_forward`).
 
     Returns
     -------
@@ -354,7 +358,14 @@ def space_time_nonlocal_forward(
     folded = get_namespace(x).ascontiguousarray(space_time_fold(x, space_time))
     # build_model has checked the block's parameters; the clip was checked by model_forward
     z, cache, st = nonlocal_block_forward(
-        folded, scope(params, name), scope(state, name), mode=mode, subsample=sub, train=train, check=False
+        folded,
+        scope(params, name),
+        scope(state, name),
+        mode=mode,
+        subsample=sub,
+        train=train,
+        window=None if window is None else tuple(window),
+        check=False,
     )
     cache = (cache, name, space_time, tuple(x.shape))
     return space_time_unfold(z, space_time, x.shape), cache, unscope(st, name)

@@ -137,19 +137,32 @@ def block_layer(
 
 
 def nonlocal_layer(
-    rng: Any, name: str, channels: int, mode: str, subsample: bool, space_time: str, dtype: Any, xp: Any
+    rng: Any,
+    name: str,
+    channels: int,
+    mode: str,
+    subsample: bool,
+    space_time: str,
+    dtype: Any,
+    xp: Any,
+    *,
+    init: str = "fan_in",
+    window: tuple | None = None,
 ) -> tuple[dict, dict, dict]:
     """Spec, parameters (``name.theta.w``, ...) and BN state of a non-local block (``name``: ``"res3.0.nl"``).
 
     ``subsample`` is dropped for "time" blocks, whose frames are single pixels.
+    ``init``: :func:`nlref.nn.init_nonlocal_params`; ``window``: local keys only
+    (:func:`nlref.nn.local_window_mask`), a list in the spec so that it saves as JSON.
     """
-    p, st = init_nonlocal_params(channels, mode=mode, ndim=3, rng=rng, dtype=dtype, xp=xp)
+    p, st = init_nonlocal_params(channels, mode=mode, ndim=3, rng=rng, dtype=dtype, xp=xp, init=init)
     spec = {
         "op": "nonlocal",
         "name": name,
         "mode": mode,
         "subsample": subsample and space_time != "time",
         "space_time": space_time,
+        "window": None if window is None else list(window),
     }
     return spec, unscope(p, name), unscope(st, name)
 
@@ -229,6 +242,7 @@ def _nonlocal_forward(x, params, state, spec, *, train, rng):
         train=train,
         subsample=spec["subsample"],
         space_time=spec["space_time"],
+        window=spec.get("window"),
     )
 
 

@@ -45,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_namespace
 from . import model_layers
 from ._common import check_float, same_backend
 from .blocks import SPACE_TIME
 from .init import as_generator
 from .model_layers import BLOCKS, MODEL_LAYERS, lookup_layer
-from .nonlocal_block import NONLOCAL_MODES
+from .model_time import inflate_2d_to_3d, temporal_receptive_field
+from .nonlocal_block import NONLOCAL_INITS, NONLOCAL_MODES
+from .window import as_window
 
 __all__ = [
     "c2d",
@@ -190,6 +191,8 @@ def build_model(
     nl_mode: str = "embedded_gaussian",
     nl_subsample: bool = False,
     nl_space_time: str = "spacetime",
+    nl_init: str = "fan_in",
+    nl_window: Any = None,
     inflate: str = "3x3x3",
     temporal_padding: str = "zeros",
     dropout: float = 0.0,
@@ -220,6 +223,14 @@ def build_model(
         and on 1-pixel feature maps.
     nl_space_time : {"spacetime", "space", "time"}
         Which positions a non-local block compares (:mod:`nlref.nn.blocks`).
+    nl_init : {"fan_in", "official"}
+        The blocks' 1x1x1 weights: std ``1 / sqrt(fan_in)`` (default, training from
+        scratch) or 0.01 (the official code, fine-tuning a pretrained trunk);
+        :func:`nlref.nn.init_nonlocal_params`.
+    nl_window : None, int or tuple of 3 (int or None)
+        None: non-local.  Otherwise each query sees only keys within ``(k_t, k_y, k_x)``
+        positions of the block's input map (``(1, None, None)``: +-1 frame, whole frame):
+        the locality ablation (:func:`nlref.nn.local_window_mask`).
     inflate : {"3x3x3", "3x1x1"}
         I3D only: which kernel of an inflated block gets 3 frames
         (:data:`INFLATED_CONV`); "3x1x1" needs bottleneck blocks (the 1x1 conv
@@ -243,6 +254,9 @@ def build_model(
     lay, depth, width, block = _check_build_args(
         arch, layout, depth, width, block, inflate, nl_mode, nl_space_time, temporal_padding, dropout
     )
+    if nl_init not in NONLOCAL_INITS:
+        raise ValueError(f"nl_init must be one of {NONLOCAL_INITS}, received {nl_init!r}")
+    nl_window = None if nl_window is None else as_window(nl_window, 3)
     nl_after = set(nonlocal_positions(depth, nl_blocks))
     rng = as_generator(rng)
     temporal = inflation_table(depth) if arch == "i3d" else None
@@ -276,7 +290,16 @@ def build_model(
             if name in nl_after:
                 add(
                     model_layers.nonlocal_layer(
-                        rng, f"{name}.nl", c_in, nl_mode, nl_subsample, nl_space_time, dtype, xp
+                        rng,
+                        f"{name}.nl",
+                        c_in,
+                        nl_mode,
+                        nl_subsample,
+                        nl_space_time,
+                        dtype,
+                        xp,
+                        init=nl_init,
+                        window=nl_window,
                     )
                 )
     add(model_layers.head_layer(rng, c_in, num_classes, dropout, dtype, xp))
@@ -365,69 +388,3 @@ def model_backward(dlogits: Any, cache: list, *, return_dx: bool = False) -> Any
         d, g = backward(d, c, spec, need_dx=return_dx or i > 0)
         grads.update(g)
     return (d, grads) if return_dx else grads
-
-
-# ----------------------------------------------------------------------------- inflation and receptive field
-
-
-def inflate_2d_to_3d(params2d: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
-    """Inflate 2-D kernels to the 3-D shapes of ``target`` (Carreira & Zisserman 2017; Wang et al. Sec. 4.1).
-
-    A kernel ``w`` of shape ``(C_out, C_in, k, k)`` or ``(C_out, C_in, 1, k, k)``
-    becomes ``w3[:, :, t] = w / T`` for each of the ``T`` frames of the target
-    kernel: the sum over time of the inflated kernel is the 2-D one, so on a
-    clip whose frames are all equal the 3-D network computes the 2-D network's
-    features (exactly, with ``temporal_padding="replicate"``).  Other arrays
-    (BN, fc, non-local 1x1x1 convs) are copied.
-
-    ``params2d``: parameters of a C2D network (or 2-D kernels of an image
-    ResNet with the same names); ``target``: parameters (or just arrays of the
-    right shapes) of the I3D network, e.g. from :func:`i3d` with the same depth,
-    width and non-local blocks.  Returns a dict with the keys and shapes of
-    ``target``, on the backend of ``params2d``.
-    """
-    missing = sorted(set(target) - set(params2d))
-    extra = sorted(set(params2d) - set(target))
-    if missing or extra:
-        raise ValueError(
-            f"params2d and target must have the same keys; missing in params2d: {missing[:3]}, "
-            f"not in target: {extra[:3]}"
-        )
-    out = {}
-    for key, ref in target.items():
-        w = params2d[key]
-        shape = tuple(ref.shape)
-        if w.ndim == len(shape) - 1:  # a genuinely 2-D kernel: add the time axis
-            w = w[:, :, None]
-        if tuple(w.shape) == shape:
-            out[key] = w.copy()
-        elif w.ndim == 5 and w.shape[2] == 1 and (w.shape[:2], w.shape[3:]) == (shape[:2], shape[3:]):
-            xp = get_namespace(w)
-            out[key] = xp.repeat(w, shape[2], axis=2) / w.dtype.type(shape[2])
-        else:
-            raise ValueError(f"cannot inflate {key!r} of shape {tuple(params2d[key].shape)} to {shape}")
-    return out
-
-
-def temporal_receptive_field(model: list[dict], params: dict[str, Any]) -> float:
-    """Frames seen by one unit before the head (``inf`` once a space-time or time non-local block is passed).
-
-    ``rf += (k_t - 1) * jump`` and ``jump *= s_t`` through every conv and
-    pool; the tiny C2D gives ``1 + 2 * 1 + 2 * 1 = 5`` frames (pool1, pool2).
-    """
-    rf, jump = 1, 1
-    for spec in model:
-        op, windows = lookup_layer(spec) and spec["op"], []  # (k_t, s_t) of each temporal window
-        if op == "stem":
-            windows = [(params["conv1.w"].shape[2], spec["stride"][0])]
-        elif op == "max_pool":
-            windows = [(spec["kernel_size"][0], spec["stride"][0])]
-        elif op == "block":
-            convs = [f"{spec['name']}.conv{j}.w" for j in range(1, spec["n_convs"] + 1)]
-            windows = [(params[c].shape[2], 1) for c in convs]
-        elif op == "nonlocal" and spec["space_time"] != "space":
-            return float("inf")
-        for k, s in windows:  # a "space" non-local block and the head have none
-            rf += (k - 1) * jump
-            jump *= s
-    return float(rf)

@@ -56,7 +56,11 @@ __all__ = [
     "nonlocal_block_backward",
     "NONLOCAL_MODES",
     "POOL_ORDERS",
+    "NONLOCAL_INITS",
 ]
+
+#: Initialisations of the block's 1x1(x1) convolutions (:func:`init_nonlocal_params`).
+NONLOCAL_INITS = ("fan_in", "official")
 
 
 def _check_mode(mode):
@@ -79,9 +83,13 @@ def init_nonlocal_params(
     rng: Any = 0,
     dtype: Any = np.float32,
     xp: Any = np,
-    std: float = 0.01,
+    init: str = "official",
+    std: float | None = None,
 ) -> tuple[dict, dict]:
-    """Parameters and BatchNorm state of a non-local block, initialised as the official code does.
+    """Parameters and BatchNorm state of a non-local block, the identity at start (BN gamma = 0).
+
+    The default follows the official code (weights ~ N(0, 0.01^2)); the video
+    models of :mod:`nlref.nn.models`, trained from scratch, use ``init="fan_in"``.
 
     Parameters
     ----------
@@ -101,8 +109,17 @@ def init_nonlocal_params(
         Seed of the Gaussian weights.
     dtype, xp
         float32/float64; ``numpy`` or ``cupy``.
-    std : float
-        Standard deviation of the Gaussian weights (0.01 in the official code).
+    init : {"fan_in", "official"}
+        Standard deviation of the Gaussian 1x1(x1) weights (theta, phi, g, W_z,
+        concat).  "fan_in" (for training from scratch): LeCun normal,
+        ``std = 1 / sqrt(fan_in)`` (C for theta / phi / g, C_i for W_z, 2 C_i for
+        the concatenation's w_f), so theta^T phi starts at order 1.  "official"
+        (default): ``std = 0.01``, the setting of video-nonlocal-net, which inserts blocks into
+        an ImageNet-pretrained trunk; from scratch, theta and phi that small keep
+        theta^T phi and its gradients near zero together (a saddle), see
+        notebooks/05_video_networks_on_gpu.ipynb.
+    std : float, optional
+        A fixed standard deviation instead (overrides ``init``).
 
     Returns
     -------
@@ -121,15 +138,25 @@ def init_nonlocal_params(
         raise ValueError(f"inner_channels must be a positive int, received {inner_channels!r}")
     if ndim not in (1, 2, 3):
         raise ValueError(f"ndim must be 1, 2 or 3, received {ndim!r}")
+    if init not in NONLOCAL_INITS:
+        raise ValueError(f"init must be one of {NONLOCAL_INITS}, received {init!r}")
     gen = as_generator(rng)
     c, ci = int(channels), int(ci)
+
+    def std_for(fan_in):
+        if std is not None:
+            return std
+        return 0.01 if init == "official" else 1.0 / np.sqrt(fan_in)
+
     params = {}
     for name in _branches(mode):
-        params[f"{name}.w"] = gaussian((ci, c), std, gen, dtype=dtype, xp=xp)
+        params[f"{name}.w"] = gaussian((ci, c), std_for(c), gen, dtype=dtype, xp=xp)
         params[f"{name}.b"] = zeros(ci, dtype=dtype, xp=xp)
     if mode == "concatenation":
-        params["concat.w"] = gaussian(2 * ci, std, gen, dtype=dtype, xp=xp)
-    w_z = gaussian((c, ci), std, gen, dtype=dtype, xp=xp) if bn else zeros((c, ci), dtype=dtype, xp=xp)
+        params["concat.w"] = gaussian(2 * ci, std_for(2 * ci), gen, dtype=dtype, xp=xp)
+    w_z = zeros((c, ci), dtype=dtype, xp=xp)
+    if bn:
+        w_z = gaussian((c, ci), std_for(ci), gen, dtype=dtype, xp=xp)
     params["w_z.w"] = w_z
     params["w_z.b"] = zeros(c, dtype=dtype, xp=xp)
     state = {}
@@ -152,6 +179,28 @@ def _positions(a):
 def _channels_first(a, spatial):
     """(N, P, c) -> (N, c, *S), the inverse of :func:`_positions`."""
     return a.transpose(0, 2, 1).reshape((a.shape[0], a.shape[2]) + tuple(spatial))
+
+
+def _lin(layers, params, name, a):
+    """A 1x1(x1) convolution of the block; its cache goes to ``layers[name]``."""
+    out, layers[name] = linear_forward(a, scope(params, name))
+    return out
+
+
+def _embeddings(x, params, mode, kernel, pool_order, layers):
+    """theta (N, d, *S), phi (N, d, *S') and g (N, C_i, *S'): the 1x1(x1) convs, keys/values pooled."""
+
+    def pool(name, a):
+        out, layers[name] = max_pool_forward(a, kernel_size=kernel)
+        return out
+
+    theta = x if mode == "gaussian" else _lin(layers, params, "theta", x)  # (N, d, *S)
+    x_kv = pool("pool_x", x) if kernel and pool_order == "before_conv" else x
+    phi = x_kv if mode == "gaussian" else _lin(layers, params, "phi", x_kv)
+    g = _lin(layers, params, "g", x_kv)
+    if kernel and pool_order == "after_conv":
+        phi, g = pool("pool_phi", phi), pool("pool_g", g)  # (N, d, *S'), (N, C_i, *S')
+    return theta, phi, g
 
 
 def nonlocal_block_forward(
@@ -235,21 +284,7 @@ def nonlocal_block_forward(
         bn = "bn.gamma" in params
     spatial = tuple(x.shape[2:])
     layers = {}  # sub-layer caches, in forward order
-
-    def lin(name, a):
-        out, layers[name] = linear_forward(a, scope(params, name))
-        return out
-
-    def pool(name, a):
-        out, layers[name] = max_pool_forward(a, kernel_size=kernel)
-        return out
-
-    theta = x if mode == "gaussian" else lin("theta", x)  # (N, d, *S)
-    x_kv = pool("pool_x", x) if kernel and pool_order == "before_conv" else x
-    phi = x_kv if mode == "gaussian" else lin("phi", x_kv)
-    g = lin("g", x_kv)
-    if kernel and pool_order == "after_conv":
-        phi, g = pool("pool_phi", phi), pool("pool_g", g)  # (N, d, *S'), (N, C_i, *S')
+    theta, phi, g = _embeddings(x, params, mode, kernel, pool_order, layers)
     key_spatial = tuple(g.shape[2:])
     # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.window)
     mask = None
@@ -270,7 +305,7 @@ def nonlocal_block_forward(
         check=False,
     )
     y = _channels_first(op[0], spatial)  # (N, C_i, *S)
-    wy = lin("w_z", y)
+    wy = _lin(layers, params, "w_z", y)
     new_state = {}
     if bn:
         wy, layers["bn"], bn_state = batch_norm_forward(
