@@ -17,7 +17,7 @@ from nlref.nn.ablation import PARTS, ablation_config, markdown, run_ablation, se
 from nlref.nn.ablation_report import QUICK_NOTE
 from nlref.nn.config import get_preset
 from nlref.nn.model_time import temporal_receptive_field
-from nlref.nn.train_data import model_from_config
+from nlref.nn.step import build_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def test_an_interrupted_ablation_continues_from_its_cache(monkeypatch, tmp_path)
 
 def test_long_clips_put_the_marks_beyond_the_receptive_field_of_i3d():
     cfg = ablation_config().replace(**dict(PARTS["l"][1][1]))
-    model, params, _ = model_from_config(cfg)
+    model, params, _ = build_from_config(cfg)
     _, _, info = make_clips(1, n_frames=cfg.n_frames, size=cfg.size, return_info=True)
     gap = temporal_gap(int(info["t_a"][0]), int(info["t_b"][0]), 2)
     assert cfg.arch == "i3d" and temporal_receptive_field(model, params) == 17 < gap == 18

@@ -183,7 +183,8 @@ def _channels_first(a, spatial):
 
 def _lin(layers, params, name, a):
     """A 1x1(x1) convolution of the block; its cache goes to ``layers[name]``."""
-    out, layers[name] = linear_forward(a, scope(params, name))
+    # the block checked x and its parameters once at its boundary: its layers trust them
+    out, layers[name] = linear_forward(a, scope(params, name), check=False)
     return out
 
 
@@ -191,7 +192,7 @@ def _embeddings(x, params, mode, kernel, pool_order, layers):
     """theta (N, d, *S), phi (N, d, *S') and g (N, C_i, *S'): the 1x1(x1) convs, keys/values pooled."""
 
     def pool(name, a):
-        out, layers[name] = max_pool_forward(a, kernel_size=kernel)
+        out, layers[name] = max_pool_forward(a, kernel_size=kernel, check=False)
         return out
 
     theta = x if mode == "gaussian" else _lin(layers, params, "theta", x)  # (N, d, *S)
@@ -309,7 +310,13 @@ def nonlocal_block_forward(
     new_state = {}
     if bn:
         wy, layers["bn"], bn_state = batch_norm_forward(
-            wy, scope(params, "bn"), scope(state, "bn"), train=train, momentum=bn_momentum, eps=bn_eps
+            wy,
+            scope(params, "bn"),
+            scope(state, "bn"),
+            train=train,
+            momentum=bn_momentum,
+            eps=bn_eps,
+            check=False,
         )
         new_state = unscope(bn_state, "bn")
     z = wy + x

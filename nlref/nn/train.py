@@ -16,7 +16,7 @@ live beside this loop (data and model: :mod:`nlref.nn.train_data`; evaluation,
 files, signals: :mod:`nlref.nn.train_records`)::
 
     TrainConfig (nlref.nn.config)
-      -> model_from_config                       model, params, state
+      -> build_from_config                       model, params, state
       -> for step: batch -> train_step (nlref.nn.step) -> commit
              every eval_every steps (and at step 25): evaluate, metrics.csv/json, checkpoint
       -> checkpoint.npz (nlref.nn.checkpoint)   also on Ctrl-C and SIGTERM
@@ -46,7 +46,7 @@ from ..backend import namespace_by_name
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, TrainConfig, check_config, get_preset, load_config
 from .step import DROPOUT, build_from_config, learning_rate, optimizer_init, step_rng, train_step
-from .train_data import model_from_config, random_crop_flip, train_batch, val_set
+from .train_data import random_crop_flip, train_batch, val_set
 from .train_records import (
     FIRST_EVAL,
     TrainingInterrupted,
@@ -73,7 +73,6 @@ __all__ = [
     "step_rng",
     "build_from_config",
     "train_step",  # nlref.nn.step
-    "model_from_config",
     "random_crop_flip",
     "evaluate",
     "train_summary",
@@ -85,7 +84,7 @@ __all__ = [
 def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[str, Any]:
     """The run's mutable record: model, params, state, opt_state, meter, step, rows (fresh or resumed)."""
     ckpt = out / "checkpoint.npz" if out is not None else None
-    model, params, state = model_from_config(cfg, xp=xp)
+    model, params, state = build_from_config(cfg, xp=xp)
     run = {
         "model": model,
         "params": params,

@@ -1,7 +1,7 @@
 """Data and model of a training run: clips of the synthetic task, augmentation, the network.
 
 Beside the loop of :mod:`nlref.nn.train`: a :class:`~nlref.nn.config.TrainConfig` says
-which network (:func:`model_from_config` -> :func:`nlref.nn.models.build_model`) and which
+which network (:func:`nlref.nn.step.build_from_config` -> :func:`nlref.nn.models.build_model`) and which
 clips (:func:`nlref.data.synthetic_video.make_clips`).  Batch ``s`` is clips
 ``s * B .. (s + 1) * B - 1`` of the train split, its crop and flip draw from
 ``step_rng(seed, AUG, s)``: a function of ``(seed, step)`` only, so a run resumes exactly.
@@ -16,38 +16,9 @@ import numpy as np
 from ..backend import asarray, get_namespace
 from ..data.synthetic_video import make_clips
 from .config import TrainConfig
-from .models import build_model
-from .step import AUG, INIT, SHUFFLE, step_rng
+from .step import AUG, SHUFFLE, step_rng
 
-__all__ = ["random_crop_flip", "train_batch", "val_set", "model_from_config"]
-
-
-def model_from_config(cfg: TrainConfig, *, xp: Any = np) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
-    """``(model, params, state)`` of a config (:func:`nlref.nn.models.build_model`), seed ``(seed, INIT, 0)``.
-
-    Like :func:`nlref.nn.step.build_from_config`, and passes the non-local blocks'
-    ``nl_init`` and ``nl_window`` too.
-    """
-    return build_model(
-        cfg.arch,
-        layout=cfg.layout,
-        depth=None if cfg.depth is None else tuple(cfg.depth),
-        width=cfg.width,
-        block=cfg.block,
-        in_channels=cfg.channels,
-        num_classes=2,
-        nl_blocks=cfg.nl_blocks,
-        nl_mode=cfg.nl_mode,
-        nl_subsample=cfg.nl_subsample,
-        nl_space_time=cfg.nl_space_time,
-        nl_init=cfg.nl_init,
-        nl_window=cfg.nl_window,
-        inflate=cfg.inflate,
-        dropout=cfg.dropout,
-        rng=step_rng(cfg.seed, INIT, 0),
-        dtype=np.dtype(cfg.dtype),
-        xp=xp,
-    )
+__all__ = ["random_crop_flip", "train_batch", "val_set"]
 
 
 def random_crop_flip(x: Any, rng: np.random.Generator, *, pad: int = 0, flip: bool = True) -> Any:
