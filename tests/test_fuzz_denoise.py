@@ -266,7 +266,13 @@ def test_nl_means_commutes_with_a_power_of_two_scale(data, exponent, fast_mode):
     got.correct()
 
 
+# a 1-pixel chunk of tiny values beside a huge pixel: the chunk is scaled up, h with it (overflowed)
+_TINY_CHUNK = np.full((3, 6), 3.82993866e-251)
+_TINY_CHUNK[0, 0] = 6.27710174e58
+
+
 @given(data=images(dtypes=(np.float32, np.float64, np.uint8)), chunk=st.integers(1, 4))
+@example(data=(_TINY_CHUNK, None), chunk=1)
 def test_nl_means_dask_equals_nl_means(data, chunk):
     image, channel_axis = data
     h = 0.2 * _scale(image, False)

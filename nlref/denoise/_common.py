@@ -202,6 +202,16 @@ def safe_exponent(max_abs: float, growth: float, dtype: Any) -> int:
     return math.frexp(max_abs)[1] if too_large or too_small else 0
 
 
+def _ldexp_capped(x: float, k: int) -> float:
+    """``x * 2**k``, or the largest float where that overflows: a tiny image (say one chunk of
+    ``nl_means_dask``) scaled up with an ``h`` that is already huge next to it keeps ``h`` huge,
+    so every weight stays 1, as it is at the original scale."""
+    try:
+        return math.ldexp(x, k)
+    except OverflowError:
+        return float(np.finfo(np.float64).max)
+
+
 def prepare(
     image: Any, geometry: Geometry, h: float, sigma: float, *, preserve_range: bool = False
 ) -> Prepared:
@@ -223,7 +233,7 @@ def prepare(
     k = safe_exponent(max_abs, growth, u.dtype)
     if k:
         u = xp.ldexp(u, -k)
-        h, sigma = math.ldexp(h, -k), math.ldexp(sigma, -k)
+        h, sigma = _ldexp_capped(h, -k), _ldexp_capped(sigma, -k)
     bound = math.ldexp(max_abs, -k)
     return Prepared(u, geometry.patch_size, geometry.patch_distance, float(h), float(sigma), ch, k, bound)
 
