@@ -142,9 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)  # TrainingInterrupted: 128 + the signal (143 for SIGTERM)
     except _USAGE_ERRORS as exc:
         print(_error_line(exc), file=sys.stderr)
         return 2

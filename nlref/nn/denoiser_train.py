@@ -25,13 +25,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..backend import asarray, namespace_by_name
 from ..io import save_npz_atomic
@@ -39,6 +38,7 @@ from ..metrics import psnr
 from .denoiser import DENOISER_ARCH_KEYS, build_denoiser, denoiser_backward, denoiser_forward
 from .optim import adam_init, adam_step
 from .params import params_to_numpy
+from .train_records import sigterm_raises
 
 __all__ = [
     "DENOISER_PRESETS",
@@ -261,14 +261,6 @@ def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> d
     return out
 
 
-class _Stop(Exception):
-    """Raised from the SIGTERM handler: stop like Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Stop()
-
-
 def _start(cfg: DenoiserConfig, checkpoint: Any, xp: Any, dtype: Any) -> tuple:
     """A fresh model and optimiser, or the ones saved in ``checkpoint`` (when given and present)."""
     model, params, state = build_denoiser(**cfg.arch(), rng=cfg.seed, dtype=dtype, xp=xp)
@@ -332,8 +324,6 @@ def train_denoiser(
     dict with ``params``, ``state``, ``model``, ``step``, ``metrics`` (rows: step,
     train_loss, val_psnr, time_s), ``config`` and ``seconds``.
     """
-    from tqdm.auto import tqdm
-
     _check(cfg, images)
     xp = namespace_by_name(backend)
     dtype = np.dtype(cfg.dtype)
@@ -351,31 +341,30 @@ def train_denoiser(
     t0, loss_sum, loss_n = time.perf_counter(), 0.0, 0
     desc = f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", desc=desc, leave=False)
-    old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    try:
-        while step < cfg.steps:
-            new = _train_step(cfg, images, model, params, state, opt, step, xp)
-            new_params, new_opt, new_state, loss, lr = new
-            # commit the step in one assignment: an interrupt never leaves a half-updated model
-            params, opt, state, step = new_params, new_opt, new_state, step + 1
-            loss_sum, loss_n = loss_sum + loss, loss_n + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.2e}", val=f"{rows[-1]['val_psnr']:.2f} dB" if rows else "-")
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                val_psnr, seconds = _evaluate(model, params, state, val), time.perf_counter() - t0
-                row = dict(step=step, train_loss=loss_sum / loss_n, lr=lr, val_psnr=val_psnr)
-                rows.append(dict(row, time_s=seconds))
-                loss_sum, loss_n = 0.0, 0
-                save()
-    except (KeyboardInterrupt, _Stop):
-        bar.close()
-        save()
-        where = f"; checkpoint saved to {checkpoint} (resume with --resume)" if checkpoint is not None else ""
-        print(f"interrupted after step {step}{where}")
-        raise KeyboardInterrupt from None
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    with sigterm_raises():
+        try:
+            while step < cfg.steps:
+                new = _train_step(cfg, images, model, params, state, opt, step, xp)
+                new_params, new_opt, new_state, loss, lr = new
+                # commit the step in one assignment: an interrupt never leaves a half-updated model
+                params, opt, state, step = new_params, new_opt, new_state, step + 1
+                loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.2e}", val=f"{rows[-1]['val_psnr']:.2f} dB" if rows else "-")
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    val_psnr, seconds = _evaluate(model, params, state, val), time.perf_counter() - t0
+                    row = dict(step=step, train_loss=loss_sum / loss_n, lr=lr, val_psnr=val_psnr)
+                    rows.append(dict(row, time_s=seconds))
+                    loss_sum, loss_n = 0.0, 0
+                    save()
+        except KeyboardInterrupt:
+            bar.close()
+            save()
+            where = (
+                f"; checkpoint saved to {checkpoint} (resume with --resume)" if checkpoint is not None else ""
+            )
+            print(f"interrupted after step {step}{where}")
+            raise  # SIGTERM arrives as TrainingInterrupted (exit status 143), Ctrl-C as itself (130)
     bar.close()
     save()
     return {
@@ -387,7 +376,3 @@ def train_denoiser(
         "config": cfg,
         "seconds": time.perf_counter() - t0,
     }
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
