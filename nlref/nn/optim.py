@@ -44,6 +44,22 @@ def _check_fraction(value: float, name: str) -> None:
         raise ValueError(f"{name} must be in [0, 1), received {value!r}")
 
 
+def check_sgd_args(lr: float, momentum: float, weight_decay: float) -> None:
+    """The hyper-parameters of every SGD step (per-tensor and multi-tensor), checked once per call."""
+    check_positive(lr, "lr")
+    _check_fraction(momentum, "momentum")
+    check_positive(weight_decay, "weight_decay", strict=False)
+
+
+def check_adam_args(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    """The hyper-parameters of every Adam step (per-tensor and multi-tensor), checked once per call."""
+    check_positive(lr, "lr")
+    _check_fraction(betas[0], "betas[0]")
+    _check_fraction(betas[1], "betas[1]")
+    check_positive(eps, "eps")
+    check_positive(weight_decay, "weight_decay", strict=False)
+
+
 def sgd_init(params: dict[str, Any]) -> dict[str, Any]:
     """Zero velocity for every parameter and ``step = 0``."""
     return {**_zeros_like(params, "velocity"), "step": np.asarray(0, dtype=np.int64)}
@@ -67,9 +83,7 @@ def sgd_step(
     -------
     new_params, new_state : dict
     """
-    check_positive(lr, "lr")
-    _check_fraction(momentum, "momentum")
-    check_positive(weight_decay, "weight_decay", strict=False)
+    check_sgd_args(lr, momentum, weight_decay)
     _check_grads(params, grads)
     new_params, new_state = dict(params), dict(state)
     for k, grad in grads.items():
@@ -106,12 +120,8 @@ def adam_step(
     -------
     new_params, new_state : dict
     """
-    check_positive(lr, "lr")
+    check_adam_args(lr, betas, eps, weight_decay)
     b1, b2 = betas
-    _check_fraction(b1, "betas[0]")
-    _check_fraction(b2, "betas[1]")
-    check_positive(eps, "eps")
-    check_positive(weight_decay, "weight_decay", strict=False)
     _check_grads(params, grads)
     t = int(state["step"]) + 1
     new_params, new_state = dict(params), dict(state)

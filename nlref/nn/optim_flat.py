@@ -42,10 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_positive
 from ..backend import get_namespace
 from . import optim
-from .optim import _check_fraction
+from .optim import check_adam_args, check_sgd_args
 
 __all__ = [
     "flatten_params",
@@ -157,9 +156,7 @@ def flat_sgd_step(
     dict
         ``state`` with ``step`` increased by one.
     """
-    check_positive(lr, "lr")
-    _check_fraction(momentum, "momentum")
-    check_positive(weight_decay, "weight_decay", strict=False)
+    check_sgd_args(lr, momentum, weight_decay)
     _check_flat(flat, g)
     if weight_decay:
         g = g + weight_decay * flat
@@ -193,12 +190,8 @@ def flat_adam_step(
     operations for the whole network (16 with weight decay).  Arguments and
     return as :func:`flat_sgd_step`; ``state["m"]``, ``state["v"]`` are updated in place.
     """
-    check_positive(lr, "lr")
+    check_adam_args(lr, betas, eps, weight_decay)
     b1, b2 = betas
-    _check_fraction(b1, "betas[0]")
-    _check_fraction(b2, "betas[1]")
-    check_positive(eps, "eps")
-    check_positive(weight_decay, "weight_decay", strict=False)
     _check_flat(flat, g)
     t = int(state["step"]) + 1
     if weight_decay:
@@ -295,9 +288,7 @@ def multi_tensor_sgd_step(
     """
     if not _flat_ready(params, grads):
         return optim.sgd_step(params, grads, state, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    check_positive(lr, "lr")
-    _check_fraction(momentum, "momentum")
-    check_positive(weight_decay, "weight_decay", strict=False)
+    check_sgd_args(lr, momentum, weight_decay)
     optim._check_grads(params, grads)
     p, v = _sgd_update(
         _gather(params, params),
@@ -336,11 +327,7 @@ def multi_tensor_adam_step(
     """
     if not _flat_ready(params, grads):
         return optim.adam_step(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-    check_positive(lr, "lr")
-    _check_fraction(betas[0], "betas[0]")
-    _check_fraction(betas[1], "betas[1]")
-    check_positive(eps, "eps")
-    check_positive(weight_decay, "weight_decay", strict=False)
+    check_adam_args(lr, betas, eps, weight_decay)
     optim._check_grads(params, grads)
     t = int(state["step"]) + 1
     p, m, v = _adam_update(
