@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_denoisers.py                     # shipped sigma-25 model
+    python benchmarks/bench_denoisers.py                     # the shipped models
     python benchmarks/bench_denoisers.py --weights 25:nl:A.npz --weights 25:no-nl:B.npz
 
 Images: camera, coins, moon (:data:`nlref.data.training_images.HELD_OUT_IMAGES`,
@@ -14,7 +14,8 @@ never used in training), grey, [0, 1], noise seed 0.  Methods:
 * ``nl_means_ipol``: the IPOL 2011 weights and parameter table;
 * learned models, one column label per ``--weights SIGMA:LABEL:FILE`` (repeat a label
   with several files, e.g. training seeds, to get mean +- std); by default the
-  shipped model (``nl``, sigma 25).  A learned model runs only at the sigma it was trained for;
+  shipped models (:data:`nlref.denoise.learned.SHIPPED_WEIGHTS`: ``nl`` at sigma 15, 25
+  and 50, ``no-nl`` at 25).  A learned model runs only at the sigma it was trained for;
 * ``bm3d``: the ``bm3d`` package (PyPI, CPU), when installed (``pip install bm3d``).
 
 PSNR and SSIM (data range 1) per image, then their mean over the images; time is
@@ -33,7 +34,7 @@ from common import environment, print_table, try_import, write_json
 from nlref.data import add_gaussian_noise, load_image
 from nlref.data.training_images import HELD_OUT_IMAGES
 from nlref.denoise import nl_means, nl_means_ipol
-from nlref.denoise.learned import DEFAULT_WEIGHTS, denoise_learned, load_weights
+from nlref.denoise.learned import SHIPPED_WEIGHTS, denoise_learned, load_weights
 from nlref.metrics import psnr, ssim
 
 SIGMAS = (15, 25, 50)
@@ -102,7 +103,7 @@ def main() -> int:
         action="append",
         default=[],
         metavar="SIGMA:LABEL:FILE",
-        help="a learned model to compare (default: the shipped one as 25:nl)",
+        help="a learned model to compare (default: the shipped ones, nl at 15, 25, 50 and no-nl at 25)",
     )
     p.add_argument("--images", nargs="+", default=list(HELD_OUT_IMAGES), choices=HELD_OUT_IMAGES)
     p.add_argument("--sigmas", nargs="+", type=int, default=list(SIGMAS))
@@ -112,7 +113,8 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.images, args.sigmas, args.crop = args.images[:1], [25], 64
-    nets = _parse_weights(args.weights or [f"25:nl:{DEFAULT_WEIGHTS}"])
+    shipped = [f"{sigma}:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
+    nets = _parse_weights(args.weights or shipped)
     rows = []
     for sigma in args.sigmas:
         for name, fns in _methods(sigma, nets):

@@ -32,6 +32,7 @@ from .backend import cupy_available, namespace_by_name
 from .io import atomic_path
 
 __all__ = [
+    "QUICK_TITLE",
     "quick_mode",
     "pick_backend",
     "out_dir",
@@ -45,6 +46,10 @@ __all__ = [
     "strip_outputs",
     "main",
 ]
+
+
+#: Added to the title of every figure saved in quick mode.
+QUICK_TITLE = "quick mode: smoke test, not a result"
 
 
 def quick_mode() -> bool:
@@ -88,6 +93,9 @@ def _in_notebook() -> bool:
 def save_figure(fig, name: str) -> Path:
     """Save ``fig`` as ``out_dir() / name`` (PNG, written atomically), show it, and return the path.
 
+    In quick mode the figure's title gains :data:`QUICK_TITLE`, so a smoke-test
+    figure is never mistaken for a result.
+
     Jupyter displays the figure; a plain Python run (``python -m nlref.notebooks
     run``) only writes the file and prints where.  The figure is closed
     afterwards so that long notebooks do not accumulate open figures.
@@ -96,6 +104,9 @@ def save_figure(fig, name: str) -> Path:
 
     if not name.endswith(".png"):
         name += ".png"
+    if quick_mode():  # a smoke-test figure says so in its title
+        old = fig.get_suptitle()
+        fig.suptitle(f"{old}\n{QUICK_TITLE}" if old else QUICK_TITLE, color="C3")
     path = out_dir() / name
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")

@@ -11,7 +11,14 @@ import pytest
 from nlref.backend import to_numpy
 from nlref.cli import main
 from nlref.data import load_image
-from nlref.denoise.learned import DEFAULT_WEIGHTS, check_recorded_psnr, denoise_learned, load_weights
+from nlref.denoise.learned import (
+    DEFAULT_WEIGHTS,
+    SHIPPED_WEIGHTS,
+    check_recorded_psnr,
+    denoise_learned,
+    load_weights,
+    shipped_weights,
+)
 from nlref.gradcheck import gradcheck
 from nlref.io import from_float, to_float
 from nlref.nn import denoiser_train
@@ -31,6 +38,7 @@ from nlref.nn.denoiser_train import (
     train_denoiser,
 )
 from nlref.nn.nonlocal_block import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
+from nlref.nn.params import to_backend
 
 
 def _tiny(xp=np, dtype=np.float64, nl_blocks=1, window=1, seed=0):
@@ -150,6 +158,16 @@ def test_tiled_denoising_equals_the_whole_image_forward():
     np.testing.assert_allclose(tiled, image - whole[0, 0], rtol=1e-12, atol=1e-12)
 
 
+def test_inference_without_caches_gives_the_same_output(xp):
+    net = _net()
+    params, state = to_backend(net["params"], xp), to_backend(net["state"], xp)
+    y = xp.asarray(np.random.default_rng(6).uniform(size=(2, 1, 11, 9)))
+    kept, caches, _ = denoiser_forward(y, params, state, net["model"])
+    dropped, none, _ = denoiser_forward(y, params, state, net["model"], keep_cache=False)
+    np.testing.assert_array_equal(to_numpy(dropped), to_numpy(kept))
+    assert all(c is not None for c in caches) and none == [None] * len(net["model"])
+
+
 def test_denoise_learned_runs_on_the_input_backend(xp):
     net = _net()
     image = xp.asarray(np.random.default_rng(5).uniform(size=(12, 12)))
@@ -172,6 +190,31 @@ def test_shipped_model_reproduces_its_recorded_psnr_on_a_held_out_image():
     recorded, measured = check_recorded_psnr(net)
     assert abs(recorded - measured) < 0.01, (recorded, measured)
     assert measured > 20.17 + 6  # and it denoises: the noisy crop is about 20 dB
+
+
+def test_every_shipped_model_is_what_its_name_says():
+    for (variant, sigma), path in SHIPPED_WEIGHTS.items():
+        net = load_weights(path)
+        assert net["config"].sigma == sigma, path
+        assert net["config"].nl_blocks == (1 if variant == "nl" else 0), path
+        assert net["check"] is not None and path.stat().st_size < 2e6, path
+
+
+def test_shipped_weights_picks_the_nearest_noise_level_in_log_scale():
+    assert shipped_weights() == DEFAULT_WEIGHTS == SHIPPED_WEIGHTS[("nl", 25)]
+    for level, expected in ((5, 15), (19, 15), (20, 25), (35, 25), (36, 50), (200, 50)):
+        assert shipped_weights(level / 255) == SHIPPED_WEIGHTS[("nl", expected)], level
+    assert shipped_weights(0.5, variant="no-nl") == SHIPPED_WEIGHTS[("no-nl", 25)]
+    for bad in (0, -0.1, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match="sigma must be"):
+            shipped_weights(bad)
+    with pytest.raises(ValueError, match="variant must be"):
+        shipped_weights(variant="dense")
+
+
+def test_denoise_learned_takes_weights_or_sigma_not_both():
+    with pytest.raises(ValueError, match="not both"):
+        denoise_learned(np.zeros((40, 40)), _net(), sigma=0.1)
 
 
 def _write(tmp_path, name="w.npz", drop=None, reshape=None, extra=None):
@@ -302,6 +345,15 @@ def test_cli_method_learned_equals_denoise_learned(camera_png, tmp_path, capsys)
     assert main(["denoise", str(camera_png), str(out), "--method", "learned"]) == 0
     assert "learned network" in capsys.readouterr().out
     expected = from_float(denoise_learned(to_float(iio.imread(camera_png))), np.dtype(np.uint8))
+    np.testing.assert_array_equal(iio.imread(out), expected)
+
+
+def test_cli_method_learned_with_sigma_uses_the_nearest_shipped_model(camera_png, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main(["denoise", str(camera_png), str(out), "--method", "learned", "--sigma", "45/255"]) == 0
+    assert "learned network (sigma 0.1961" in capsys.readouterr().out  # the sigma-50 model
+    image = to_float(iio.imread(camera_png))
+    expected = from_float(denoise_learned(image, SHIPPED_WEIGHTS[("nl", 50)]), np.dtype(np.uint8))
     np.testing.assert_array_equal(iio.imread(out), expected)
 
 

@@ -177,3 +177,21 @@ def test_save_figure_writes_a_png_into_out_dir(tmp_path, monkeypatch):
     path = save_figure(fig, "line")
     assert path == tmp_path / "line.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["line.png"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("quick, suptitle", [("1", None), ("1", "Weights"), ("0", "Weights")])
+def test_a_quick_mode_figure_says_so_in_its_title(tmp_path, monkeypatch, quick, suptitle):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nlref.notebooks import QUICK_TITLE, save_figure
+
+    monkeypatch.setenv("NLREF_OUT", str(tmp_path))
+    monkeypatch.setenv("NLREF_QUICK", quick)
+    fig, ax = plt.subplots()
+    if suptitle:
+        fig.suptitle(suptitle)
+    save_figure(fig, "f")
+    title = fig.get_suptitle()
+    assert (QUICK_TITLE in title) == (quick == "1") and (suptitle or "") in title

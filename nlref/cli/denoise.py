@@ -23,6 +23,7 @@ Examples::
     nlref denoise stack.tif out.tif --patch-size 1,7,7 --patch-distance 2,10,10
     nlref denoise noisy.png out.png --preset ipol --sigma 20/255
     nlref denoise noisy.png out.png --method learned          # the shipped sigma-25 network
+    nlref denoise noisy.png out.png --method learned --sigma 50/255  # the shipped sigma-50 one
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 from ..backend import asarray, namespace_by_name, synchronize, to_numpy
 from ..data import add_gaussian_noise
 from ..denoise import denoise_learned, nl_means
-from ..denoise.learned import load_weights
+from ..denoise.learned import load_weights, shipped_weights
 from ..io import check_output, check_writable, from_float, read_image, to_float, write_image
 from ..metrics import psnr
 from . import options, stream
@@ -72,8 +73,8 @@ def register(subparsers: Any) -> None:
         "--weights",
         default=None,
         metavar="FILE",
-        help="weights of --method learned (default: the shipped sigma-25 model; "
-        "`nlref train-denoiser` writes new ones)",
+        help="weights of --method learned (default: the shipped model trained nearest to --sigma, "
+        "at 15, 25 or 50 on the 0-255 scale, else the sigma-25 one; `nlref train-denoiser` writes more)",
     )
     _add_nl_means_options(p)
     _add_run_options(p)
@@ -191,6 +192,8 @@ def _learned_weights(args: argparse.Namespace) -> dict[str, Any] | None:
         raise ValueError(f"--method learned takes no non-local-means options, received {used or ['--slow']}")
     if stream.wants_streaming(args):
         raise ValueError("--method learned has no streaming path: drop --chunks / --max-memory / .zarr")
+    if args.weights is None:  # the shipped model trained nearest to --sigma (sigma 25 without it)
+        return load_weights(shipped_weights(args.sigma))
     return load_weights(args.weights)
 
 

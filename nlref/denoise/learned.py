@@ -10,18 +10,19 @@ learns the rest of the filter too: it predicts the noise, and the result is
 The windowed block visits its search window by offsets
 (:mod:`nlref.nn.nonlocal_window`), so its memory grows like the number of
 pixels times the window size, not like the square of the number of pixels;
-still, the forward keeps every layer's cache (about 5 KB a pixel for the
-shipped model), so a large image is processed in pieces.  This is exact: an
-output pixel depends only on the ``r = receptive_radius(model)`` pixels around
-it, so the image is cut into ``tile x tile`` pieces that overlap by ``r`` on
-every side and only the centres are kept.  BatchNorm runs on its stored
-statistics, the convolutions' zero padding and the window's clipping happen
-only at the real image border, and the result equals the whole-image
+inference also drops every layer's cache as soon as the layer has run, yet a
+large image is still processed in pieces to bound the memory.  This is exact:
+an output pixel depends only on the ``r = receptive_radius(model)`` pixels
+around it, so the image is cut into ``tile x tile`` pieces that overlap by
+``r`` on every side and only the centres are kept.  BatchNorm runs on its
+stored statistics, the convolutions' zero padding and the window's clipping
+happen only at the real image border, and the result equals the whole-image
 forward exactly (tested).
 
-The shipped model (:data:`DEFAULT_WEIGHTS`) was trained at sigma = 25 / 255
-on :data:`nlref.data.training_images.TRAIN_IMAGES`; camera, coins and moon
-were never seen.  Retrain it with ``nlref train-denoiser``.
+The shipped models (:data:`SHIPPED_WEIGHTS`; the default, :data:`DEFAULT_WEIGHTS`,
+at sigma = 25 / 255) were trained on
+:data:`nlref.data.training_images.TRAIN_IMAGES`; camera, coins and moon were
+never seen.  Retrain them with ``nlref train-denoiser``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,59 @@ from ..nn.denoiser import denoiser_forward, receptive_radius
 from ..nn.denoiser_train import load_denoiser
 from ..nn.params import to_backend
 
-__all__ = ["DEFAULT_WEIGHTS", "check_recorded_psnr", "denoise_learned", "load_weights", "measure_check"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "SHIPPED_WEIGHTS",
+    "check_recorded_psnr",
+    "denoise_learned",
+    "load_weights",
+    "measure_check",
+    "shipped_weights",
+]
 
-#: The shipped model: width 16, depth 5, one windowed non-local block (radius 7), sigma 25.
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "models" / "denoiser_nl_sigma25.npz"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+
+#: The shipped models, ``{(variant, sigma on the 0-255 scale): file}``, each written by ``nlref
+#: train-denoiser --preset P --sigma S --seed 0`` (P = default or no-nl): width 32, depth 8; ``"nl"`` has
+#: one windowed non-local block (radius 5, C_i = 8), ``"no-nl"`` is the same network without it (the
+#: ablation partner, shipped at sigma 25 only).  About 0.3 MB each.
+SHIPPED_WEIGHTS = {
+    ("nl", 15): MODELS_DIR / "denoiser_nl_sigma15.npz",
+    ("nl", 25): MODELS_DIR / "denoiser_nl_sigma25.npz",
+    ("nl", 50): MODELS_DIR / "denoiser_nl_sigma50.npz",
+    ("no-nl", 25): MODELS_DIR / "denoiser_nonl_sigma25.npz",
+}
+
+#: The default model: the windowed non-local network trained at sigma = 25 / 255.
+DEFAULT_WEIGHTS = SHIPPED_WEIGHTS[("nl", 25)]
+
+
+def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
+    """The shipped weights file trained nearest to ``sigma`` (image scale, like ``nl_means``).
+
+    Parameters
+    ----------
+    sigma : float, optional
+        Noise standard deviation on the [0, 1] scale of the image; None gives
+        :data:`DEFAULT_WEIGHTS` (sigma 25 / 255).  The nearest noise level is
+        chosen in log scale among the shipped ones (:data:`SHIPPED_WEIGHTS`).
+    variant : {"nl", "no-nl"}
+        With the windowed non-local block (sigma 15, 25, 50), or the same
+        network without it (sigma 25 only).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    if variant not in ("nl", "no-nl"):
+        raise ValueError(f"variant must be 'nl' or 'no-nl', received {variant!r}")
+    if sigma is None:
+        return SHIPPED_WEIGHTS[(variant, 25)]
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating)) or not 0 < sigma < np.inf:
+        raise ValueError(f"sigma must be a positive finite number (image scale), received {sigma!r}")
+    available = {k: v for k, v in SHIPPED_WEIGHTS.items() if k[0] == variant}
+    level = 255.0 * float(sigma)
+    return min(available.items(), key=lambda kv: abs(np.log(kv[0][1] / level)))[1]
 
 
 def load_weights(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -66,7 +116,12 @@ def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, i
 
 
 def denoise_learned(
-    image: Any, weights: str | os.PathLike | dict | None = None, *, tile: int = 256, batch_tiles: int = 1
+    image: Any,
+    weights: str | os.PathLike | dict | None = None,
+    *,
+    sigma: float | None = None,
+    tile: int = 256,
+    batch_tiles: int = 1,
 ) -> Any:
     """Denoise a grey image with a trained residual non-local network: ``x_hat = y - R(y)``.
 
@@ -77,16 +132,19 @@ def denoise_learned(
         ``img_as_float``).  The model removes the noise level it was trained for
         (``load_weights(...)["config"].sigma``, on the 0-255 scale).
     weights : path-like, dict or None
-        A weights file, the dict of :func:`load_weights`, or None for the
-        shipped sigma-25 model.
+        A weights file, the dict of :func:`load_weights`, or None for a shipped
+        model: the sigma-25 one, or the one trained nearest to ``sigma``.
+    sigma : float, optional
+        Noise level on the image's [0, 1] scale, to choose a shipped model
+        (:func:`shipped_weights`); only with ``weights=None``.
     tile : int
         Side of the pieces the network runs on; must exceed twice the receptive
-        radius r (14 for the shipped model), and each piece recomputes a border
-        of r pixels, so larger tiles waste less.  Memory grows like
-        ``batch_tiles * tile**2``: for the shipped model in float32 about 5 KB
-        a pixel (the layers' caches; the window weights are ``(2 window + 1)**2``
-        floats of it, 0.9 KB), i.e. about 320 MiB for a 256 x 256 tile and
-        80 MiB for 128 x 128 (measured peak of NumPy allocations).
+        radius r (2 r = 30 for the shipped models), and each piece recomputes a
+        border of r pixels, so larger tiles waste less.  Memory grows like
+        ``batch_tiles * tile**2``: inference keeps no layer caches, and a
+        shipped model in float32 peaks at about 2.3 KB a pixel, 144 MiB for a
+        256 x 256 tile (measured peak of NumPy allocations; 12.7 KB a pixel if
+        the caches were kept, as training must).
     batch_tiles : int
         Tiles per forward call (memory multiplies by it).
 
@@ -98,8 +156,8 @@ def denoise_learned(
     Raises
     ------
     ValueError
-        Not a 2-D image, non-finite values, ``tile`` too small, bad weights file
-        (the message names the file and the array).
+        Not a 2-D image, non-finite values, ``tile`` too small, ``sigma`` with
+        ``weights``, bad weights file (the message names the file and the array).
 
     Examples
     --------
@@ -111,6 +169,10 @@ def denoise_learned(
     check_array(image, "image")
     if image.ndim != 2:
         raise ValueError(f"image must be a 2-D grey image (H, W), received shape {tuple(image.shape)}")
+    if sigma is not None and weights is not None:
+        raise ValueError("sigma chooses a shipped model: pass weights or sigma, not both")
+    if weights is None:
+        weights = shipped_weights(sigma)
     net = weights if isinstance(weights, dict) else load_weights(weights)
     r = receptive_radius(net["model"])
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile <= 2 * r:
@@ -136,7 +198,7 @@ def denoise_learned(
         batch = xp.stack([y[i0 : i0 + th, j0 : j0 + tw] for (i0, _, _), (j0, _, _) in group]).astype(dtype)[
             :, None
         ]
-        noise, _, _ = denoiser_forward(batch, params, state, net["model"], train=False)
+        noise, _, _ = denoiser_forward(batch, params, state, net["model"], train=False, keep_cache=False)
         clean = batch[:, 0] - noise[:, 0]
         for k, ((i0, a0, a1), (j0, c0, c1)) in enumerate(group):
             out[a0:a1, c0:c1] = clean[k, a0 - i0 : a1 - i0, c0 - j0 : c1 - j0]

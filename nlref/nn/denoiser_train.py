@@ -64,15 +64,15 @@ class DenoiserConfig:
     ``eval_every`` steps, the validation PSNR on ``n_val`` fixed patches.
     """
 
-    width: int = 16
-    depth: int = 5
+    width: int = 32
+    depth: int = 8
     nl_blocks: int = 1
-    window: int | None = 7
-    inner_channels: int | None = None
+    window: int | None = 5
+    inner_channels: int | None = 8
     sigma: float = 25.0
     patch: int = 32
     batch_size: int = 16
-    steps: int = 1500
+    steps: int = 2500
     lr: float = 1e-3
     lr_drop: float = 0.8
     eval_every: int = 100
