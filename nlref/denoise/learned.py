@@ -55,7 +55,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 #: The shipped models, ``{(variant, sigma on the 0-255 scale): file}``, each written by ``nlref
 #: train-denoiser --preset P --sigma S --seed 0`` (P = default or no-nl): width 32, depth 8; ``"nl"`` has
-#: one windowed non-local block (radius 5, C_i = 8), ``"no-nl"`` is the same network without it (the
+#: two windowed non-local blocks (radius 5, C_i = 8), ``"no-nl"`` is the same network without them (the
 #: ablation partner, shipped at sigma 25 only).  About 0.3 MB each.
 SHIPPED_WEIGHTS = {
     ("nl", 15): MODELS_DIR / "denoiser_nl_sigma15.npz",
@@ -139,7 +139,7 @@ def denoise_learned(
         (:func:`shipped_weights`); only with ``weights=None``.
     tile : int
         Side of the pieces the network runs on; must exceed twice the receptive
-        radius r (2 r = 30 for the shipped models), and each piece recomputes a
+        radius r (2 r = 40 for the shipped models with blocks), and each piece recomputes a
         border of r pixels, so larger tiles waste less.  Memory grows like
         ``batch_tiles * tile**2``: inference keeps no layer caches, and a
         shipped model in float32 peaks at about 2.3 KB a pixel, 144 MiB for a

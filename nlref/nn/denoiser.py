@@ -161,7 +161,7 @@ def windowed_nonlocal_backward(dz: Any, cache: tuple) -> tuple[Any, dict]:
 
 
 def build_denoiser(
-    *, width=32, depth=8, nl_blocks=1, window=5, inner_channels=8, rng=0, dtype=np.float32, xp=np
+    *, width=32, depth=8, nl_blocks=2, window=5, inner_channels=8, rng=0, dtype=np.float32, xp=np
 ) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
     """Build the residual denoiser: its layer table, parameters and BatchNorm state.
 

@@ -66,7 +66,7 @@ class DenoiserConfig:
 
     width: int = 32
     depth: int = 8
-    nl_blocks: int = 1
+    nl_blocks: int = 2
     window: int | None = 5
     inner_channels: int | None = 8
     sigma: float = 25.0
@@ -88,7 +88,8 @@ class DenoiserConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-#: ``default``: the shipped model (sigma 25, one windowed block); ``no-nl``: the same network without it;
+#: ``default``: the shipped models (two windowed blocks; sigma 25 unless ``--sigma``); ``no-nl``: the same
+#: network without them;
 #: ``quick``: a few steps of a tiny network, for tests and the notebook's quick mode.
 DENOISER_PRESETS = {
     "default": DenoiserConfig(),
