@@ -142,8 +142,8 @@ def denoise_learned(
         radius r (2 r = 40 for the shipped models with blocks), and each piece recomputes a
         border of r pixels, so larger tiles waste less.  Memory grows like
         ``batch_tiles * tile**2``: inference keeps no layer caches, and a
-        shipped model in float32 peaks at about 2.3 KB a pixel, 144 MiB for a
-        256 x 256 tile (measured peak of NumPy allocations; 12.7 KB a pixel if
+        shipped model in float32 peaks at about 2.3 KB a pixel, 142 MiB for a
+        256 x 256 tile (measured peak of NumPy allocations; 13.5 KB a pixel if
         the caches were kept, as training must).
     batch_tiles : int
         Tiles per forward call (memory multiplies by it).
