@@ -18,11 +18,13 @@ import os
 from pathlib import Path
 
 import fuzz_harness
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 from nlref.backend import cupy_available, namespace_by_name
+from nlref.data import load_image
 
 os.environ.setdefault("NLREF_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -68,6 +70,14 @@ def pytest_collection_modifyitems(config, items):
         # tests marked gpu without the xp fixture (whole-GPU tests) skip too
         if "gpu" in item.keywords and "xp" not in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def camera_png(tmp_path):
+    """A 64 x 64 8-bit crop of scikit-image's camera as a PNG file: the CLI tests' input."""
+    path = tmp_path / "camera.png"
+    iio.imwrite(path, load_image("camera", dtype=None)[200:264, 200:264])
+    return path
 
 
 @pytest.fixture

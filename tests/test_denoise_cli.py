@@ -18,13 +18,6 @@ from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import estimate_sigma, ipol_parameters, nl_means
 
 
-@pytest.fixture
-def camera_png(tmp_path):
-    path = tmp_path / "camera.png"
-    iio.imwrite(path, load_image("camera", dtype=None)[200:264, 200:264])
-    return path
-
-
 def test_png_8bit_round_trip_with_added_noise_prints_psnr(camera_png, tmp_path, capsys):
     out = tmp_path / "out.png"
     assert main(["denoise", str(camera_png), str(out), "--add-noise", "20/255", "--seed", "3"]) == 0

@@ -266,29 +266,15 @@ def test_nonlocal_block_is_the_identity_at_init_and_finite_after(
     x = _random(rng, (2, 4) + (4,) * n_spatial, dtype)
     params, state = init_nonlocal_params(4, mode=mode, ndim=n_spatial, rng=seed, dtype=dtype)
     sub = 2 if subsample else None
-    got = nn_attempt(
-        "nonlocal_block_forward",
-        nonlocal_block_forward,
-        x,
-        params,
-        state,
-        mode=mode,
-        subsample=sub,
-        train=train,
-    )
+
+    def attempt(p):
+        kwargs = dict(mode=mode, subsample=sub, train=train)
+        return nn_attempt("nonlocal_block_forward", nonlocal_block_forward, x, p, state, **kwargs)
+
+    got = attempt(params)
     np.testing.assert_array_equal(got.value[0], x)  # BN gamma = 0: z = x
     got.correct()
-    params = {key: _random(rng, a.shape, dtype) for key, a in params.items()}
-    got = nn_attempt(
-        "nonlocal_block_forward",
-        nonlocal_block_forward,
-        x,
-        params,
-        state,
-        mode=mode,
-        subsample=sub,
-        train=train,
-    )
+    got = attempt({key: _random(rng, a.shape, dtype) for key, a in params.items()})
     assert got.value[0].shape == x.shape
     got.correct()
 
