@@ -10,7 +10,6 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.cli import main
-from nlref.data import load_image
 from nlref.denoise.learned import (
     DEFAULT_WEIGHTS,
     SHIPPED_WEIGHTS,
@@ -205,8 +204,11 @@ def test_shipped_weights_picks_the_nearest_noise_level_in_log_scale():
     for level, expected in ((5, 15), (19, 15), (20, 25), (35, 25), (36, 50), (200, 50)):
         assert shipped_weights(level / 255) == SHIPPED_WEIGHTS[("nl", expected)], level
     assert shipped_weights(0.5, variant="no-nl") == SHIPPED_WEIGHTS[("no-nl", 25)]
-    for bad in (0, -0.1, float("nan"), float("inf"), "0.1", True):
-        with pytest.raises(ValueError, match="sigma must be"):
+    for bad in (0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+            shipped_weights(bad)
+    for bad in ("0.1", True):
+        with pytest.raises(TypeError, match="sigma must be a real number"):
             shipped_weights(bad)
     with pytest.raises(ValueError, match="variant must be"):
         shipped_weights(variant="dense")
@@ -331,13 +333,6 @@ def test_train_denoiser_command_writes_weights_with_a_recorded_check(tmp_path, c
 
 
 # ---------------------------------------------------------------- nlref denoise --method learned
-
-
-@pytest.fixture
-def camera_png(tmp_path):
-    path = tmp_path / "camera.png"
-    iio.imwrite(path, load_image("camera", dtype=None)[200:264, 200:264])
-    return path
 
 
 def test_cli_method_learned_equals_denoise_learned(camera_png, tmp_path, capsys):

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_array, check_finite
+from .._validation import check_array, check_finite, check_positive
 from ..backend import as_float_image, get_namespace
 from ..data.images import add_gaussian_noise, load_image
 from ..metrics import psnr
@@ -78,19 +78,23 @@ def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
         :data:`DEFAULT_WEIGHTS` (sigma 25 / 255).  The nearest noise level is
         chosen in log scale among the shipped ones (:data:`SHIPPED_WEIGHTS`).
     variant : {"nl", "no-nl"}
-        With the windowed non-local block (sigma 15, 25, 50), or the same
-        network without it (sigma 25 only).
+        With the windowed non-local blocks (sigma 15, 25, 50), or the same
+        network without them (sigma 25 only).
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown ``variant``; ``sigma`` not a finite number > 0.
     """
     if variant not in ("nl", "no-nl"):
         raise ValueError(f"variant must be 'nl' or 'no-nl', received {variant!r}")
     if sigma is None:
         return SHIPPED_WEIGHTS[(variant, 25)]
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating)) or not 0 < sigma < np.inf:
-        raise ValueError(f"sigma must be a positive finite number (image scale), received {sigma!r}")
+    check_positive(sigma, "sigma")
     available = {k: v for k, v in SHIPPED_WEIGHTS.items() if k[0] == variant}
     level = 255.0 * float(sigma)
     return min(available.items(), key=lambda kv: abs(np.log(kv[0][1] / level)))[1]
