@@ -42,10 +42,9 @@ from common import (
 
 from nlref.backend import asarray, to_numpy
 from nlref.data.synthetic_video import make_clips
-from nlref.nn import adam_step, softmax_cross_entropy
-from nlref.nn.config import get_preset
-from nlref.nn.models import build_model, model_backward, model_forward
-from nlref.nn.step import optimizer_init, train_step
+from nlref.nn import softmax_cross_entropy
+from nlref.nn.train import adam_step, get_preset, optimizer_init, train_step
+from nlref.nn.video import build_model, model_backward, model_forward
 from nlref.opcount import count_ops
 
 CFG = get_preset("quick").replace(optimizer="adam", weight_decay=0.0)  # train_step's optimiser: Adam

@@ -12,12 +12,19 @@ import pytest
 
 from nlref.cli import main as nlref_main
 from nlref.data.synthetic_video import make_clips, temporal_gap
-from nlref.nn import ablation
-from nlref.nn.ablation import PARTS, ablation_config, markdown, run_ablation, select_rows, write_results
-from nlref.nn.ablation_report import QUICK_NOTE
-from nlref.nn.config import get_preset
-from nlref.nn.model_time import temporal_receptive_field
-from nlref.nn.step import build_from_config
+from nlref.nn.train import (
+    PARTS,
+    QUICK_NOTE,
+    ablation,
+    ablation_config,
+    build_from_config,
+    get_preset,
+    markdown,
+    run_ablation,
+    select_rows,
+    write_results,
+)
+from nlref.nn.video import temporal_receptive_field
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,13 @@ import pytest
 
 from nlref.backend import asarray, to_numpy
 from nlref.denoise import nl_means_pixelwise
-from nlref.nn.bridge import nl_means_as_nonlocal, nlm_nonlocal_inputs, patch_vectors, search_window_mask
-from nlref.nn.nonlocal_op import attention_weights
+from nlref.nn.nl import (
+    attention_weights,
+    nl_means_as_nonlocal,
+    nlm_nonlocal_inputs,
+    patch_vectors,
+    search_window_mask,
+)
 
 
 def noisy(rng, shape, sigma=0.1):

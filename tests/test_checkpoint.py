@@ -8,9 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from nlref.nn.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from nlref.nn.config import TrainConfig
-from nlref.nn.models import build_model
+from nlref.nn.train import CHECKPOINT_FORMAT, TrainConfig, load_checkpoint, save_checkpoint
+from nlref.nn.video import build_model
 
 
 def _model(**kw):

@@ -24,8 +24,7 @@ from fuzz_harness import attempt
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from nlref.nn.checkpoint import load_checkpoint, save_checkpoint
-from nlref.nn.config import TrainConfig
+from nlref.nn.train import TrainConfig, load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.fuzz
 

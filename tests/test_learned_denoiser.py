@@ -20,7 +20,6 @@ from nlref.denoise.learned import (
 )
 from nlref.gradcheck import gradcheck
 from nlref.io import from_float, to_float
-from nlref.nn import denoiser_train
 from nlref.nn.denoiser import (
     build_denoiser,
     denoiser_backward,
@@ -29,15 +28,10 @@ from nlref.nn.denoiser import (
     windowed_nonlocal_backward,
     windowed_nonlocal_forward,
 )
-from nlref.nn.denoiser_train import (
-    DENOISER_PRESETS,
-    DenoiserConfig,
-    noisy_batch,
-    save_denoiser,
-    train_denoiser,
-)
-from nlref.nn.nonlocal_block import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
-from nlref.nn.params import to_backend
+from nlref.nn.layers import to_backend
+from nlref.nn.nl import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
+from nlref.nn.train import DENOISER_PRESETS, DenoiserConfig, noisy_batch, save_denoiser, train_denoiser
+from nlref.nn.train import denoiser as denoiser_train
 
 
 def _tiny(xp=np, dtype=np.float64, nl_blocks=1, window=1, seed=0):

@@ -14,7 +14,8 @@ from nlref.nn import (
     nonlocal_block_forward,
     relu_forward,
 )
-from nlref.nn.blocks import (
+from nlref.nn.layers import unscope
+from nlref.nn.video import (
     basic_block_backward,
     basic_block_forward,
     bottleneck_block_backward,
@@ -28,7 +29,6 @@ from nlref.nn.blocks import (
     space_time_nonlocal_forward,
     space_time_unfold,
 )
-from nlref.nn.params import unscope
 
 
 def _conv_bn(rng, name, bn, c_in, c_out, k):

@@ -11,22 +11,17 @@ from nlref.gradcheck import gradcheck
 from nlref.nn import (
     dropout_backward,
     dropout_forward,
-    gaussian,
     he_normal,
     linear_backward,
     linear_forward,
-    merge,
-    ones,
-    params_to_numpy,
     relu_backward,
     relu_forward,
     scope,
     softmax,
     softmax_cross_entropy,
-    to_backend,
     unscope,
-    zeros,
 )
+from nlref.nn.layers import gaussian, merge, ones, params_to_numpy, to_backend, zeros
 
 
 @pytest.mark.parametrize("shape", [(4, 3), (2, 3, 5), (2, 3, 2, 3), (1, 3, 2, 2, 3)])
@@ -160,16 +155,20 @@ def test_scope_unscope_merge_round_trip(xp):
 
 def test_nlref_nn_exports_the_contract_names():
     import nlref.nn
+    import nlref.nn.layers
+    import nlref.nn.train
 
-    contract = """linear_forward linear_backward conv_forward conv_backward
+    layers = """linear_forward linear_backward conv_forward conv_backward
     batch_norm_forward batch_norm_backward
     relu_forward relu_backward max_pool_forward max_pool_backward avg_pool_forward avg_pool_backward
     global_avg_pool_forward global_avg_pool_backward dropout_forward dropout_backward
     softmax softmax_cross_entropy
-    he_normal gaussian zeros ones scope unscope merge to_backend params_to_numpy
-    sgd_init sgd_step adam_init adam_step step_lr""".split()
-    missing = [name for name in contract if not callable(getattr(nlref.nn, name, None))]
-    assert not missing and set(contract) <= set(nlref.nn.__all__)
+    he_normal gaussian zeros ones scope unscope merge to_backend params_to_numpy""".split()
+    optimisers = "sgd_init sgd_step adam_init adam_step".split()
+    missing = [name for name in layers if not callable(getattr(nlref.nn.layers, name, None))]
+    missing += [name for name in optimisers if not callable(getattr(nlref.nn.train, name, None))]
+    assert not missing and set(layers) <= set(nlref.nn.layers.__all__)
+    assert set(optimisers) <= set(nlref.nn.train.__all__)
 
 
 @pytest.mark.parametrize("layer", ["linear", "relu", "dropout"])

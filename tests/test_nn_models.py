@@ -7,7 +7,7 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import gradcheck
-from nlref.nn.models import (
+from nlref.nn.video import (
     MODEL_LAYERS,
     build_model,
     c2d,

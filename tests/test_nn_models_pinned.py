@@ -33,9 +33,8 @@ from nlref.nn import (
     relu_backward,
     relu_forward,
 )
-from nlref.nn.models import build_model, model_backward, model_forward
-from nlref.nn.norm import batch_norm_backward, batch_norm_forward
-from nlref.nn.params import scope, unscope
+from nlref.nn.layers import batch_norm_backward, batch_norm_forward, scope, unscope
+from nlref.nn.video import build_model, model_backward, model_forward
 
 # ----------------------------------------------------------------------------- frozen copy (do not edit)
 # fmt: off

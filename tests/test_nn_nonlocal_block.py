@@ -13,12 +13,7 @@ import pytest
 
 from nlref.backend import asarray, to_numpy
 from nlref.gradcheck import gradcheck
-from nlref.nn.nonlocal_block import (
-    NONLOCAL_MODES,
-    init_nonlocal_params,
-    nonlocal_block_backward,
-    nonlocal_block_forward,
-)
+from nlref.nn.nl import NONLOCAL_MODES, init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 
 SHAPES = {1: (2, 4, 6), 2: (2, 4, 4, 4), 3: (2, 4, 2, 4, 4)}
 KERNELS = {1: 2, 2: 2, 3: (1, 2, 2)}

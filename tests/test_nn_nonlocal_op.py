@@ -13,8 +13,8 @@ import pytest
 
 from nlref.backend import PeakMemory, asarray, to_numpy
 from nlref.gradcheck import gradcheck
-from nlref.nn import nonlocal_op as nlop
-from nlref.nn.nonlocal_op import attention_weights, nonlocal_op_backward, nonlocal_op_forward
+from nlref.nn.nl import attention_weights, nonlocal_op_backward, nonlocal_op_forward
+from nlref.nn.nl import op as nlop
 
 FUNCS = ["gaussian", "embedded_gaussian", "dot_product", "concatenation"]
 

@@ -9,14 +9,16 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.gradcheck import gradcheck
-from nlref.nn.nonlocal_op import attention_weights, nonlocal_op_backward, nonlocal_op_forward
-from nlref.nn.nonlocal_window import (
+from nlref.nn.nl import (
+    attention_weights,
+    local_window_mask,
+    nonlocal_op_backward,
+    nonlocal_op_forward,
     window_offsets,
     windowed_attention_backward,
     windowed_attention_forward,
     windowed_attention_map,
 )
-from nlref.nn.window import local_window_mask
 
 CASES = [  # (spatial shape, window radius)
     ((9,), 0),

@@ -15,7 +15,7 @@ import pytest
 from nlref.backend import asarray, to_numpy
 from nlref.gradcheck import gradcheck
 from nlref.nn import NONLOCAL_MODES, local_window_mask, nonlocal_op_forward
-from nlref.nn.nonlocal_block import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
+from nlref.nn.nl import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 
 
 def loop_mask(shape, window, stride):

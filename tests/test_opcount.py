@@ -9,23 +9,36 @@ from nlref.backend import get_namespace, is_cupy_array
 from nlref.data.synthetic_video import make_clips
 from nlref.denoise import nl_means
 from nlref.denoise.batched import GPU_MAX_BATCH_BYTES
-from nlref.nn import relu_forward, sgd_init, sgd_step, softmax_cross_entropy
-from nlref.nn.config import get_preset
-from nlref.nn.models import build_model, model_backward, model_forward
-from nlref.nn.optim_flat import flat_sgd_init, flat_sgd_step, flatten_grads, flatten_params
-from nlref.nn.step import optimizer_init, train_step
+from nlref.nn import relu_forward, softmax_cross_entropy
+from nlref.nn.train import (
+    flat_sgd_init,
+    flat_sgd_step,
+    flatten_grads,
+    flatten_params,
+    get_preset,
+    optimizer_init,
+    sgd_init,
+    sgd_step,
+    train_step,
+)
+from nlref.nn.video import build_model, model_backward, model_forward
 from nlref.opcount import CountedArray, count_ops
 
 # measured on 2026-11-28 (NumPy 2.4); a bound a little above, so a change that adds operations fails here.
 # Issue #14 aims at <= 200 per tiny NL C2D train step (1163 before the pool, conv, BN and optimiser rework).
 TRAIN_STEP_OPS = 743  # forward + loss + backward + per-tensor SGD step (234 of them)
 TRAIN_STEP_BOUND = 760
-# nlref.nn.step.train_step (multi-tensor optimiser): SGD with weight decay, Adam
+# nlref.nn.train.train_step (multi-tensor optimiser): SGD with weight decay, Adam
 TRAIN_STEP_FN_OPS = {"sgd": 521, "adam": 532}
 TRAIN_STEP_FN_SLACK = 10
 
 # per layer kind in one tiny NL C2D step (before: conv 301, padding 18, max pool 246, batch norm 290)
-LAYER_OPS_BOUND = {"nlref.nn.conv": 125, "nlref.nn._common": 35, "nlref.nn.pool": 30, "nlref.nn.norm": 265}
+LAYER_OPS_BOUND = {
+    "nlref.nn.layers.conv": 125,
+    "nlref.nn.layers._common": 35,
+    "nlref.nn.layers.pool": 30,
+    "nlref.nn.layers.norm": 265,
+}
 NL_MEANS_64_OPS = 1426  # GPU path (offsets batched as on CuPy)
 NL_MEANS_64_BOUND = 1500
 
@@ -103,8 +116,8 @@ def test_operations_are_attributed_to_the_nlref_function_that_issued_them():
     x = np.ones((2, 3))
     with count_ops() as ops:
         relu_forward(ops.track(x))
-    assert set(ops.by_site) == {"nlref.nn.layers.relu_forward"}
-    assert ops.by_prefix("nlref.nn.layers") == ops.total > 0
+    assert set(ops.by_site) == {"nlref.nn.layers.elementwise.relu_forward"}
+    assert ops.by_prefix("nlref.nn.layers.elementwise") == ops.total > 0
 
 
 def tiny_train_step(flat: bool):
@@ -133,7 +146,9 @@ def test_tiny_nl_c2d_train_step_stays_under_its_operation_bound():
     expected = model_forward(make_clips(4, seed=0, size=32)[0], params, state, model, train=True)[0]
     np.testing.assert_array_equal(np.asarray(logits), expected)  # counting changes no number
     assert ops.total <= TRAIN_STEP_BOUND, f"{ops.total} ops per step (was {TRAIN_STEP_OPS}):\n{ops.table()}"
-    assert ops.by_prefix("nlref.nn.optim.sgd_step") == 6 * n_params  # per-tensor SGD: 6 operations per tensor
+    assert (
+        ops.by_prefix("nlref.nn.train.optim.sgd_step") == 6 * n_params
+    )  # per-tensor SGD: 6 operations per tensor
 
 
 def test_each_layer_kind_stays_under_its_operation_bound():
@@ -153,15 +168,17 @@ def test_train_step_with_the_multi_tensor_optimiser_stays_under_its_bound(optimi
         train_step(model, params, state, opt, x, y, cfg=cfg, lr=0.1, rng=rng)
     expected = TRAIN_STEP_FN_OPS[optimizer]
     assert ops.total <= expected + TRAIN_STEP_FN_SLACK, f"{ops.total} (was {expected}):\n{ops.table()}"
-    assert ops.by_prefix("nlref.nn.optim") <= 25  # one flat update: 3 or 4 gathers and a few operations
+    assert (
+        ops.by_prefix("nlref.nn.train.multi_tensor") <= 25
+    )  # one flat update: 3 or 4 gathers and a few operations
 
 
 def test_flat_optimiser_cuts_the_optimiser_share_of_a_train_step():
     _, per_tensor, _ = tiny_train_step(flat=False)
     _, flat, _ = tiny_train_step(flat=True)
     # 6 update operations for the whole network, 1 concatenate, plus one copy per non-contiguous gradient
-    assert flat.by_prefix("nlref.nn.optim_flat.flat_sgd_step") == 6
-    assert flat.by_prefix("nlref.nn.optim_flat") <= 25
+    assert flat.by_prefix("nlref.nn.train.multi_tensor.flat_sgd_step") == 6
+    assert flat.by_prefix("nlref.nn.train.multi_tensor") <= 25
     assert flat.total <= per_tensor.total - 200
 
 

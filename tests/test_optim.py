@@ -9,7 +9,8 @@ import pytest
 
 from nlref.backend import to_numpy
 from nlref.io import save_npz_atomic
-from nlref.nn import adam_init, adam_step, params_to_numpy, sgd_init, sgd_step, step_lr, to_backend
+from nlref.nn.layers import params_to_numpy, to_backend
+from nlref.nn.train import adam_init, adam_step, sgd_init, sgd_step, step_lr
 
 
 def scalar_params(xp, value, dtype=np.float64):

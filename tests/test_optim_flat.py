@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from nlref.backend import to_numpy
-from nlref.nn.models import build_model
-from nlref.nn.optim import adam_init, adam_step, sgd_init, sgd_step
-from nlref.nn.optim_flat import (
+from nlref.nn.train import (
+    adam_init,
+    adam_step,
     flat_adam_init,
     flat_adam_step,
     flat_sgd_init,
@@ -17,10 +17,13 @@ from nlref.nn.optim_flat import (
     flatten_params,
     multi_tensor_adam_step,
     multi_tensor_sgd_step,
+    sgd_init,
+    sgd_step,
     state_from_dict,
     state_to_dict,
     unflatten,
 )
+from nlref.nn.video import build_model
 
 SGD = (sgd_init, sgd_step, flat_sgd_init, flat_sgd_step, dict(lr=0.05, momentum=0.9, weight_decay=1e-2))
 ADAM = (

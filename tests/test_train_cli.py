@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nlref.cli import main
-from nlref.nn.checkpoint import load_checkpoint
+from nlref.nn.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

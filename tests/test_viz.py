@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from nlref.nn.nonlocal_block import init_nonlocal_params, nonlocal_block_forward
+from nlref.nn.nl import init_nonlocal_params, nonlocal_block_forward
 from nlref.viz import attention_map
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

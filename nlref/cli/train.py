@@ -19,9 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_path
-from ..nn.ablation import LONG_FRAMES, ablation_config, markdown, run_ablation, select_rows, write_results
-from ..nn.config import PRESETS, get_preset, load_config
-from ..nn.train import TrainingInterrupted, train
+from ..nn.train import (
+    LONG_FRAMES,
+    PRESETS,
+    TrainingInterrupted,
+    ablation_config,
+    get_preset,
+    load_config,
+    markdown,
+    run_ablation,
+    select_rows,
+    train,
+    write_results,
+)
 
 __all__ = ["register"]
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..data.training_images import TRAIN_IMAGES, load_grey
 from ..denoise.learned import load_weights, measure_check
-from ..nn.denoiser_train import DENOISER_PRESETS, save_denoiser, train_denoiser
-from ..nn.params import count_params
+from ..nn.layers import count_params
+from ..nn.train import DENOISER_PRESETS, save_denoiser, train_denoiser
 
 __all__ = ["CHECK_CROP", "register"]
 

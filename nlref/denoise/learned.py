@@ -38,8 +38,8 @@ from ..backend import as_float_image, get_namespace
 from ..data.images import add_gaussian_noise, load_image
 from ..metrics import psnr
 from ..nn.denoiser import denoiser_forward, receptive_radius
-from ..nn.denoiser_train import load_denoiser
-from ..nn.params import to_backend
+from ..nn.layers import to_backend
+from ..nn.train import load_denoiser
 
 __all__ = [
     "DEFAULT_WEIGHTS",

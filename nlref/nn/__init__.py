@@ -1,4 +1,4 @@
-"""nlref.nn: neural-network layers with hand-written backward passes.
+"""nlref.nn: neural-network layers with hand-written backward passes, in chapters.
 
 Every layer is a pair of functions, ``out, cache = f_forward(x, params)`` and
 ``dx, grads = f_backward(dout, cache)`` (CS231n style), on NumPy or CuPy
@@ -6,34 +6,62 @@ arrays; parameters are flat dicts of named arrays.  These are the pieces of
 the non-local block and of the C2D/I3D video networks of Wang, Girshick,
 Gupta, He ("Non-local Neural Networks", CVPR 2018); :mod:`nlref.gradcheck`
 proves each backward against finite differences.
+
+The chapters, in the order of the story (each package lists and documents all its names):
+
+* :mod:`nlref.nn.layers` -- linear, elementwise, convolution, batch norm, pooling, initialisers, params;
+* :mod:`nlref.nn.nl` -- the non-local operation (dense, chunked, by offsets) and the non-local block;
+* :mod:`nlref.nn.video` -- C2D / I3D video ResNets with non-local blocks ("a model is data");
+* :mod:`nlref.nn.train` -- optimisers, the training step and loop, checkpoints, the ablation;
+* :mod:`nlref.nn.denoiser` -- the learned non-local denoiser.
+
+Below are the names a first reading needs; ``nlref.nn`` imports the first three chapters only,
+so that applying a model never imports the training code.
 """
 
 from __future__ import annotations
 
-from .conv import conv_backward, conv_forward, conv_output_shape
-from .init import as_generator, gaussian, he_normal, ones, zeros
 from .layers import (
-    dropout_backward,
-    dropout_forward,
-    linear_backward,
-    linear_forward,
-    relu_backward,
-    relu_forward,
-    softmax,
-    softmax_cross_entropy,
-)
-from .norm import batch_norm_backward, batch_norm_forward
-from .params import count_params, merge, params_to_numpy, scope, to_backend, unscope
-from .pool import (
     avg_pool_backward,
     avg_pool_forward,
+    batch_norm_backward,
+    batch_norm_forward,
+    conv_backward,
+    conv_forward,
+    conv_output_shape,
+    count_params,
+    dropout_backward,
+    dropout_forward,
     global_avg_pool_backward,
     global_avg_pool_forward,
+    he_normal,
+    linear_backward,
+    linear_forward,
     max_pool_backward,
     max_pool_forward,
+    relu_backward,
+    relu_forward,
+    scope,
+    softmax,
+    softmax_cross_entropy,
+    unscope,
 )
+from .nl import (
+    NONLOCAL_MODES,
+    attention_weights,
+    init_nonlocal_params,
+    local_window_mask,
+    nl_means_as_nonlocal,
+    nlm_nonlocal_inputs,
+    nonlocal_block_backward,
+    nonlocal_block_forward,
+    nonlocal_op_backward,
+    nonlocal_op_forward,
+)
+from .video import build_model, model_backward, model_forward
 
 __all__ = [
+    # layers
     "linear_forward",
     "linear_backward",
     "conv_forward",
@@ -53,50 +81,23 @@ __all__ = [
     "dropout_backward",
     "softmax",
     "softmax_cross_entropy",
-    "as_generator",
     "he_normal",
-    "gaussian",
-    "zeros",
-    "ones",
     "scope",
     "unscope",
-    "merge",
-    "to_backend",
-    "params_to_numpy",
     "count_params",
+    # the non-local operation and block
+    "NONLOCAL_MODES",
+    "nonlocal_op_forward",
+    "nonlocal_op_backward",
+    "attention_weights",
+    "local_window_mask",
+    "init_nonlocal_params",
+    "nonlocal_block_forward",
+    "nonlocal_block_backward",
+    "nlm_nonlocal_inputs",
+    "nl_means_as_nonlocal",
+    # video networks
+    "build_model",
+    "model_forward",
+    "model_backward",
 ]
-
-from . import (  # noqa: E402
-    blocks,
-    bridge,
-    denoiser,
-    denoiser_train,
-    models,
-    nonlocal_block,
-    nonlocal_op,
-    nonlocal_window,
-    optim,
-    optim_flat,
-    train,
-    window,
-)
-from .blocks import *  # noqa: E402,F401,F403
-from .bridge import *  # noqa: E402,F401,F403
-from .denoiser import *  # noqa: E402,F401,F403
-from .denoiser_train import *  # noqa: E402,F401,F403
-from .models import *  # noqa: E402,F401,F403
-from .nonlocal_block import *  # noqa: E402,F401,F403
-from .nonlocal_op import *  # noqa: E402,F401,F403
-from .nonlocal_window import *  # noqa: E402,F401,F403
-from .optim import *  # noqa: E402,F401,F403
-from .optim_flat import *  # noqa: E402,F401,F403
-from .train import *  # noqa: E402,F401,F403
-from .window import *  # noqa: E402,F401,F403
-
-# ``train`` leaves its function ``train`` out of __all__ so that ``nlref.nn.train``
-# stays the module; call it as ``nlref.nn.train.train(config)``.
-_MODULES = (optim, optim_flat, nonlocal_op, nonlocal_block, blocks, bridge, models, train, window)
-for _m in (*_MODULES, denoiser, denoiser_train, nonlocal_window):
-    __all__ += list(_m.__all__)
-__all__ = list(dict.fromkeys(__all__))  # NONLOCAL_MODES is exported by two modules
-del _m

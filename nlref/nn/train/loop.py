@@ -1,0 +1,283 @@
+"""The training loop: C2D / I3D / non-local networks on the synthetic video task.
+
+The last step of the video story (Wang, Girshick, Gupta, He, CVPR 2018,
+Section 4): take a network from :mod:`nlref.nn.models`, a stream of clips from
+:mod:`nlref.data.synthetic_video`, and run the paper's recipe scaled down --
+SGD with momentum 0.9, weight decay 1e-4 and a step schedule (lr / 10 every
+``lr_step`` steps), random crop + horizontal flip, BatchNorm in train mode,
+held-out validation -- or Adam.  SGD (lr 0.1, 1000 steps, 16 x 16 frames) is
+what the ``tiny-*`` presets run; with Adam lr 1e-3 (preset "tiny-nl-c2d-adam")
+the dot-product and concatenation blocks were further from solving the task
+at step 400 (0.77 and 0.58, seed 0).  The non-local blocks are initialised by
+fan-in (``nl_init``; the official std 0.01 is a saddle when training from
+scratch: notebook 05).  The measured accuracies of every preset and seed are
+the tables of ``data/figures/ablation_cpu.md`` (``nlref ablate``).  The pieces
+live beside this loop (data and model: :mod:`nlref.nn.train_data`; evaluation,
+files, signals: :mod:`nlref.nn.train_records`)::
+
+    TrainConfig (nlref.nn.config)
+      -> build_from_config                       model, params, state
+      -> for step: batch -> train_step (nlref.nn.step) -> commit
+             every eval_every steps (and at step 25): evaluate, metrics.csv/json, checkpoint
+      -> checkpoint.npz (nlref.nn.checkpoint)   also on Ctrl-C and SIGTERM
+
+Everything random is a function of ``(seed, step)``: the batch of step ``s`` is
+clips ``s * B .. (s + 1) * B - 1`` of the train split, its augmentation and
+dropout draw from ``SeedSequence(seed, spawn_key=(kind, s))``.  A run stopped
+at any step and resumed from its checkpoint therefore follows exactly the same
+path as an uninterrupted one (bit-identical on NumPy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ...backend import namespace_by_name
+from .checkpoint import load_checkpoint
+from .config import TrainConfig, check_config
+from .data import train_batch, val_set
+from .records import (
+    TrainingInterrupted,
+    check_resumable,
+    eval_row,
+    is_eval_step,
+    new_meter,
+    save_run,
+    sigterm_raises,
+    summary_line,
+    write_metrics,
+)
+from .step import DROPOUT, build_from_config, learning_rate, optimizer_init, step_rng, train_step
+
+__all__ = ["train", "train_summary"]
+
+
+def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[str, Any]:
+    """The run's mutable record: model, params, state, opt_state, meter, step, rows (fresh or resumed)."""
+    ckpt = out / "checkpoint.npz" if out is not None else None
+    model, params, state = build_from_config(cfg, xp=xp)
+    run = {
+        "model": model,
+        "params": params,
+        "state": state,
+        "opt_state": optimizer_init(cfg, params),
+        "meter": new_meter(),
+        "step": 0,
+        "rows": [],
+        "ckpt": ckpt,
+    }
+    if resume:
+        ck = load_checkpoint(
+            ckpt, params=params, opt_state=run["opt_state"], state=state, meter=run["meter"], xp=xp
+        )
+        check_resumable(ck["config"], cfg, ckpt)
+        run.update(
+            params=ck["params"],
+            opt_state=ck["opt_state"],
+            state=ck["state"],
+            step=ck["step"],
+            meter=ck["meter"],
+        )
+        if (out / "metrics.json").exists():
+            rows = json.loads((out / "metrics.json").read_text())
+            run["rows"] = [r for r in rows if r["step"] <= ck["step"]]
+        print(f"resuming from step {ck['step']} ({ckpt})", flush=True)
+    dtype = np.dtype(cfg.dtype)
+    run["val_x"], run["val_y"] = val_set(cfg, xp, dtype)
+    return run
+
+
+def _loop(
+    cfg: TrainConfig,
+    run: dict,
+    xp: Any,
+    bar: Any,
+    out: Path | None,
+    verbose: bool,
+    callback: Callable[[int, dict], None] | None,
+    t_start: float,
+) -> None:
+    dtype = np.dtype(cfg.dtype)
+    while run["step"] < cfg.steps:
+        step = run["step"]
+        x, y = train_batch(cfg, step, xp, dtype)
+        lr = learning_rate(cfg, step)
+        loss, correct, params, state, opt_state = train_step(
+            run["model"],
+            run["params"],
+            run["state"],
+            run["opt_state"],
+            x,
+            y,
+            cfg=cfg,
+            lr=lr,
+            rng=step_rng(cfg.seed, DROPOUT, step),
+        )
+        meter = {
+            "loss_sum": np.array(float(run["meter"]["loss_sum"]) + loss * x.shape[0]),
+            "correct": np.array(int(run["meter"]["correct"]) + correct),
+            "count": np.array(int(run["meter"]["count"]) + x.shape[0]),
+        }
+        # commit the step in one call, so an interrupt never leaves a half-updated model
+        run.update(params=params, state=state, opt_state=opt_state, step=step + 1, meter=meter)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}")
+        if is_eval_step(cfg, run["step"]):
+            row = eval_row(cfg, run, lr, time.perf_counter() - t_start)
+            run["rows"].append(row)
+            run["meter"] = new_meter()
+            if verbose:
+                tqdm.write(
+                    f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, val loss "
+                    f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} (lr {lr:.2g})"
+                )
+            if out is not None:
+                write_metrics(out, run["rows"])
+                save_run(run, cfg)
+        if callback is not None:
+            callback(run["step"], {"loss": loss, "lr": lr})
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    backend: str = "numpy",
+    progress: bool = True,
+    verbose: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> dict[str, Any]:
+    """Train a network on the synthetic task; return its parameters and metrics.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out_dir : path-like, optional
+        Folder for ``checkpoint.npz`` (after every evaluation, at the end and
+        on Ctrl-C / SIGTERM), ``metrics.csv`` and ``metrics.json`` (one row per
+        evaluation).  None: nothing is written.
+    resume : bool
+        Continue from ``out_dir/checkpoint.npz``, which must exist (its config
+        must equal ``cfg`` except for ``steps``).
+    backend : {"numpy", "cupy"}
+    progress : bool
+        Show a tqdm progress bar.
+    verbose : bool
+        Print one line per evaluation (at step :data:`FIRST_EVAL`, every
+        ``eval_every`` steps and at the end), "resuming from step N" and a
+        closing summary: last and best held-out accuracy, wall time, checkpoint.
+    callback : callable, optional
+        ``callback(step, info)`` after each completed step (``info``: loss,
+        lr); an exception raised there stops training like Ctrl-C does.
+
+    Returns
+    -------
+    dict
+        ``params``, ``state``, ``opt_state``, ``model``, ``step``, ``metrics``
+        (list of rows) and ``config``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``resume=True`` and there is no checkpoint in ``out_dir``.
+    KeyboardInterrupt
+        On Ctrl-C, after saving the last completed step to the checkpoint;
+        :class:`TrainingInterrupted` (a subclass, ``exit_code`` 143) on SIGTERM.
+        ``resume=True`` continues from there and ends bit-identical to an
+        uninterrupted run on NumPy.
+
+    Notes
+    -----
+    The SIGTERM handler is installed only while this function runs (in the
+    main thread) and the previous one is restored afterwards.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, received {type(cfg).__name__}")
+    check_config(cfg)
+    xp = namespace_by_name(backend)
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and out is None:
+        raise ValueError("resume=True needs out_dir, the folder holding checkpoint.npz")
+    if resume and not (out / "checkpoint.npz").is_file():
+        raise FileNotFoundError(
+            f"cannot resume: there is no checkpoint {str(out / 'checkpoint.npz')!r} "
+            "(start a new run without --resume)"
+        )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    with sigterm_raises():
+        run = _start(cfg, out, resume, xp)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=run["step"],
+            disable=not progress,
+            desc=f"{cfg.arch} nl={cfg.nl_blocks}",
+            unit="step",
+            leave=False,
+        )
+        try:
+            _loop(cfg, run, xp, bar, out, verbose, callback, t_start)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (TrainingInterrupted) or a callback's
+            bar.close()
+            save_run(run, cfg)
+            how = (
+                f"stopped by {signal.Signals(exc.signum).name}"
+                if isinstance(exc, TrainingInterrupted)
+                else "interrupted"
+            )
+            saved = (
+                f"checkpoint saved to {run['ckpt']} (resume with --resume)"
+                if run["ckpt"] is not None
+                else "nothing saved (no out_dir)"
+            )
+            print(f"{how} after step {run['step']}; {saved}", flush=True)
+            raise
+        bar.close()
+        save_run(run, cfg)
+    if verbose:
+        print(summary_line(cfg, run, time.perf_counter() - t_start), flush=True)
+    return {
+        "params": run["params"],
+        "state": run["state"],
+        "opt_state": run["opt_state"],
+        "model": run["model"],
+        "step": run["step"],
+        "metrics": run["rows"],
+        "config": cfg,
+    }
+
+
+def train_summary(cfg: TrainConfig, *, backend: str = "numpy") -> dict[str, Any]:
+    """Train silently without writing files; return only what a table needs (picklable, for worker processes).
+
+    Returns
+    -------
+    dict
+        ``{"config", "val_accuracy", "val_loss", "metrics", "seconds", "step_s"}``;
+        ``step_s`` is the mean wall time of a training step including data
+        generation.
+    """
+    t0 = time.perf_counter()
+    out = train(cfg, backend=backend, progress=False, verbose=False)
+    seconds = time.perf_counter() - t0
+    last = out["metrics"][-1]
+    return {
+        "config": dataclasses.asdict(cfg),
+        "val_accuracy": last["val_accuracy"],
+        "val_loss": last["val_loss"],
+        "metrics": out["metrics"],
+        "seconds": seconds,
+        "step_s": last["time_s"] / max(out["step"], 1),
+    }

@@ -1,0 +1,139 @@
+"""One training step: forward, loss, backward, optimiser update -- as one pure function.
+
+The heart of :mod:`nlref.nn.train` in a dozen lines (Wang, Girshick, Gupta,
+He, CVPR 2018, Sec. 4.1: SGD with momentum 0.9, weight decay 1e-4 and a step
+schedule; or Adam)::
+
+    x: (N, C, T, H, W), y: (N,)
+      -> model_forward(train=True)      logits (N, 2), cache, new BN statistics
+      -> softmax_cross_entropy          loss, dlogits
+      -> model_backward                 grads (same names as params)
+      -> sgd_step / adam_step           new params, new optimiser state
+
+:func:`train_step` updates nothing in place: it returns new dicts, so the
+caller commits a step in one assignment and an interrupt never leaves a
+half-updated model.  The update is the multi-tensor form of
+:mod:`nlref.nn.optim`'s step (:mod:`nlref.nn.optim_flat`): the same numbers bit
+for bit, one flat update for the whole network instead of one per tensor (on
+a GPU, a handful of kernel launches instead of hundreds); the new parameters
+and optimiser state are views of flat buffers, in the per-tensor layout.
+
+Every random draw of a run is a function of ``(seed, step)``
+(:func:`step_rng`): the initialisation, each step's augmentation and dropout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..layers.elementwise import softmax_cross_entropy
+from ..video.models import build_model, model_backward, model_forward
+from . import multi_tensor, optim
+from .config import TrainConfig
+
+__all__ = ["step_rng", "build_from_config", "learning_rate", "optimizer_init", "train_step"]
+
+# spawn-key tags of the per-step random streams (the data stream is synthetic_video's own)
+AUG, DROPOUT, INIT, SHUFFLE = 101, 102, 103, 104
+
+
+def step_rng(seed: int, kind: int, step: int) -> np.random.Generator:
+    """Generator of one random stream (augmentation, dropout, init) at one step.
+
+    ``numpy.random.SeedSequence(seed, spawn_key=(kind, step))``: the same
+    ``(seed, kind, step)`` always gives the same draws, on any machine.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(kind, int(step))))
+
+
+def build_from_config(cfg: TrainConfig, *, xp: Any = np) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
+    """Build ``(model, params, state)`` for a config with :func:`nlref.nn.models.build_model`."""
+    return build_model(
+        cfg.arch,
+        layout=cfg.layout,
+        depth=None if cfg.depth is None else tuple(cfg.depth),
+        width=cfg.width,
+        block=cfg.block,
+        in_channels=cfg.channels,
+        num_classes=2,
+        nl_blocks=cfg.nl_blocks,
+        nl_mode=cfg.nl_mode,
+        nl_subsample=cfg.nl_subsample,
+        nl_space_time=cfg.nl_space_time,
+        nl_init=cfg.nl_init,
+        nl_window=cfg.nl_window,
+        inflate=cfg.inflate,
+        dropout=cfg.dropout,
+        rng=step_rng(cfg.seed, INIT, 0),
+        dtype=np.dtype(cfg.dtype),
+        xp=xp,
+    )
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The paper's step schedule: ``lr * lr_gamma ** (step // lr_step)`` (constant when lr_step = 0)."""
+    return cfg.lr * cfg.lr_gamma ** (step // cfg.lr_step) if cfg.lr_step else cfg.lr
+
+
+def optimizer_init(cfg: TrainConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """Fresh optimiser state for ``cfg.optimizer`` (zero velocity / moments, ``step = 0``)."""
+    return optim.sgd_init(params) if cfg.optimizer == "sgd" else optim.adam_init(params)
+
+
+def _optimizer_step(
+    cfg: TrainConfig, params: dict, grads: dict, opt_state: dict, lr: float
+) -> tuple[dict, dict]:
+    if cfg.optimizer == "sgd":
+        return multi_tensor.multi_tensor_sgd_step(
+            params, grads, opt_state, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return multi_tensor.multi_tensor_adam_step(params, grads, opt_state, lr=lr, weight_decay=cfg.weight_decay)
+
+
+def train_step(
+    model: list[dict],
+    params: dict[str, Any],
+    state: dict[str, Any],
+    opt_state: dict[str, Any],
+    x: Any,
+    y: Any,
+    *,
+    cfg: TrainConfig,
+    lr: float,
+    rng: np.random.Generator,
+) -> tuple[float, int, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """One optimisation step on one batch (pure: returns new dicts, updates nothing in place).
+
+    Parameters
+    ----------
+    model, params, state : list, dict, dict
+        A network of :mod:`nlref.nn.models`, its parameters and BN running statistics.
+    opt_state : dict
+        Optimiser state (:func:`optimizer_init`).
+    x : array, shape (N, C, T, H, W)
+    y : int array, shape (N,)
+    cfg : TrainConfig
+        Chooses the optimiser (``"sgd"``: momentum, weight decay; ``"adam"``).
+    lr : float
+        Learning rate of this step (:func:`learning_rate`).
+    rng : numpy.random.Generator
+        Dropout draws of this step.
+
+    Returns
+    -------
+    loss : float
+        Mean cross-entropy of the batch, before the update.
+    correct : int
+        Clips of the batch the network classified right, before the update.
+    params, state, opt_state : dict
+        New parameters, BN running statistics and optimiser state; the inputs
+        are left as they were.
+    """
+    logits, cache, new_state = model_forward(x, params, state, model, train=True, rng=rng)
+    loss, dlogits = softmax_cross_entropy(logits, y)
+    grads = model_backward(dlogits, cache)
+    new_params, new_opt_state = _optimizer_step(cfg, params, grads, opt_state, lr)
+    correct = int((logits.argmax(axis=1) == y).sum())
+    return float(loss), correct, new_params, new_state, new_opt_state
