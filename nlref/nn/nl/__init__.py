@@ -17,8 +17,7 @@ Every name below is public; ``_checks`` validates the arguments once.
 
 from __future__ import annotations
 
-from ._block_checks import POOL_ORDERS
-from ._checks import AUTO_DENSE_MAX_ELEMENTS, DEFAULT_CHUNK_SIZE, MEMORY_FORMS, NONLOCAL_MODES
+from ._checks import AUTO_DENSE_MAX_ELEMENTS, DEFAULT_CHUNK_SIZE, MEMORY_FORMS, NONLOCAL_MODES, POOL_ORDERS
 from .block import NONLOCAL_INITS, init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 from .bridge import nl_means_as_nonlocal, nlm_nonlocal_inputs, patch_vectors, search_window_mask
 from .chunked import CHUNKED_FORMS

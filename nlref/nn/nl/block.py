@@ -46,8 +46,7 @@ from ..layers.init import as_generator, gaussian, ones, zeros
 from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
 from ..layers.pool import max_pool_backward, max_pool_forward
-from ._block_checks import check_block_options, check_block_params
-from ._checks import DEFAULT_CHUNK_SIZE, NONLOCAL_MODES
+from ._checks import DEFAULT_CHUNK_SIZE, NONLOCAL_MODES, check_block_options, check_block_params
 from .op import nonlocal_op_backward, nonlocal_op_forward
 from .window import local_window_mask
 

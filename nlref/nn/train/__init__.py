@@ -5,8 +5,8 @@ The modules, in reading order:
 * :mod:`~nlref.nn.train.optim` -- SGD with momentum and Adam, one tensor at a time (the reference);
 * :mod:`~nlref.nn.train.multi_tensor` -- the same updates on all tensors at once (the fast form);
 * :mod:`~nlref.nn.train.config` -- :class:`TrainConfig` and the presets;
-* :mod:`~nlref.nn.train.step` -- the RNG convention, the learning rate and the pure ``train_step``;
-* :mod:`~nlref.nn.train.data` -- the batches of the synthetic video task;
+* :mod:`~nlref.nn.train.step` -- the RNG convention, the batches of the synthetic video task, the
+  learning rate and the pure ``train_step``;
 * :mod:`~nlref.nn.train.records` -- evaluation, metrics rows and files, Ctrl-C and SIGTERM;
 * :mod:`~nlref.nn.train.checkpoint` -- the checkpoint file and its checked reader;
 * :mod:`~nlref.nn.train.loop` -- :func:`train`, the loop of ``nlref train``;
@@ -19,7 +19,6 @@ from __future__ import annotations
 from .ablation import LONG_FRAMES, PAPER, PARTS, WINDOWS, ablation_config, run_ablation, select_rows
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .config import PRESETS, TrainConfig, check_config, config_from_dict, get_preset, load_config
-from .data import random_crop_flip, train_batch, val_set
 from .denoiser import (
     DENOISER_PRESETS,
     DenoiserConfig,
@@ -57,7 +56,16 @@ from .records import (
     write_metrics,
 )
 from .report import QUICK_NOTE, TITLES, markdown, plot, write_results
-from .step import build_from_config, learning_rate, optimizer_init, step_rng, train_step
+from .step import (
+    build_from_config,
+    learning_rate,
+    optimizer_init,
+    random_crop_flip,
+    step_rng,
+    train_batch,
+    train_step,
+    val_set,
+)
 
 __all__ = [
     "sgd_init",

@@ -45,7 +45,6 @@ from tqdm.auto import tqdm
 from ...backend import namespace_by_name
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, check_config
-from .data import train_batch, val_set
 from .records import (
     TrainingInterrupted,
     check_resumable,
@@ -57,7 +56,16 @@ from .records import (
     summary_line,
     write_metrics,
 )
-from .step import DROPOUT, build_from_config, learning_rate, optimizer_init, step_rng, train_step
+from .step import (
+    DROPOUT,
+    build_from_config,
+    learning_rate,
+    optimizer_init,
+    step_rng,
+    train_batch,
+    train_step,
+    val_set,
+)
 
 __all__ = ["train", "train_summary"]
 

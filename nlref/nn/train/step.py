@@ -19,7 +19,11 @@ a GPU, a handful of kernel launches instead of hundreds); the new parameters
 and optimiser state are views of flat buffers, in the per-tensor layout.
 
 Every random draw of a run is a function of ``(seed, step)``
-(:func:`step_rng`): the initialisation, each step's augmentation and dropout.
+(:func:`step_rng`): the initialisation, each step's augmentation and dropout,
+and the batch itself: batch ``s`` is clips ``s * B .. (s + 1) * B - 1`` of the
+train split of :func:`nlref.data.synthetic_video.make_clips` (:func:`train_batch`),
+its crop and flip drawn from ``step_rng(seed, AUG, s)``.  A run therefore
+resumes exactly.
 """
 
 from __future__ import annotations
@@ -28,12 +32,23 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import asarray, get_namespace
+from ...data.synthetic_video import make_clips
 from ..layers.elementwise import softmax_cross_entropy
 from ..video.models import build_model, model_backward, model_forward
 from . import multi_tensor, optim
 from .config import TrainConfig
 
-__all__ = ["step_rng", "build_from_config", "learning_rate", "optimizer_init", "train_step"]
+__all__ = [
+    "step_rng",
+    "build_from_config",
+    "learning_rate",
+    "optimizer_init",
+    "train_step",
+    "random_crop_flip",
+    "train_batch",
+    "val_set",
+]
 
 # spawn-key tags of the per-step random streams (the data stream is synthetic_video's own)
 AUG, DROPOUT, INIT, SHUFFLE = 101, 102, 103, 104
@@ -137,3 +152,66 @@ def train_step(
     new_params, new_opt_state = _optimizer_step(cfg, params, grads, opt_state, lr)
     correct = int((logits.argmax(axis=1) == y).sum())
     return float(loss), correct, new_params, new_state, new_opt_state
+
+
+# ----------------------------------------------------------------------------- the batches
+
+
+def random_crop_flip(x: Any, rng: np.random.Generator, *, pad: int = 0, flip: bool = True) -> Any:
+    """Random spatial crop (after zero padding by ``pad``) and horizontal flip of each clip.
+
+    ``x``: (N, C, T, H, W) -> same shape.  The same crop and flip apply to all
+    frames of a clip (as in the paper's training); offsets and flips are drawn
+    on the host from ``rng``.  Both keep the synthetic label: colours and
+    frames are untouched.
+    """
+    n, _, _, h, w = x.shape
+    if pad == 0 and not flip:
+        return x
+    xp = get_namespace(x)
+    offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))
+    flips = rng.random(n) < 0.5 if flip else np.zeros(n, dtype=bool)
+    if pad:
+        x = xp.pad(x, ((0, 0), (0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = xp.empty((n, *x.shape[1:3], h, w), dtype=x.dtype)
+    for i in range(n):
+        dy, dx = (int(v) for v in offsets[i])
+        clip = x[i, :, :, dy : dy + h, dx : dx + w]
+        out[i] = clip[..., ::-1] if flips[i] else clip
+    return out
+
+
+def train_batch(cfg: TrainConfig, step: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
+    first = step * cfg.batch_size
+    indices = np.arange(first, first + cfg.batch_size)
+    if cfg.n_train:  # a fixed training set, in a new order every epoch
+        epochs, slots = np.divmod(indices, cfg.n_train)
+        perms = {e: step_rng(cfg.seed, SHUFFLE, e).permutation(cfg.n_train) for e in set(epochs.tolist())}
+        indices = np.array([perms[e][j] for e, j in zip(epochs.tolist(), slots.tolist())])
+    x, y = make_clips(
+        cfg.batch_size,
+        seed=cfg.seed,
+        split="train",
+        indices=indices,
+        n_frames=cfg.n_frames,
+        size=cfg.size,
+        channels=cfg.channels,
+        noise=cfg.noise,
+        dtype=dtype,
+    )
+    x = random_crop_flip(x, step_rng(cfg.seed, AUG, step), pad=cfg.crop_pad, flip=cfg.flip)
+    return asarray(x, xp), asarray(y, xp)
+
+
+def val_set(cfg: TrainConfig, xp: Any, dtype: Any) -> tuple[Any, Any]:
+    x, y = make_clips(
+        cfg.n_val,
+        seed=cfg.seed,
+        split="val",
+        n_frames=cfg.n_frames,
+        size=cfg.size,
+        channels=cfg.channels,
+        noise=cfg.noise,
+        dtype=dtype,
+    )
+    return asarray(x, xp), asarray(y, xp)
