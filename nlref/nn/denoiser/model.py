@@ -40,8 +40,9 @@ import numpy as np
 
 from ...backend import get_namespace
 from ..layers.conv import conv_backward, conv_forward
-from ..layers.elementwise import linear_backward, linear_forward, relu_backward, relu_forward
+from ..layers.elementwise import relu_backward, relu_forward
 from ..layers.init import as_generator, he_normal, ones, zeros
+from ..layers.linear import linear_backward, linear_forward
 from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
 from ..nl.offsets import windowed_attention_backward, windowed_attention_forward

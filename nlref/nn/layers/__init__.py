@@ -20,14 +20,13 @@ from .conv import conv_backward, conv_forward, conv_output_shape
 from .elementwise import (
     dropout_backward,
     dropout_forward,
-    linear_backward,
-    linear_forward,
     relu_backward,
     relu_forward,
     softmax,
     softmax_cross_entropy,
 )
 from .init import as_generator, gaussian, he_normal, ones, zeros
+from .linear import linear_backward, linear_forward
 from .norm import batch_norm_backward, batch_norm_forward
 from .params import count_params, merge, params_to_numpy, scope, to_backend, unscope
 from .pool import (

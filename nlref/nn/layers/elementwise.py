@@ -1,10 +1,8 @@
-"""Elementwise and per-position layers: linear (1x1 conv), ReLU, dropout, softmax, cross-entropy.
+"""Elementwise layers: ReLU, dropout, softmax, softmax cross-entropy.
 
-In the non-local block of Wang et al. (CVPR 2018, Sec. 3.2-3.3) theta, phi, g
-and W_z are "1x1x1 convolutions", i.e. one matrix ``W: (C_out, C_in)`` applied
-at every position: that is :func:`linear_forward`.  The embedded-Gaussian
-block normalises with a softmax (Eq. 3), and the video classifier ends with a
-softmax cross-entropy loss after dropout (Sec. 4).
+The embedded-Gaussian non-local block of Wang et al. (CVPR 2018) normalises
+with a softmax (Eq. 3), and the video classifier ends with a softmax
+cross-entropy loss after dropout (Sec. 4).
 
 Every layer is a forward/backward pair (CS231n style):
 ``out, cache = f_forward(x, params)`` and ``dx, grads = f_backward(dout, cache)``.
@@ -17,13 +15,10 @@ from typing import Any
 import numpy as np
 
 from ...backend import asarray, get_namespace
-from ._common import check_float, check_layer_input, check_param, same_backend
-from .conv import _conv_forward, conv_backward
+from ._common import check_float, same_backend
 from .init import as_generator
 
 __all__ = [
-    "linear_forward",
-    "linear_backward",
     "relu_forward",
     "relu_backward",
     "dropout_forward",
@@ -31,65 +26,6 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
 ]
-
-
-def linear_forward(x: Any, params: dict[str, Any], *, check: bool = True) -> tuple[Any, tuple]:
-    """Channel-mixing linear map at every position (a 1x1 / 1x1x1 convolution).
-
-    ``out[n, :, i] = W x[n, :, i] + b``
-
-    Parameters
-    ----------
-    x : ndarray, shape (N, C_in) or (N, C_in, *S) with 1 to 3 spatial axes
-    params : dict
-        ``"w"``: (C_out, C_in); ``"b"``: (C_out,), optional.
-    check : bool
-        Validate the arguments (the default); False when the caller already did.
-
-    Returns
-    -------
-    out : ndarray, shape (N, C_out) or (N, C_out, *S)
-    cache : tuple
-    """
-    if check:
-        _check_linear_args(x, params)
-    w, b = params["w"], params.get("b")
-    xp = get_namespace(x)
-    # a 1x1(x1) convolution: reuse conv's single matrix product over the whole batch
-    xs = x if x.ndim > 2 else x[:, :, None]  # (N, C) -> (N, C, 1)
-    ones = (1,) * (xs.ndim - 2)  # kernel size, stride and dilation
-    w_k = w.reshape(tuple(w.shape) + ones)
-    out, cache = _conv_forward(xp, xs, w_k, b, ones, ones, (0,) * len(ones), ones, tuple(xs.shape[2:]))
-    return out.reshape((x.shape[0], w.shape[0]) + tuple(x.shape[2:])), (cache, tuple(x.shape), tuple(w.shape))
-
-
-def _check_linear_args(x: Any, params: Any) -> None:
-    check_layer_input(x, "x", min_spatial=0)
-    w = check_param(params, "w", None, x.dtype, "linear_forward")
-    if w.ndim != 2 or w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"linear_forward: params['w'] must have shape (C_out, C_in={x.shape[1]}) to match x of shape "
-            f"{tuple(x.shape)}, received shape {tuple(w.shape)}"
-        )
-    b = check_param(params, "b", (w.shape[0],), x.dtype, "linear_forward", required=False)
-    same_backend(x, w, b)
-
-
-def linear_backward(dout: Any, cache: tuple) -> tuple[Any, dict[str, Any]]:
-    """Gradients of :func:`linear_forward`.
-
-    ``dx = W^T dout``, ``dW = sum_{n, i} dout[n, :, i] x[n, :, i]^T``, ``db = sum_{n, i} dout[n, :, i]``.
-
-    Returns
-    -------
-    dx : ndarray, shape of ``x``
-    grads : dict with ``"w"`` (and ``"b"`` when the forward had a bias)
-    """
-    conv_cache, x_shape, w_shape = cache
-    d = dout if dout.ndim > 2 else dout[:, :, None]
-    dx, grads = conv_backward(d, conv_cache)
-    grads["w"] = grads["w"].reshape(w_shape)
-    return dx.reshape(x_shape), grads
 
 
 def relu_forward(x: Any, *, check: bool = True) -> tuple[Any, tuple]:

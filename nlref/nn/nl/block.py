@@ -41,8 +41,8 @@ import numpy as np
 
 from ..._validation import as_tuple
 from ...backend import get_namespace
-from ..layers.elementwise import linear_backward, linear_forward
 from ..layers.init import as_generator, gaussian, ones, zeros
+from ..layers.linear import linear_backward, linear_forward
 from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
 from ..layers.pool import max_pool_backward, max_pool_forward

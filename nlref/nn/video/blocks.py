@@ -35,11 +35,10 @@ from ..layers.conv import conv_backward, conv_forward
 from ..layers.elementwise import (
     dropout_backward,
     dropout_forward,
-    linear_backward,
-    linear_forward,
     relu_backward,
     relu_forward,
 )
+from ..layers.linear import linear_backward, linear_forward
 from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
 from ..layers.pool import global_avg_pool_backward, global_avg_pool_forward
