@@ -20,14 +20,35 @@ from __future__ import annotations
 from ._checks import AUTO_DENSE_MAX_ELEMENTS, DEFAULT_CHUNK_SIZE, MEMORY_FORMS, NONLOCAL_MODES, POOL_ORDERS
 from .block import NONLOCAL_INITS, init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 from .bridge import nl_means_as_nonlocal, nlm_nonlocal_inputs, patch_vectors, search_window_mask
-from .chunked import CHUNKED_FORMS
+from .chunked import (
+    CHUNKED_FORMS,
+    concat_chunked_backward,
+    concat_chunked_forward,
+    dot_factorised_backward,
+    dot_factorised_forward,
+    softmax_chunked_backward,
+    softmax_chunked_forward,
+)
 from .offsets import (
     window_offsets,
     windowed_attention_backward,
     windowed_attention_forward,
     windowed_attention_map,
 )
-from .op import attention_weights, nonlocal_op_backward, nonlocal_op_forward
+from .op import (
+    attention_weights,
+    concat_affinity,
+    concat_affinity_backward,
+    dense_backward,
+    dense_forward,
+    dot_affinity,
+    dot_affinity_backward,
+    nonlocal_op_backward,
+    nonlocal_op_forward,
+    softmax_affinity,
+    softmax_affinity_backward,
+)
+from .pairwise import chunks, concat_terms, concat_terms_backward, logits, logits_backward, normaliser
 from .window import as_window, local_window_mask
 
 __all__ = [
@@ -38,6 +59,26 @@ __all__ = [
     "nonlocal_op_forward",
     "nonlocal_op_backward",
     "attention_weights",
+    "dense_forward",
+    "dense_backward",
+    "softmax_affinity",
+    "softmax_affinity_backward",
+    "dot_affinity",
+    "dot_affinity_backward",
+    "concat_affinity",
+    "concat_affinity_backward",
+    "logits",
+    "logits_backward",
+    "concat_terms",
+    "concat_terms_backward",
+    "normaliser",
+    "chunks",
+    "softmax_chunked_forward",
+    "softmax_chunked_backward",
+    "dot_factorised_forward",
+    "dot_factorised_backward",
+    "concat_chunked_forward",
+    "concat_chunked_backward",
     "CHUNKED_FORMS",
     "local_window_mask",
     "as_window",

@@ -25,9 +25,17 @@ the ``o`` dict of validated options that :func:`nlref.nn.nonlocal_op_forward` bu
 
 from __future__ import annotations
 
-from .pairwise import blocks, concat_terms, concat_terms_backward, logits, logits_backward, normaliser
+from .pairwise import chunks, concat_terms, concat_terms_backward, logits, logits_backward, normaliser
 
-__all__ = ["CHUNKED_FORMS"]
+__all__ = [
+    "softmax_chunked_forward",
+    "softmax_chunked_backward",
+    "dot_factorised_forward",
+    "dot_factorised_backward",
+    "concat_chunked_forward",
+    "concat_chunked_backward",
+    "CHUNKED_FORMS",
+]
 
 
 def _tile_logits(xp, q, k, o, qs, ks):
@@ -44,16 +52,16 @@ def _tile_logits(xp, q, k, o, qs, ks):
 
 
 # --------------------------------------------------------------------------- Gaussians: online softmax
-def _softmax_chunked_forward(xp, q, k, v, o):
+def softmax_chunked_forward(xp, q, k, v, o):
     """Per query block: running max m_i, sum l_i and output acc_i over key chunks; returns y and lse."""
     n, nq, _ = q.shape
     y = xp.empty((n, nq, v.shape[2]), dtype=q.dtype)
     lse = xp.empty((n, nq), dtype=q.dtype)
-    for qs in blocks(nq, o["chunk_size"]):
+    for qs in chunks(nq, o["chunk_size"]):
         m = xp.full((n, qs.stop - qs.start), -xp.inf, dtype=q.dtype)
         ell = xp.zeros_like(m)  # running sum l_i
         acc = xp.zeros((n, qs.stop - qs.start, v.shape[2]), dtype=q.dtype)
-        for ks in blocks(k.shape[1], o["chunk_size"]):
+        for ks in chunks(k.shape[1], o["chunk_size"]):
             s = _tile_logits(xp, q, k, o, qs, ks)
             m_new = xp.maximum(m, s.max(axis=2))
             # a row whose keys so far are all masked has m_new = -inf; shift by 0 there
@@ -69,14 +77,14 @@ def _softmax_chunked_forward(xp, q, k, v, o):
     return y, {"y": y, "lse": lse}
 
 
-def _softmax_chunked_backward(xp, dy, cache):
+def softmax_chunked_backward(xp, dy, cache):
     """``dS = A * (dA - D)`` per tile, with A recomputed from lse and ``D_i = dy_i . y_i``."""
     q, k, v, chunk = cache["query"], cache["key"], cache["value"], cache["chunk_size"]
     big_d = (dy * cache["y"]).sum(axis=2)  # D_i = sum_j A_ij dA_ij, (N, Nq)
     dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
     dbias = xp.zeros((k.shape[0], k.shape[1]), dtype=q.dtype)
-    for qs in blocks(q.shape[1], chunk):
-        for ks in blocks(k.shape[1], chunk):
+    for qs in chunks(q.shape[1], chunk):
+        for ks in chunks(k.shape[1], chunk):
             s = _tile_logits(xp, q, k, cache, qs, ks)
             s -= cache["lse"][:, qs, None]
             p = xp.exp(s, out=s)  # recomputed attention of this tile
@@ -92,7 +100,7 @@ def _softmax_chunked_backward(xp, dy, cache):
 
 
 # --------------------------------------------------------------------------- dot product: factorised
-def _dot_factorised_forward(xp, q, k, v, o):
+def dot_factorised_forward(xp, q, k, v, o):
     """``y = query (key^T value) / C``: a (N, d, c) matrix instead of (N, Nq, Nk)."""
     kv = xp.matmul(k.transpose(0, 2, 1), v)
     y = xp.matmul(q, kv)
@@ -101,7 +109,7 @@ def _dot_factorised_forward(xp, q, k, v, o):
     return y, {"kv": kv}
 
 
-def _dot_factorised_backward(xp, dy, cache):
+def dot_factorised_backward(xp, dy, cache):
     q, k, v = cache["query"], cache["key"], cache["value"]
     c_norm = k.shape[1] if cache["normalize"] else 1
     dkv = xp.matmul(q.transpose(0, 2, 1), dy) / c_norm  # (N, d, c)
@@ -116,24 +124,24 @@ def _concat_tile(xp, a, b, o, qs, ks):
     return r if o["mask"] is None else xp.where(o["mask"][None, qs, ks], r, 0)
 
 
-def _concat_chunked_forward(xp, q, k, v, o):
+def concat_chunked_forward(xp, q, k, v, o):
     a, b = concat_terms(q, k, o["w_f"])
     y = xp.zeros((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype)
-    for qs in blocks(q.shape[1], o["chunk_size"]):
-        for ks in blocks(k.shape[1], o["chunk_size"]):
+    for qs in chunks(q.shape[1], o["chunk_size"]):
+        for ks in chunks(k.shape[1], o["chunk_size"]):
             y[:, qs] += xp.matmul(_concat_tile(xp, a, b, o, qs, ks), v[:, ks])
     y /= normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype)
     return y, {}
 
 
-def _concat_chunked_backward(xp, dy, cache):
+def concat_chunked_backward(xp, dy, cache):
     """``dv = R^T dy / C``; ``dS = dy v^T / C * [R > 0]``; ``da_i = sum_j dS_ij``, ``db_j = sum_i dS_ij``."""
     q, k, v, chunk = cache["query"], cache["key"], cache["value"], cache["chunk_size"]
     a, b = concat_terms(q, k, cache["w_f"])
     dyc = dy / normaliser(xp, cache["mask"], k.shape[1], cache["normalize"], q.dtype)  # dL/d(R V) row by row
     dv, da, db = xp.zeros_like(v), xp.zeros_like(a), xp.zeros_like(b)
-    for qs in blocks(q.shape[1], chunk):
-        for ks in blocks(k.shape[1], chunk):
+    for qs in chunks(q.shape[1], chunk):
+        for ks in chunks(k.shape[1], chunk):
             r = _concat_tile(xp, a, b, cache, qs, ks)
             dv[:, ks] += xp.matmul(r.transpose(0, 2, 1), dyc[:, qs])
             ds = xp.matmul(dyc[:, qs], v[:, ks].transpose(0, 2, 1)) * (r > 0)
@@ -145,8 +153,8 @@ def _concat_chunked_backward(xp, dy, cache):
 
 #: ``{f: (forward, backward)}`` of the chunked forms; forward(xp, q, k, v, o) -> (y, saved).
 CHUNKED_FORMS = {
-    "gaussian": (_softmax_chunked_forward, _softmax_chunked_backward),
-    "embedded_gaussian": (_softmax_chunked_forward, _softmax_chunked_backward),
-    "dot_product": (_dot_factorised_forward, _dot_factorised_backward),
-    "concatenation": (_concat_chunked_forward, _concat_chunked_backward),
+    "gaussian": (softmax_chunked_forward, softmax_chunked_backward),
+    "embedded_gaussian": (softmax_chunked_forward, softmax_chunked_backward),
+    "dot_product": (dot_factorised_forward, dot_factorised_backward),
+    "concatenation": (concat_chunked_forward, concat_chunked_backward),
 }

@@ -10,12 +10,13 @@ two kinds of pairwise term, on the whole (Nq, Nk) grid or on one tile of it:
   and ``b = w_phi^T key`` (``w_f = [w_theta, w_phi]``), so the (2d, Nq, Nk)
   tensor of concatenated pairs is never needed.
 
-Each term sits next to its backward.  Private: callers have validated the inputs.
+Each term sits next to its backward (notebook 04 shows them).  They trust their inputs:
+the public operation has validated them.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+__all__ = ["logits", "logits_backward", "concat_terms", "concat_terms_backward", "normaliser", "chunks"]
 
 
 def logits(xp, query, key, scale, key_bias, mask):
@@ -68,6 +69,6 @@ def normaliser(xp, mask, nk, normalize, dtype):
     return mask.sum(axis=1, keepdims=True).astype(dtype)
 
 
-def blocks(n, size):
+def chunks(n, size):
     """Consecutive slices of ``size`` positions covering range(n)."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
