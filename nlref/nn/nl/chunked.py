@@ -25,6 +25,8 @@ the ``o`` dict of validated options that :func:`nlref.nn.nonlocal_op_forward` bu
 
 from __future__ import annotations
 
+from typing import Any
+
 from .pairwise import chunks, concat_terms, concat_terms_backward, logits, logits_backward, normaliser
 
 __all__ = [
@@ -52,7 +54,7 @@ def _tile_logits(xp, q, k, o, qs, ks):
 
 
 # --------------------------------------------------------------------------- Gaussians: online softmax
-def softmax_chunked_forward(xp, q, k, v, o):
+def softmax_chunked_forward(xp, q, k, v, o) -> tuple[Any, dict]:
     """Per query block: running max m_i, sum l_i and output acc_i over key chunks; returns y and lse."""
     n, nq, _ = q.shape
     y = xp.empty((n, nq, v.shape[2]), dtype=q.dtype)
@@ -77,7 +79,7 @@ def softmax_chunked_forward(xp, q, k, v, o):
     return y, {"y": y, "lse": lse}
 
 
-def softmax_chunked_backward(xp, dy, cache):
+def softmax_chunked_backward(xp, dy, cache) -> tuple[tuple, dict]:
     """``dS = A * (dA - D)`` per tile, with A recomputed from lse and ``D_i = dy_i . y_i``."""
     q, k, v, chunk = cache["query"], cache["key"], cache["value"], cache["chunk_size"]
     big_d = (dy * cache["y"]).sum(axis=2)  # D_i = sum_j A_ij dA_ij, (N, Nq)
@@ -100,7 +102,7 @@ def softmax_chunked_backward(xp, dy, cache):
 
 
 # --------------------------------------------------------------------------- dot product: factorised
-def dot_factorised_forward(xp, q, k, v, o):
+def dot_factorised_forward(xp, q, k, v, o) -> tuple[Any, dict]:
     """``y = query (key^T value) / C``: a (N, d, c) matrix instead of (N, Nq, Nk)."""
     kv = xp.matmul(k.transpose(0, 2, 1), v)
     y = xp.matmul(q, kv)
@@ -109,7 +111,7 @@ def dot_factorised_forward(xp, q, k, v, o):
     return y, {"kv": kv}
 
 
-def dot_factorised_backward(xp, dy, cache):
+def dot_factorised_backward(xp, dy, cache) -> tuple[tuple, dict]:
     q, k, v = cache["query"], cache["key"], cache["value"]
     c_norm = k.shape[1] if cache["normalize"] else 1
     dkv = xp.matmul(q.transpose(0, 2, 1), dy) / c_norm  # (N, d, c)
@@ -124,7 +126,7 @@ def _concat_tile(xp, a, b, o, qs, ks):
     return r if o["mask"] is None else xp.where(o["mask"][None, qs, ks], r, 0)
 
 
-def concat_chunked_forward(xp, q, k, v, o):
+def concat_chunked_forward(xp, q, k, v, o) -> tuple[Any, dict]:
     a, b = concat_terms(q, k, o["w_f"])
     y = xp.zeros((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype)
     for qs in chunks(q.shape[1], o["chunk_size"]):
@@ -134,7 +136,7 @@ def concat_chunked_forward(xp, q, k, v, o):
     return y, {}
 
 
-def concat_chunked_backward(xp, dy, cache):
+def concat_chunked_backward(xp, dy, cache) -> tuple[tuple, dict]:
     """``dv = R^T dy / C``; ``dS = dy v^T / C * [R > 0]``; ``da_i = sum_j dS_ij``, ``db_j = sum_i dS_ij``."""
     q, k, v, chunk = cache["query"], cache["key"], cache["value"], cache["chunk_size"]
     a, b = concat_terms(q, k, cache["w_f"])

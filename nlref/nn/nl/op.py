@@ -82,7 +82,7 @@ def resolve_memory(memory, f, n, nq, nk, mask):
 # Each pair: forward (xp, query, key, o) -> A (N, Nq, Nk),
 #            backward (xp, dA, A, query, key, o) -> dquery, dkey, grads.
 # ``o`` holds the options of nonlocal_op_forward (scale, key_bias, mask, w_f, normalize).
-def softmax_affinity(xp, q, k, o):
+def softmax_affinity(xp, q, k, o) -> Any:
     """Gaussians: ``A = softmax_j(s_ij)``, max-subtracted so that exp never overflows."""
     s = logits(xp, q, k, o["scale"], o["key_bias"], o["mask"])
     s -= s.max(axis=2, keepdims=True)
@@ -91,14 +91,14 @@ def softmax_affinity(xp, q, k, o):
     return p
 
 
-def softmax_affinity_backward(xp, da, p, q, k, o):
+def softmax_affinity_backward(xp, da, p, q, k, o) -> tuple:
     """``dS = A * (dA - D)`` with ``D_i = sum_j A_ij dA_ij``; then through ``s = scale q.k + bias``."""
     ds = p * (da - (p * da).sum(axis=2, keepdims=True))
     dq, dk, dbias = logits_backward(xp, ds, q, k, o["scale"])
     return dq, dk, ({} if o["key_bias"] is None else {"key_bias": dbias})
 
 
-def dot_affinity(xp, q, k, o):
+def dot_affinity(xp, q, k, o) -> Any:
     """Dot product: ``A = (query_i . key_j) / C``, C = Nk (or the window size)."""
     a = xp.matmul(q, k.transpose(0, 2, 1))
     if o["mask"] is not None:
@@ -107,14 +107,14 @@ def dot_affinity(xp, q, k, o):
     return a
 
 
-def dot_affinity_backward(xp, da, a, q, k, o):
+def dot_affinity_backward(xp, da, a, q, k, o) -> tuple:
     da = da / normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype)
     if o["mask"] is not None:
         da = xp.where(o["mask"][None], da, 0)
     return xp.matmul(da, k), xp.matmul(da.transpose(0, 2, 1), q), {}
 
 
-def concat_affinity(xp, q, k, o):
+def concat_affinity(xp, q, k, o) -> Any:
     """Concatenation: ``A = ReLU(a_i + b_j) / C`` with ``a = w_theta^T query``, ``b = w_phi^T key``."""
     ai, bj = concat_terms(q, k, o["w_f"])
     a = xp.maximum(ai[:, :, None] + bj[:, None, :], 0)
@@ -124,7 +124,7 @@ def concat_affinity(xp, q, k, o):
     return a
 
 
-def concat_affinity_backward(xp, da, a, q, k, o):
+def concat_affinity_backward(xp, da, a, q, k, o) -> tuple:
     """Through the ReLU (``A > 0``; masked entries are 0): ``da_i = sum_j dS_ij``, ``db_j = sum_i dS_ij``."""
     ds = da / normaliser(xp, o["mask"], k.shape[1], o["normalize"], q.dtype) * (a > 0)
     dq, dk, dw_f = concat_terms_backward(xp, ds.sum(axis=2), ds.sum(axis=1), q, k, o["w_f"])
@@ -140,13 +140,13 @@ _AFFINITY = {
 
 
 # --------------------------------------------------------------------------- the generic op y = A value
-def dense_forward(xp, q, k, v, o):
+def dense_forward(xp, q, k, v, o) -> tuple[Any, dict]:
     """``y = A value``; stores A (N, Nq, Nk) for the backward."""
     a = _AFFINITY[o["f"]][0](xp, q, k, o)
     return xp.matmul(a, v), {"attention": a}
 
 
-def dense_backward(xp, dy, cache):
+def dense_backward(xp, dy, cache) -> tuple[tuple, dict]:
     """``dvalue = A^T dy``, ``dA = dy value^T``, then the backward of the affinity."""
     a, q, k, v = cache["attention"], cache["query"], cache["key"], cache["value"]
     dv = xp.matmul(a.transpose(0, 2, 1), dy)

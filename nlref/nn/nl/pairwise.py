@@ -16,10 +16,12 @@ the public operation has validated them.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["logits", "logits_backward", "concat_terms", "concat_terms_backward", "normaliser", "chunks"]
 
 
-def logits(xp, query, key, scale, key_bias, mask):
+def logits(xp, query, key, scale, key_bias, mask) -> Any:
     """``s_ij = scale * query_i . key_j + key_bias_j``, ``-inf`` where ``mask`` is False: (N, nq, nk)."""
     s = xp.matmul(query, key.transpose(0, 2, 1))
     if scale is not None:
@@ -31,7 +33,7 @@ def logits(xp, query, key, scale, key_bias, mask):
     return s
 
 
-def logits_backward(xp, ds, query, key, scale):
+def logits_backward(xp, ds, query, key, scale) -> tuple:
     """Gradients of :func:`logits` given ``dL/ds``: ``(dquery, dkey, dkey_bias)``."""
     sc = 1.0 if scale is None else scale
     dq = xp.matmul(ds, key) * sc
@@ -39,13 +41,13 @@ def logits_backward(xp, ds, query, key, scale):
     return dq, dk, ds.sum(axis=1)
 
 
-def concat_terms(query, key, w_f):
+def concat_terms(query, key, w_f) -> tuple:
     """``a_i = w_theta^T query_i`` (N, Nq) and ``b_j = w_phi^T key_j`` (N, Nk)."""
     d = query.shape[2]
     return query @ w_f[:d], key @ w_f[d:]
 
 
-def concat_terms_backward(xp, da, db, query, key, w_f):
+def concat_terms_backward(xp, da, db, query, key, w_f) -> tuple:
     """Gradients of :func:`concat_terms` given ``dL/da`` (N, Nq), ``dL/db`` (N, Nk): ``(dq, dk, dw_f)``."""
     d = query.shape[2]
     dq = da[:, :, None] * w_f[:d]
@@ -56,7 +58,7 @@ def concat_terms_backward(xp, da, db, query, key, w_f):
     return dq, dk, dw_f
 
 
-def normaliser(xp, mask, nk, normalize, dtype):
+def normaliser(xp, mask, nk, normalize, dtype) -> Any:
     """``C(x)`` of the dot product and concatenation: Nk, the window size per query, or 1.
 
     The paper's ``C(x) = N`` (the number of key positions) becomes, with a mask,
@@ -69,6 +71,6 @@ def normaliser(xp, mask, nk, normalize, dtype):
     return mask.sum(axis=1, keepdims=True).astype(dtype)
 
 
-def chunks(n, size):
+def chunks(n, size) -> list[slice]:
     """Consecutive slices of ``size`` positions covering range(n)."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
