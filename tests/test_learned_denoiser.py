@@ -96,14 +96,6 @@ def test_windowed_block_equals_the_dense_masked_block(xp, window):
         np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), rtol=1e-10, atol=1e-12, err_msg=k)
 
 
-def test_the_mask_argument_is_deprecated_and_ignored():
-    params = _block_params(np)
-    x = np.random.default_rng(1).normal(size=(1, 4, 5, 5))
-    with pytest.warns(DeprecationWarning, match="mask"):
-        z, _ = windowed_nonlocal_forward(x, params, window=1, mask=np.ones((25, 25), dtype=bool))
-    np.testing.assert_array_equal(z, windowed_nonlocal_forward(x, params, window=1)[0])
-
-
 def test_window_zero_makes_each_position_attend_only_to_itself(xp):
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 4)))

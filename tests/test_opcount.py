@@ -11,10 +11,6 @@ from nlref.denoise import nl_means
 from nlref.denoise.batched import GPU_MAX_BATCH_BYTES
 from nlref.nn import relu_forward, softmax_cross_entropy
 from nlref.nn.train import (
-    flat_sgd_init,
-    flat_sgd_step,
-    flatten_grads,
-    flatten_params,
     get_preset,
     optimizer_init,
     sgd_init,
@@ -120,28 +116,22 @@ def test_operations_are_attributed_to_the_nlref_function_that_issued_them():
     assert ops.by_prefix("nlref.nn.layers.elementwise") == ops.total > 0
 
 
-def tiny_train_step(flat: bool):
+def tiny_train_step():
     """Count one tiny NL C2D train step on 4 clips 3 x 16 x 32 x 32; returns (logits, counter, n_params)."""
     model, params, state = build_model("c2d", layout="tiny", width=8, nl_blocks=1, rng=0)
     x, y = make_clips(4, seed=0, size=32)
-    buf, views = flatten_params(params)
-    opt = flat_sgd_init(buf) if flat else sgd_init(params)
+    opt = sgd_init(params)
     with count_ops() as ops:
-        x, y, params, views, state, buf, opt = ops.track((x, y, params, views, state, buf, opt))
-        if flat:
-            params = views
+        x, y, params, state, opt = ops.track((x, y, params, state, opt))
         logits, cache, _ = model_forward(x, params, state, model, train=True)
         _, dlogits = softmax_cross_entropy(logits, y)
         grads = model_backward(dlogits, cache)
-        if flat:
-            flat_sgd_step(buf, flatten_grads(grads, views), opt, lr=0.1)
-        else:
-            sgd_step(params, grads, opt, lr=0.1)
+        sgd_step(params, grads, opt, lr=0.1)
     return logits, ops, len(params)
 
 
 def test_tiny_nl_c2d_train_step_stays_under_its_operation_bound():
-    logits, ops, n_params = tiny_train_step(flat=False)
+    logits, ops, n_params = tiny_train_step()
     model, params, state = build_model("c2d", layout="tiny", width=8, nl_blocks=1, rng=0)
     expected = model_forward(make_clips(4, seed=0, size=32)[0], params, state, model, train=True)[0]
     np.testing.assert_array_equal(np.asarray(logits), expected)  # counting changes no number
@@ -152,7 +142,7 @@ def test_tiny_nl_c2d_train_step_stays_under_its_operation_bound():
 
 
 def test_each_layer_kind_stays_under_its_operation_bound():
-    _, ops, _ = tiny_train_step(flat=True)
+    _, ops, _ = tiny_train_step()
     for module, bound in LAYER_OPS_BOUND.items():
         assert ops.by_prefix(module) <= bound, f"{module}: {ops.by_prefix(module)} ops\n{ops.table()}"
 
@@ -171,15 +161,6 @@ def test_train_step_with_the_multi_tensor_optimiser_stays_under_its_bound(optimi
     assert (
         ops.by_prefix("nlref.nn.train.multi_tensor") <= 25
     )  # one flat update: 3 or 4 gathers and a few operations
-
-
-def test_flat_optimiser_cuts_the_optimiser_share_of_a_train_step():
-    _, per_tensor, _ = tiny_train_step(flat=False)
-    _, flat, _ = tiny_train_step(flat=True)
-    # 6 update operations for the whole network, 1 concatenate, plus one copy per non-contiguous gradient
-    assert flat.by_prefix("nlref.nn.train.multi_tensor.flat_sgd_step") == 6
-    assert flat.by_prefix("nlref.nn.train.multi_tensor") <= 25
-    assert flat.total <= per_tensor.total - 200
 
 
 @pytest.mark.parametrize("batched", [True], ids=["gpu-path"])

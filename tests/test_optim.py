@@ -10,7 +10,7 @@ import pytest
 from nlref.backend import to_numpy
 from nlref.io import save_npz_atomic
 from nlref.nn.layers import params_to_numpy, to_backend
-from nlref.nn.train import adam_init, adam_step, sgd_init, sgd_step, step_lr
+from nlref.nn.train import adam_init, adam_step, sgd_init, sgd_step
 
 
 def scalar_params(xp, value, dtype=np.float64):
@@ -95,13 +95,6 @@ def test_state_saves_to_npz_and_training_resumes_exactly(xp, rng, tmp_path, init
     for k in p:
         np.testing.assert_array_equal(to_numpy(p[k]), to_numpy(p_r[k]))
     assert int(s_r["step"]) == 4
-
-
-def test_step_lr_divides_by_gamma_every_step_size():
-    lrs = [step_lr(t, base_lr=0.1, step_size=3) for t in range(7)]
-    np.testing.assert_allclose(lrs, [0.1] * 3 + [0.01] * 3 + [0.001])
-    with pytest.raises(ValueError, match="step_size"):
-        step_lr(0, base_lr=0.1, step_size=0)
 
 
 def test_optimisers_reject_bad_hyperparameters():

@@ -15,7 +15,6 @@ from .model import (
     denoiser_backward,
     denoiser_forward,
     receptive_radius,
-    window_mask,
     windowed_nonlocal_backward,
     windowed_nonlocal_forward,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "denoiser_forward",
     "denoiser_backward",
     "receptive_radius",
-    "window_mask",
     "windowed_nonlocal_forward",
     "windowed_nonlocal_backward",
 ]

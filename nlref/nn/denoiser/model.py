@@ -22,10 +22,10 @@ A model is data: ``model`` is a list of layer specs (dicts) that
 
 The non-local block here has no BatchNorm: ``z = W_z y + x`` with ``W_z = 0``
 at the start (the paper's identity initialisation without BN).  Its search
-window is computed by offsets (:func:`nlref.nn.windowed_attention_forward`,
+window is computed by offsets (:func:`nlref.nn.nl.windowed_attention_forward`,
 the loop of fast non-local means): memory O(P (2 window + 1)^2) for P = H W
-positions, never the dense (N, P, P) masked affinity, whose mask
-:func:`window_mask` still builds for display and tests.  Train on small
+positions, never the dense (N, P, P) masked affinity
+(:func:`nlref.nn.nl.local_window_mask` builds that mask for display and tests).  Train on small
 patches and denoise large images tile by tile (:mod:`nlref.denoise.learned`),
 which is exact because the network only sees :func:`receptive_radius` pixels
 around each output pixel.
@@ -33,7 +33,6 @@ around each output pixel.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,6 @@ from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
 from ..nl.offsets import windowed_attention_backward, windowed_attention_forward
 from ..nl.op import nonlocal_op_backward, nonlocal_op_forward
-from ..nl.window import local_window_mask
 
 __all__ = [
     "DENOISER_ARCH_KEYS",
@@ -55,25 +53,12 @@ __all__ = [
     "denoiser_backward",
     "denoiser_forward",
     "receptive_radius",
-    "window_mask",
     "windowed_nonlocal_backward",
     "windowed_nonlocal_forward",
 ]
 
 #: The keyword arguments of :func:`build_denoiser` that define an architecture (recorded in weights files).
 DENOISER_ARCH_KEYS = ("width", "depth", "nl_blocks", "window", "inner_channels")
-
-
-def window_mask(spatial: tuple[int, ...], window: int | None, *, xp: Any = np) -> Any:
-    """Boolean (P, P) mask: key j is allowed for query i when ``|j_a - i_a| <= window`` on every axis.
-
-    The search window of non-local means, built by the same
-    :func:`nlref.nn.window.local_window_mask` as the video models' ``nl_window``;
-    ``None`` means no restriction (returns None: the dense block of Wang et al.).
-    """
-    if window is None:
-        return None
-    return local_window_mask(tuple(spatial), int(window), xp=xp)
 
 
 def receptive_radius(model: list[dict]) -> int:
@@ -86,37 +71,28 @@ def receptive_radius(model: list[dict]) -> int:
 # ----------------------------------------------------------------------------- the windowed block
 
 
-def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None, mask: Any = None) -> tuple:
+def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None) -> tuple:
     """``z = W_z y + x``, ``y_i = sum_j softmax_j(theta_i . phi_j / sqrt(C_i)) g_j`` over the search window.
 
     Embedded Gaussian of Wang et al. (CVPR 2018, Eq. 3 and 6) with the official
     ``C_i ** -0.5`` scale, no subsampling and no BN after ``W_z``; the window
     ``|j_a - i_a| <= window`` is visited offset by offset
-    (:func:`nlref.nn.windowed_attention_forward`), as fast non-local means does.
+    (:func:`nlref.nn.nl.windowed_attention_forward`), as fast non-local means does.
 
     Parameters
     ----------
     x : ndarray, shape (N, C, H, W)
     params : dict
         ``theta.w, phi.w, g.w`` (C_i, C), ``theta.b, phi.b, g.b`` (C_i,),
-        ``w_z.w`` (C, C_i), ``w_z.b`` (C,) -- the names of :func:`nlref.nn.init_nonlocal_params`.
+        ``w_z.w`` (C, C_i), ``w_z.b`` (C,) -- the names of :func:`nlref.nn.nl.init_nonlocal_params`.
     window : int or None
         Search-window radius (None: every position, the dense block of Wang et al.).
-    mask : optional
-        Deprecated and ignored (the dense masked form needed a ``window_mask``; the
-        offsets need none).
 
     Returns
     -------
     z : ndarray, like x
     cache : tuple
     """
-    if mask is not None:
-        warnings.warn(
-            "windowed_nonlocal_forward(mask=...) is deprecated and ignored: the window is visited by offsets",
-            DeprecationWarning,
-            stacklevel=2,
-        )
     xp = get_namespace(x)
     n, _c, *spatial = x.shape
     caches, emb = {}, {}

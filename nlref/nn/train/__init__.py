@@ -28,20 +28,8 @@ from .denoiser import (
     train_denoiser,
 )
 from .loop import train, train_summary
-from .multi_tensor import (
-    flat_adam_init,
-    flat_adam_step,
-    flat_sgd_init,
-    flat_sgd_step,
-    flatten_grads,
-    flatten_params,
-    multi_tensor_adam_step,
-    multi_tensor_sgd_step,
-    state_from_dict,
-    state_to_dict,
-    unflatten,
-)
-from .optim import adam_init, adam_step, sgd_init, sgd_step, step_lr
+from .multi_tensor import multi_tensor_adam_step, multi_tensor_sgd_step
+from .optim import adam_init, adam_step, sgd_init, sgd_step
 from .records import (
     FIRST_EVAL,
     TrainingInterrupted,
@@ -72,16 +60,6 @@ __all__ = [
     "sgd_step",
     "adam_init",
     "adam_step",
-    "step_lr",
-    "flatten_params",
-    "unflatten",
-    "flatten_grads",
-    "flat_sgd_init",
-    "flat_sgd_step",
-    "flat_adam_init",
-    "flat_adam_step",
-    "state_to_dict",
-    "state_from_dict",
     "multi_tensor_sgd_step",
     "multi_tensor_adam_step",
     "TrainConfig",

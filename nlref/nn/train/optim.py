@@ -1,14 +1,15 @@
 """Optimisers on flat parameter dicts: SGD with momentum (the paper's recipe) and Adam.
 
 Wang et al. (CVPR 2018, Sec. 4) train with SGD, momentum 0.9, weight decay
-1e-4 and a learning rate divided by 10 at fixed steps (:func:`step_lr`).  The
+1e-4 and a learning rate divided by 10 at fixed steps
+(:func:`nlref.nn.train.learning_rate`).  The
 update follows PyTorch's ``torch.optim.SGD`` so results can be compared:
 
     g = grad + weight_decay * p;   v = momentum * v + g;   p = p - lr * v
 
 Adam (Kingma & Ba, ICLR 2015) is offered for small experiments.  Optimiser
 state is a flat dict of arrays (``"velocity.<name>"``, ``"step"`` as a 0-d
-array) that saves to ``.npz`` as it is, after :func:`nlref.nn.params_to_numpy`.
+array) that saves to ``.npz`` as it is, after :func:`nlref.nn.layers.params_to_numpy`.
 Nothing is updated in place: every step returns new dicts.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from ..._validation import check_positive
 from ...backend import get_namespace
 
-__all__ = ["sgd_init", "sgd_step", "adam_init", "adam_step", "step_lr"]
+__all__ = ["sgd_init", "sgd_step", "adam_init", "adam_step"]
 
 
 def _zeros_like(params: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -135,14 +136,3 @@ def adam_step(
         new_state[f"m.{k}"], new_state[f"v.{k}"] = m, v
     new_state["step"] = np.asarray(t, dtype=np.int64)
     return new_params, new_state
-
-
-def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
-    """Step schedule: ``base_lr * gamma ** (step // step_size)`` (the paper divides by 10 at fixed steps)."""
-    check_positive(base_lr, "base_lr")
-    check_positive(gamma, "gamma")
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or step_size < 1:
-        raise ValueError(f"step_size must be a positive int, received {step_size!r}")
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"step must be a non-negative int, received {step!r}")
-    return float(base_lr * gamma ** (int(step) // int(step_size)))
