@@ -1,6 +1,6 @@
 """Table 2 of *Non-local Neural Networks* (Wang et al., CVPR 2018) at teaching scale.
 
-A thin script over :mod:`nlref.nn.ablation` (the same as ``nlref ablate``):
+A thin script over :mod:`nlref.nn.train.ablation` (the same as ``nlref ablate``):
 trains tiny C2D / I3D / non-local networks on the synthetic long-range video
 task over several seeds and writes ``ablation.md``, ``ablation.json`` and
 ``ablation.png`` into ``--out``.

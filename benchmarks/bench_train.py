@@ -1,6 +1,6 @@
 """Time of one training step (forward + backward + Adam update) of tiny NL C2D and NL I3D vs PyTorch.
 
-The networks are the "tiny" layout of :mod:`nlref.nn.models` (PAPER_NOTES):
+The networks are the "tiny" layout of :mod:`nlref.nn.video.models` (PAPER_NOTES):
 basic blocks, width 8, one embedded-Gaussian space-time non-local block after
 res3, on a batch of 32 synthetic clips 3 x 16 x 32 x 32 -- the ablation's
 setting.  nlref runs on NumPy (and CuPy when a GPU is present); PyTorch runs
@@ -9,12 +9,12 @@ the *same* network (same weights, built from nlref's parameter dict with
 process.  Before timing, the two forwards are compared (eval mode) and the
 largest logit difference is printed: the networks are the same.
 
-nlref's step is :func:`nlref.nn.step.train_step`, as the trainer runs it
-(Adam on one flat buffer, :func:`nlref.nn.optim_flat.multi_tensor_adam_step`).
+nlref's step is :func:`nlref.nn.train.train_step`, as the trainer runs it
+(Adam on one flat buffer, :func:`nlref.nn.train.multi_tensor_adam_step`).
 
 Then it counts the array operations of one step (:mod:`nlref.opcount`, on
 NumPy: the proxy for GPU kernel launches, ~10-20 us each on a GPU whatever
-their size), with the per-tensor Adam of :mod:`nlref.nn.optim` and with
+their size), with the per-tensor Adam of :mod:`nlref.nn.train.optim` and with
 ``train_step``'s multi-tensor Adam, the optimiser's share, and where the rest
 goes, by nlref module (issue #14 aims at <= 200 per step).
 
@@ -51,7 +51,7 @@ CFG = get_preset("quick").replace(optimizer="adam", weight_decay=0.0)  # train_s
 
 
 def nlref_step(model, params, state, x, y):
-    """One training step of nlref (:func:`nlref.nn.step.train_step`); returns a closure that runs it."""
+    """One training step of nlref (:func:`nlref.nn.train.train_step`); returns a closure that runs it."""
     box = {"params": params, "state": state, "opt": optimizer_init(CFG, params)}
     rng = np.random.default_rng(0)
 
@@ -83,7 +83,7 @@ def op_count_rows(case, model, params, state, x, y):
     for per_tensor in (True, False):
         ops = count_step_ops(model, params, state, x, y, per_tensor)
         modules = ops.by_module()
-        optimiser = sum(modules.pop(m, 0) for m in ("nlref.nn.optim", "nlref.nn.optim_flat"))
+        optimiser = sum(modules.pop(m, 0) for m in ("nlref.nn.train.optim", "nlref.nn.train.multi_tensor"))
         rows.append(
             {
                 "case": case,

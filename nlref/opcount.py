@@ -50,7 +50,7 @@ in the ``numpy`` module for the duration of the block and restores them on
 exit: not thread-safe, meant for tests and benchmarks.  Counts are at the
 top level only: a NumPy function implemented with other NumPy calls counts
 once.  Each operation is attributed to the innermost calling function of
-nlref (``"nlref.nn.conv.conv_forward"``), for :meth:`OpCounter.table`.
+nlref (``"nlref.nn.layers.conv_forward"``), for :meth:`OpCounter.table`.
 """
 
 from __future__ import annotations
@@ -188,11 +188,11 @@ class OpCounter:
         return value
 
     def by_prefix(self, prefix: str) -> int:
-        """Operations whose site starts with ``prefix`` (``"nlref.nn.optim"``)."""
+        """Operations whose site starts with ``prefix`` (``"nlref.nn.train.optim"``)."""
         return sum(n for site, n in self.by_site.items() if site.startswith(prefix))
 
     def by_module(self) -> collections.Counter:
-        """Operations per nlref module (``"nlref.nn.conv"``)."""
+        """Operations per nlref module (``"nlref.nn.layers.conv"``)."""
         out: collections.Counter = collections.Counter()
         for site, n in self.by_site.items():
             out[site.rsplit(".", 1)[0]] += n

@@ -1,4 +1,4 @@
-"""Tests of nlref.nn.bridge: non-local means as a call of the non-local operation.
+"""Tests of nlref.nn.nl.bridge: non-local means as a call of the non-local operation.
 
 Oracles: nlref.denoise.nl_means_pixelwise (the definition, pixel by pixel, with
 uniform patch weights), a plain double loop over pixels written here, and

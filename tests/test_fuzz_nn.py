@@ -339,7 +339,7 @@ def test_adversarial_conv_options_give_a_result_or_a_clear_error(which, value):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="nlref/nn/norm.py: the batch variance of float32 values ~1e20 overflows (x_hat * x_hat), "
+    reason="nlref/nn/layers/norm.py: the batch variance of float32 values ~1e20 overflows (x_hat * x_hat), "
     "a RuntimeWarning and then out = beta instead of +-gamma (owned by the nn helpers; see the report)",
 )
 def test_batch_norm_normalises_float32_values_near_1e20():

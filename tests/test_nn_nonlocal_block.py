@@ -1,4 +1,4 @@
-"""Tests of nlref.nn.nonlocal_block: the non-local block of Wang et al. (CVPR 2018).
+"""Tests of nlref.nn.nl.block: the non-local block of Wang et al. (CVPR 2018).
 
 Oracles: an independent NumPy implementation written from Sec. 3 of the paper
 (einsum 1x1 convolutions, reshape max-pooling, the explicit (2d, P, P')

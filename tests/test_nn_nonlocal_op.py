@@ -1,4 +1,4 @@
-"""Tests of nlref.nn.nonlocal_op: the generic non-local operation and its backward.
+"""Tests of nlref.nn.nl.op: the generic non-local operation and its backward.
 
 Oracles: a plain double loop over (i, j) written from Eq. (1) of Wang et al.
 (CVPR 2018), centred finite differences (nlref.gradcheck), and the dense form for the chunked one.

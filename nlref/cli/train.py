@@ -4,7 +4,7 @@
 synthetic long-range task (:func:`nlref.nn.train.train`), writing checkpoints
 and metrics; Ctrl-C or SIGTERM saves a checkpoint (exit 130 / 143) and
 ``--resume`` continues from it.  ``nlref ablate [OPTIONS]`` runs the paper's
-Table 2 at teaching scale (:mod:`nlref.nn.ablation`) and writes
+Table 2 at teaching scale (:mod:`nlref.nn.train.ablation`) and writes
 data/figures/ablation_cpu.md (.json, _<part>.png; ablation_gpu.* with
 ``--backend cupy``); ``--quick`` writes under data/out/ablation_quick/ only.
 
@@ -191,7 +191,7 @@ def _add_ablate_parser(subparsers: Any) -> None:
         "ablate",
         help="the paper's Table 2 ablations at teaching scale",
         description="Teaching-scale reproduction of Table 2 of Non-local Neural Networks "
-        "(nlref.nn.ablation): writes PREFIX.md, PREFIX.json and PREFIX_<part>.png into --out "
+        "(nlref.nn.train.ablation): writes PREFIX.md, PREFIX.json and PREFIX_<part>.png into --out "
         "(default data/figures/ablation_cpu.*; --quick: data/out/ablation_quick/).",
     )
     p.add_argument(

@@ -1,7 +1,7 @@
 """``nlref train-denoiser``: train the residual non-local denoiser of notebook 06.
 
 ``nlref train-denoiser --preset default --out runs/denoiser`` trains on random
-patches of the bundled training images (:mod:`nlref.nn.denoiser_train`),
+patches of the bundled training images (:mod:`nlref.nn.train.denoiser`),
 writing ``OUT/checkpoint.npz`` after every evaluation; Ctrl-C or SIGTERM saves
 it and ``--resume`` continues.  At the end ``OUT/weights.npz`` holds the model
 without the optimiser, plus the PSNR it reaches on a crop of the held-out

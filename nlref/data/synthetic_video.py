@@ -19,7 +19,7 @@ uniformly among the other ``K - 1`` colours.  Labels are exactly balanced: clip
 
 **Why C2D cannot solve it.**  All convolutions of C2D are ``1 x k x k``; time is
 mixed only by pool1 (max, 3 frames, stride 1) and pool2 (max, 3 frames, stride
-2) of the tiny network in :mod:`nlref.nn.models`, so every unit sees at most
+2) of the tiny network in :mod:`nlref.nn.video.models`, so every unit sees at most
 ``3 + (3 - 1) * 1 = 5`` consecutive frames: its *temporal receptive field*.
 The nearest frames of A and B (5 and 10) span 6 frames, so no unit sees both
 marks.  Global average pooling + fc then makes the logit additive,

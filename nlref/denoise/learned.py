@@ -8,7 +8,7 @@ learns the rest of the filter too: it predicts the noise, and the result is
 ``y - R(y)`` (DnCNN's residual learning, Zhang et al., TIP 2017).
 
 The windowed block visits its search window by offsets
-(:mod:`nlref.nn.nonlocal_window`), so its memory grows like the number of
+(:mod:`nlref.nn.nl.offsets`), so its memory grows like the number of
 pixels times the window size, not like the square of the number of pixels;
 inference also drops every layer's cache as soon as the layer has run, yet a
 large image is still processed in pieces to bound the memory.  This is exact:
@@ -103,7 +103,7 @@ def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
 def load_weights(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Load a weights file (default: :data:`DEFAULT_WEIGHTS`) with ``allow_pickle=False``, checked.
 
-    See :func:`nlref.nn.denoiser_train.load_denoiser` for the checks and the returned dict.
+    See :func:`nlref.nn.train.load_denoiser` for the checks and the returned dict.
     """
     return load_denoiser(DEFAULT_WEIGHTS if path is None else path)
 

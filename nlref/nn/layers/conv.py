@@ -10,7 +10,7 @@ input positions that offset reads form one strided slice of the padded input.
 Stacking those ``K`` slices gives the "column" matrix ``cols: (C*K, N*P)``
 (P output positions per sample) and the convolution of the whole batch is one
 product ``W (C_out, C*K) @ cols``; the ``K`` slices are one strided view of
-the padded input (:func:`nlref.nn._common.windows`), gathered with one copy.
+the padded input (:func:`nlref.nn.layers._common.windows`), gathered with one copy.
 The backward's ``dx`` is, at stride 1, the transposed convolution: ``dout``
 padded by the kernel span and correlated with the flipped kernel, in and out
 channels swapped -- again im2col and one product.  A strided kernel instead
@@ -87,10 +87,10 @@ def conv_forward(
         (``numpy.pad(mode="edge")``).  The I3D models pad time with
         ``("replicate", "zeros", "zeros")`` so that a clip of identical frames
         gives exactly the output of the 2-D network the kernels were inflated
-        from (:func:`nlref.nn.models.inflate_2d_to_3d`).
+        from (:func:`nlref.nn.video.inflate_2d_to_3d`).
     check : bool
         Validate the arguments (the default).  Callers that have checked the
-        shapes once -- a model built by :func:`nlref.nn.models.build_model` --
+        shapes once -- a model built by :func:`nlref.nn.video.build_model` --
         pass False.
 
     Returns
@@ -238,7 +238,7 @@ def _col2im(xp, dcols, padded, k, s, d, o_shape):
     """``dx_pad: (C, N, *S_pad)`` with every entry of ``dcols: (C*K, N*P)`` added where its column read.
 
     One scatter-add at the flat indices of the windows
-    (:func:`nlref.nn._common.window_index`), laid out as ``cols`` and gathered
+    (:func:`nlref.nn.layers._common.window_index`), laid out as ``cols`` and gathered
     into one contiguous vector (NumPy's ``add.at`` is fast on 1-D indices);
     overlapping windows add up in kernel-offset order.
     """

@@ -54,7 +54,7 @@ def batch_norm_forward(
     eps : float > 0
     check : bool
         Validate the arguments (the default); False when the caller already did
-        (a model from :func:`nlref.nn.models.build_model`).
+        (a model from :func:`nlref.nn.video.build_model`).
 
     Returns
     -------

@@ -5,10 +5,10 @@ The C2D/I3D backbones of Wang et al. (CVPR 2018, Table 1) pool with a max over
 (pool2, time only); the non-local block subsamples phi and g with a (1, 2, 2)
 max-pool (Sec. 3.3); the network ends with a global average pool.  The max-pool sees
 all windows at once, as a strided view of the padded input gathered with one
-copy (:func:`nlref.nn._common.windows`); its backward sends each output's
+copy (:func:`nlref.nn.layers._common.windows`); its backward sends each output's
 gradient to the arg-max of its window with one scatter-add.  The average pool
 visits one kernel offset at a time, each offset a dense strided slice of the
-padded input (see :mod:`nlref.nn.conv`).
+padded input (see :mod:`nlref.nn.layers.conv`).
 """
 
 from __future__ import annotations

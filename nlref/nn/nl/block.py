@@ -11,7 +11,7 @@ Pipeline (shapes for a clip, ``P = T*H*W`` positions, ``P'`` after subsampling):
     x (N, C, T, H, W)
     ├─ theta = W_theta x                    (N, C_i, T, H, W)  -> query (N, P, C_i)
     ├─ [max-pool] -> phi = W_phi x, g = W_g x  (N, C_i, T, H', W') -> key, value (N, P', C_i)
-    y = nonlocal_op(theta, phi, g)           (N, P, C_i)         [nlref.nn.nonlocal_op]
+    y = nonlocal_op(theta, phi, g)           (N, P, C_i)         [nlref.nn.nl.op]
     z = BN(W_z y) + x                        (N, C, T, H, W)
 
 * ``mode``: the four instantiations of Sec. 3.2 -- "gaussian" (f = exp(x_i^T x_j)
@@ -28,8 +28,8 @@ Pipeline (shapes for a clip, ``P = T*H*W`` positions, ``P'`` after subsampling):
 * identity at initialisation: the BatchNorm after W_z starts with gamma = 0
   (official code), or, with ``bn=False``, W_z itself starts at zero.
 * memory: the affinity is (N, P, P'); ``memory="chunked"`` never stores it
-  (see :mod:`nlref.nn.nonlocal_op_chunked`).
-* ``window``: restrict each query's keys to a local window (:mod:`nlref.nn.window`),
+  (see :mod:`nlref.nn.nl.chunked`).
+* ``window``: restrict each query's keys to a local window (:mod:`nlref.nn.nl.window`),
   the control experiment for non-locality; None (default) is the paper's block.
 """
 
@@ -87,7 +87,7 @@ def init_nonlocal_params(
     """Parameters and BatchNorm state of a non-local block, the identity at start (BN gamma = 0).
 
     The default follows the official code (weights ~ N(0, 0.01^2)); the video
-    models of :mod:`nlref.nn.models`, trained from scratch, use ``init="fan_in"``.
+    models of :mod:`nlref.nn.video.models`, trained from scratch, use ``init="fan_in"``.
 
     Parameters
     ----------
@@ -238,7 +238,7 @@ def nonlocal_block_forward(
     train : bool
         BatchNorm with batch statistics (True) or running statistics (False).
     memory : {"auto", "dense", "chunked"}, chunk_size : int
-        How the (N, P, P') affinity is handled, see :mod:`nlref.nn.nonlocal_op`.
+        How the (N, P, P') affinity is handled, see :mod:`nlref.nn.nl.op`.
     bn_momentum, bn_eps : float
         Passed to :func:`nlref.nn.batch_norm_forward`.
     return_attention : bool
@@ -285,7 +285,7 @@ def nonlocal_block_forward(
     layers = {}  # sub-layer caches, in forward order
     theta, phi, g = _embeddings(x, params, mode, kernel, pool_order, layers)
     key_spatial = tuple(g.shape[2:])
-    # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.window)
+    # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.nl.window)
     mask = None
     if window is not None:
         mask = local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))

@@ -94,7 +94,7 @@ def search_window_mask(shape: tuple[int, ...], patch_distance: int | tuple[int, 
     ``|j_a - i_a| <= patch_distance_a`` on every axis a; windows are clipped by
     the image border, as in :func:`nlref.denoise.nl_means_pixelwise`.  NLM's
     search window is the local window of the non-local block:
-    ``local_window_mask(shape, patch_distance)`` (:mod:`nlref.nn.window`).
+    ``local_window_mask(shape, patch_distance)`` (:mod:`nlref.nn.nl.window`).
     """
     dist = as_tuple(patch_distance, len(shape), "patch_distance")
     return local_window_mask(shape, dist, xp=xp)

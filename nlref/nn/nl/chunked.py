@@ -2,7 +2,7 @@
 
     y_i = 1/C(x) * sum_j f(x_i, x_j) g(x_j)         (Wang et al., CVPR 2018, Eq. 1)
 
-:mod:`nlref.nn.nonlocal_op` is the paper's dense form, the reference; this file
+:mod:`nlref.nn.nl.op` is the paper's dense form, the reference; this file
 holds what ``memory="chunked"`` runs instead, each form tested against the dense
 one (as CS231n's ``fast_layers.py`` sits beside ``layers.py``):
 

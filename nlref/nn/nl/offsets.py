@@ -52,7 +52,7 @@ def window_offsets(spatial: tuple[int, ...], window: Any) -> list[tuple[int, ...
     """Offsets t of the search window ``|t_a| <= k_a`` in C order, clipped to ``|t_a| <= S_a - 1``.
 
     ``window`` is an int or a per-axis tuple of ints/None (None: the whole axis),
-    as :func:`nlref.nn.window.as_window`.  Larger offsets would point outside the
+    as :func:`nlref.nn.nl.as_window`.  Larger offsets would point outside the
     map from every query, so the work is bounded by the map, not by ``window``.
     """
     radii = [n - 1 if k is None else min(k, n - 1) for k, n in zip(as_window(window, len(spatial)), spatial)]
@@ -192,7 +192,7 @@ def windowed_attention_backward(dy: Any, cache: dict) -> tuple[Any, Any, Any]:
 def windowed_attention_map(cache: dict, position: int | tuple[int, ...]) -> Any:
     """The weights ``w_t(i)`` of one query i laid out on the map: (N, *S), 0 outside its window.
 
-    The row i of the dense masked affinity (:func:`nlref.nn.nonlocal_op.attention_weights`),
+    The row i of the dense masked affinity (:func:`nlref.nn.nl.attention_weights`),
     for display (notebook 06); ``position`` is a flat index into S or a tuple of coordinates.
     """
     w, spatial = cache["w"], tuple(cache["y"].shape[2:])

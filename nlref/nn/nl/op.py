@@ -5,9 +5,9 @@ Wang, Girshick, Gupta, He, *Non-local Neural Networks*, CVPR 2018, Eq. (1):
     y_i = 1/C(x) * sum_j f(x_i, x_j) g(x_j)
 
 This module is the part of the story that both halves of nlref share: the
-non-local block (:mod:`nlref.nn.nonlocal_block`) calls it with
+non-local block (:mod:`nlref.nn.nl.block`) calls it with
 ``query = theta(x)``, ``key = phi(x)``, ``value = g(x)``, and the bridge to
-classical non-local means (:mod:`nlref.nn.bridge`) calls it with patch vectors.
+classical non-local means (:mod:`nlref.nn.nl.bridge`) calls it with patch vectors.
 Positions are already flattened: a feature map (N, C, T, H, W) becomes (N, THW, C).
 
 Shapes (N = batch, Nq = query positions i, Nk = key positions j): query = theta(x_i)
@@ -34,7 +34,7 @@ becomes the number of keys that query i may see.
 
 Below, each ``f`` is a pair ``affinity forward -> A`` / ``affinity backward dA -> dquery, dkey``,
 and the generic op ``y = A value`` walks the ``{f: (forward, backward)}`` table.
-``memory="chunked"`` uses the forms of :mod:`nlref.nn.nonlocal_op_chunked`
+``memory="chunked"`` uses the forms of :mod:`nlref.nn.nl.chunked`
 instead, which never hold A; ``"auto"`` picks per call (see :func:`nonlocal_op_forward`).
 """
 
@@ -257,7 +257,7 @@ def nonlocal_op_forward(
         Concatenation only (required there): ``f = ReLU(w_f^T [query_i, key_j])``.
     memory : {"auto", "dense", "chunked"}
         ``"dense"``: the affinity (N, Nq, Nk) is built (three such arrays at the
-        peak of the backward).  ``"chunked"``: :mod:`nlref.nn.nonlocal_op_chunked`,
+        peak of the backward).  ``"chunked"``: :mod:`nlref.nn.nl.chunked`,
         memory O(N (Nq + Nk)(d + c)) plus (N, chunk_size, chunk_size) tiles; not
         with a mask for the dot product.  ``"auto"``: the dot product uses its
         factorisation (dense when masked); the others are dense up to
@@ -331,7 +331,7 @@ def nonlocal_op_backward(dy: Any, cache: dict) -> tuple[tuple[Any, Any, Any], di
     -----
     Dense form: ``dvalue = A^T dy``, ``dA = dy value^T``, then each ``f``'s own
     affinity backward (softmax: ``dS = A * (dA - D)`` with ``D_i = dy_i . y_i``).
-    The chunked forms recompute A tile by tile (:mod:`nlref.nn.nonlocal_op_chunked`).
+    The chunked forms recompute A tile by tile (:mod:`nlref.nn.nl.chunked`).
     """
     q, v = cache["query"], cache["value"]
     if tuple(dy.shape) != (q.shape[0], q.shape[1], v.shape[2]):

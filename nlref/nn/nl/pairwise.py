@@ -1,7 +1,7 @@
 """The pairwise terms shared by the dense and the chunked non-local operation.
 
-Both :mod:`nlref.nn.nonlocal_op` (the paper's dense form) and
-:mod:`nlref.nn.nonlocal_op_chunked` (the memory-saving forms) build the same
+Both :mod:`nlref.nn.nl.op` (the paper's dense form) and
+:mod:`nlref.nn.nl.chunked` (the memory-saving forms) build the same
 two kinds of pairwise term, on the whole (Nq, Nk) grid or on one tile of it:
 
 * Gaussians: the logits ``s_ij = scale * query_i . key_j + key_bias_j`` (``-inf``

@@ -8,7 +8,7 @@ every position.  Putting it back, as a boolean (P, P') mask handed to
 :func:`nlref.nn.nonlocal_op_forward`, is how one measures what non-locality buys
 (a window of 0 frames in time is a space-only block, a window of 1 pixel is
 almost a 3x3 convolution), and it is NLM's search window for the bridge
-(:func:`nlref.nn.search_window_mask`).
+(:func:`nlref.nn.nl.search_window_mask`).
 
 Positions of the key grid: with subsampling by a max-pool of kernel = stride s
 (floor mode), key j stands for the input positions ``j*s ... j*s + s - 1`` that

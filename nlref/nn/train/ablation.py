@@ -1,6 +1,6 @@
 """Table 2 of *Non-local Neural Networks* (Wang et al., CVPR 2018) at teaching scale.
 
-Trains tiny C2D / I3D / non-local networks (:mod:`nlref.nn.models`, layout
+Trains tiny C2D / I3D / non-local networks (:mod:`nlref.nn.video.models`, layout
 "tiny") on the synthetic same-or-different-colour task
 (:mod:`nlref.data.synthetic_video`), where the label depends on two marks
 further apart in time than C2D's receptive field, and reports the held-out
@@ -22,7 +22,7 @@ The pipeline::
     select_rows(parts, models)      [(part, row label, config overrides)]
     run_ablation(base, rows, seeds) each distinct config trains once per seed (train_summary);
                                     rows whose std exceeds 0.05 get more seeds (up to max_seeds)
-    write_results(result, out)      PREFIX.md, PREFIX.json, PREFIX_<part>.png (nlref.nn.ablation_report)
+    write_results(result, out)      PREFIX.md, PREFIX.json, PREFIX_<part>.png (nlref.nn.train.report)
 
 ``nlref ablate`` and ``benchmarks/ablation.py`` are thin faces over these functions.
 """

@@ -6,7 +6,7 @@ the model already is (a flat dict of named parameters), so it saves to
 
     format              0-d str    "nlref-checkpoint-v1"
     step                0-d int    completed training steps (>= 0)
-    config              0-d str    TrainConfig as JSON (nlref.nn.config)
+    config              0-d str    TrainConfig as JSON (nlref.nn.train.config)
     param/<name>        params     e.g. "param/res3.0.nl.theta.w"
     opt/<name>          optimiser state ("opt/velocity.fc.w", "opt/step")
     state/<name>        BatchNorm running statistics

@@ -5,7 +5,7 @@ network (Wang, Girshick, Gupta, He, CVPR 2018, Sec. 4: C2D / I3D, non-local
 blocks), the synthetic data (:mod:`nlref.data.synthetic_video`) and the
 optimiser recipe (Sec. 4.1: SGD, momentum 0.9, weight decay 1e-4, lr / 10 at
 fixed steps) -- is one :class:`TrainConfig`.  It is saved as a JSON string in
-every checkpoint (:mod:`nlref.nn.checkpoint`), so a run can be resumed only
+every checkpoint (:mod:`nlref.nn.train.checkpoint`), so a run can be resumed only
 with the configuration it was started with.
 
     preset name / JSON file / --set KEY=VALUE  ->  TrainConfig  ->  train(cfg)

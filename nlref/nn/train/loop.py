@@ -1,7 +1,7 @@
 """The training loop: C2D / I3D / non-local networks on the synthetic video task.
 
 The last step of the video story (Wang, Girshick, Gupta, He, CVPR 2018,
-Section 4): take a network from :mod:`nlref.nn.models`, a stream of clips from
+Section 4): take a network from :mod:`nlref.nn.video.models`, a stream of clips from
 :mod:`nlref.data.synthetic_video`, and run the paper's recipe scaled down --
 SGD with momentum 0.9, weight decay 1e-4 and a step schedule (lr / 10 every
 ``lr_step`` steps), random crop + horizontal flip, BatchNorm in train mode,
@@ -12,14 +12,14 @@ at step 400 (0.77 and 0.58, seed 0).  The non-local blocks are initialised by
 fan-in (``nl_init``; the official std 0.01 is a saddle when training from
 scratch: notebook 05).  The measured accuracies of every preset and seed are
 the tables of ``data/figures/ablation_cpu.md`` (``nlref ablate``).  The pieces
-live beside this loop (data and model: :mod:`nlref.nn.train_data`; evaluation,
-files, signals: :mod:`nlref.nn.train_records`)::
+live beside this loop (data and model: :mod:`nlref.nn.train.step`; evaluation,
+files, signals: :mod:`nlref.nn.train.records`)::
 
-    TrainConfig (nlref.nn.config)
+    TrainConfig (nlref.nn.train.config)
       -> build_from_config                       model, params, state
-      -> for step: batch -> train_step (nlref.nn.step) -> commit
+      -> for step: batch -> train_step (nlref.nn.train.step) -> commit
              every eval_every steps (and at step 25): evaluate, metrics.csv/json, checkpoint
-      -> checkpoint.npz (nlref.nn.checkpoint)   also on Ctrl-C and SIGTERM
+      -> checkpoint.npz (nlref.nn.train.checkpoint)   also on Ctrl-C and SIGTERM
 
 Everything random is a function of ``(seed, step)``: the batch of step ``s`` is
 clips ``s * B .. (s + 1) * B - 1`` of the train split, its augmentation and

@@ -2,7 +2,7 @@
 
 The bookkeeping around the loop of :mod:`nlref.nn.train`: held-out accuracy
 (:func:`evaluate`, at step :data:`FIRST_EVAL` and every ``eval_every`` steps),
-``metrics.json`` / ``metrics.csv``, ``checkpoint.npz`` (:mod:`nlref.nn.checkpoint`),
+``metrics.json`` / ``metrics.csv``, ``checkpoint.npz`` (:mod:`nlref.nn.train.checkpoint`),
 SIGTERM turned into :class:`TrainingInterrupted` (so ``kill`` and job schedulers
 save a checkpoint as Ctrl-C does), and the closing summary line.
 """

@@ -1,6 +1,6 @@
 """The teaching-scale ablation's report: markdown tables and one PNG per part.
 
-The result of :func:`nlref.nn.ablation.run_ablation` becomes ``PREFIX.md`` (a
+The result of :func:`nlref.nn.train.run_ablation` becomes ``PREFIX.md`` (a
 header naming the setting, then one table per part, mean +- std over seeds
 beside the paper's Kinetics top-1), ``PREFIX.json`` (every run) and
 ``PREFIX_<part>.png`` (bars of mean +- std with each seed as a dot; part (w) as

@@ -13,7 +13,7 @@ schedule; or Adam)::
 :func:`train_step` updates nothing in place: it returns new dicts, so the
 caller commits a step in one assignment and an interrupt never leaves a
 half-updated model.  The update is the multi-tensor form of
-:mod:`nlref.nn.optim`'s step (:mod:`nlref.nn.optim_flat`): the same numbers bit
+:mod:`nlref.nn.train.optim`'s step (:mod:`nlref.nn.train.multi_tensor`): the same numbers bit
 for bit, one flat update for the whole network instead of one per tensor (on
 a GPU, a handful of kernel launches instead of hundreds); the new parameters
 and optimiser state are views of flat buffers, in the per-tensor layout.
@@ -64,7 +64,7 @@ def step_rng(seed: int, kind: int, step: int) -> np.random.Generator:
 
 
 def build_from_config(cfg: TrainConfig, *, xp: Any = np) -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
-    """Build ``(model, params, state)`` for a config with :func:`nlref.nn.models.build_model`."""
+    """Build ``(model, params, state)`` for a config with :func:`nlref.nn.video.build_model`."""
     return build_model(
         cfg.arch,
         layout=cfg.layout,
@@ -124,7 +124,7 @@ def train_step(
     Parameters
     ----------
     model, params, state : list, dict, dict
-        A network of :mod:`nlref.nn.models`, its parameters and BN running statistics.
+        A network of :mod:`nlref.nn.video.models`, its parameters and BN running statistics.
     opt_state : dict
         Optimiser state (:func:`optimizer_init`).
     x : array, shape (N, C, T, H, W)

@@ -2,7 +2,7 @@
 
 Like CS231n's ``layer_utils.py``, each block chains a few layers of
 :mod:`nlref.nn` into one forward/backward pair with an explicit cache; the
-network of :mod:`nlref.nn.models` is a list of these blocks.  Parameters stay in
+network of :mod:`nlref.nn.video.models` is a list of these blocks.  Parameters stay in
 the model's flat dict, under the names a checkpoint uses (``"res3.0.conv1.w"``,
 ``"res3.0.bn1.gamma"``); a block gets the names of its layers and returns its
 gradients and BatchNorm statistics under the same names::
@@ -23,7 +23,7 @@ the batch axis, ``(N H W, C, T, 1, 1)``, so each position attends across frames
 (affinity ``(N HW, T, T)``); "spacetime" leaves ``x`` as it is (``(N, THW, THW)``).
 
 The blocks call the layers with ``check=False``: a model validates its
-parameters once, when :func:`nlref.nn.models.build_model` creates them.
+parameters once, when :func:`nlref.nn.video.build_model` creates them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The five layer kinds of a C2D / I3D model: how each is built from its spec and how it runs.
 
-A model (:mod:`nlref.nn.models`) is a list of specs, dicts whose ``"op"`` is
+A model (:mod:`nlref.nn.video.models`) is a list of specs, dicts whose ``"op"`` is
 one of the kinds of :data:`MODEL_LAYERS`; this module turns a spec into
-parameters (at build time) and into a call of a block of :mod:`nlref.nn.blocks`
+parameters (at build time) and into a call of a block of :mod:`nlref.nn.video.blocks`
 (at run time).  Every entry of the table has the same signatures::
 
     forward(x, params, state, spec, *, train, rng) -> (out, cache, new_state)
@@ -18,7 +18,7 @@ parameters (at build time) and into a call of a block of :mod:`nlref.nn.blocks`
 
 A kind that is not in the table is an error (:func:`lookup_layer`), never
 skipped.  The layers run with ``check=False``: the parameters were checked
-when :func:`nlref.nn.models.build_model` made them.
+when :func:`nlref.nn.video.build_model` made them.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 # The convolutions of a residual block (kernels before inflation), the one with the stage's
-# spatial stride (1-based, as :mod:`nlref.nn.blocks` implements it), output channels / width.
+# spatial stride (1-based, as :mod:`nlref.nn.video.blocks` implements it), output channels / width.
 BLOCKS = {
     "basic": dict(kernels=((1, 3, 3), (1, 3, 3)), stride_conv=1, expansion=1),
     "bottleneck": dict(kernels=((1, 1, 1), (1, 3, 3), (1, 1, 1)), stride_conv=2, expansion=4),

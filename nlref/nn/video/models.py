@@ -1,10 +1,10 @@
 """C2D and I3D video ResNets with 0 / 1 / 5 / 10 non-local blocks (Wang et al., CVPR 2018, Sec. 4).
 
-This is where the blocks of :mod:`nlref.nn.blocks` become the paper's video networks.  A model
+This is where the blocks of :mod:`nlref.nn.video.blocks` become the paper's video networks.  A model
 is data, three plain things: ``model``, a list of layer specs (``{"op": "block", "name": "res3.1",
 ...}``) that :func:`model_forward` walks in order and :func:`model_backward` in reverse through
 the table :data:`MODEL_LAYERS` = ``{op: (forward, backward)}`` (print it; the kinds are in
-:mod:`nlref.nn.model_layers`); ``params``, one flat dict of named arrays (``"res3.1.conv2.w"``,
+:mod:`nlref.nn.video.layers`); ``params``, one flat dict of named arrays (``"res3.1.conv2.w"``,
 ``"res3.1.nl.theta.w"``, ``"fc.w"``) that saves to ``.npz`` as it is; ``state``, the BatchNorm
 running statistics::
 
@@ -34,7 +34,7 @@ of res3 and 1, 3, 5 of res4 with ResNet-50 depths); ``10`` after every block of
 res3 and res4.  With fewer blocks per stage the *rules* are kept, so the counts
 shrink: the tiny depth (1, 1, 1) gets 1 block after res3.0 and 2 (after res3.0
 and res4.0) for 5 or 10; depth (1, 2, 2) gets 1 / 2 / 4 (:func:`count_nonlocal`).
-``nl_space_time``: attention over "spacetime", "space" or "time" (:mod:`nlref.nn.blocks`).
+``nl_space_time``: attention over "spacetime", "space" or "time" (:mod:`nlref.nn.video.blocks`).
 
 Arguments are validated once, by :func:`build_model`; the forward checks only the clip.
 """
@@ -225,7 +225,7 @@ def build_model(
         Max-pool phi and g by (1, 2, 2) (paper Sec. 3.3); ignored by "time" blocks
         and on 1-pixel feature maps.
     nl_space_time : {"spacetime", "space", "time"}
-        Which positions a non-local block compares (:mod:`nlref.nn.blocks`).
+        Which positions a non-local block compares (:mod:`nlref.nn.video.blocks`).
     nl_init : {"fan_in", "official"}
         The blocks' 1x1x1 weights: std ``1 / sqrt(fan_in)`` (default, training from
         scratch) or 0.01 (the official code, fine-tuning a pretrained trunk);
