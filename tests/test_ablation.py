@@ -1,4 +1,4 @@
-"""The teaching-scale ablation (nlref.nn.train.ablation) runs end to end and writes its table, data and plot."""
+"""The teaching-scale ablation (nlref.nn.train.ablation) runs end to end and writes its table and plot."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""nlref.nn.video.blocks: the sandwiches against hand-composed layers, gradcheck, and the space/time folding."""
+"""nlref.nn.video.blocks: the sandwiches against hand-composed layers, gradcheck, space/time folding."""
 
 from __future__ import annotations
 
