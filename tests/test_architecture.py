@@ -6,7 +6,12 @@
   ``benchmarks/``;
 * only ``nlref.backend`` imports CuPy;
 * nlref's own modules are imported at module level, where a reader sees the graph;
-* modules stay small enough to hold in one's head (<= 400 lines, function bodies <= 60).
+* modules stay small enough to hold in one's head (<= 400 lines, function bodies <= 60);
+* one folder per chapter, each of at most 12 modules; no star imports;
+* a visible API: ``nlref.nn.__all__`` is a literal list of at most 40 names, every module of
+  ``nlref.nn`` exports only what it defines, and every public name is listed in its chapter
+  package (``nlref.nn.nl``, not ``nlref.nn.nl.op``);
+* notebooks show (``show_source``) only public names.
 """
 
 from __future__ import annotations
@@ -142,3 +147,131 @@ def test_modules_and_functions_stay_small(name):
             qual = f"{name}.{node.name}"
             if qual not in LONG_FUNCTIONS_ALLOWED:
                 assert lines <= MAX_FUNCTION_LINES, f"{qual}: body of {lines} lines"
+
+
+# ----------------------------------------------------------------------------- chapters and the visible API
+
+MAX_MODULES_PER_FOLDER = 12
+MAX_NN_NAMES = 40
+NN_CHAPTERS = ("layers", "nl", "video", "train", "denoiser")
+
+
+def _literal_all(name: str) -> list[str] | None:
+    """The module's ``__all__`` if it is assigned once, as a literal list of strings (else None)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            found.append(node)
+    if len(found) != 1 or not isinstance(found[0], (ast.Assign, ast.AnnAssign)):
+        return None
+    value = found[0].value
+    if not isinstance(value, ast.List) or not all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+    ):
+        return None
+    return [e.value for e in value.elts]
+
+
+def _defined_names(name: str) -> set[str]:
+    """Names a module defines itself: functions, classes and assignments at module level."""
+    names = set()
+    for node in ast.parse(MODULES[name].read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+@pytest.mark.parametrize("folder", sorted({p.parent for p in MODULES.values()}), ids=str)
+def test_each_folder_holds_at_most_12_modules(folder):
+    modules = sorted(p.name for p in folder.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) <= MAX_MODULES_PER_FOLDER, f"{folder}: {len(modules)} modules {modules}"
+
+
+def test_nlref_nn_all_is_a_literal_list_of_at_most_40_names():
+    names = _literal_all("nlref.nn")
+    assert names is not None, "nlref/nn/__init__.py must assign __all__ once, as a literal list of strings"
+    assert len(names) <= MAX_NN_NAMES and len(set(names)) == len(names), f"{len(names)} names"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_star_imports(name):
+    for node in ast.walk(ast.parse(MODULES[name].read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            assert all(a.name != "*" for a in node.names), f"{name} star-imports (line {node.lineno})"
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if m.startswith("nlref.nn.") and not _is_package(m)])
+def test_nn_modules_export_only_what_they_define(name):
+    names = _literal_all(name)
+    if names is None and name.split(".")[-1].startswith("_"):
+        return  # a private module may leave __all__ out
+    assert names is not None, f"{name}: __all__ must be assigned once, as a literal list"
+    foreign = sorted(set(names) - _defined_names(name))
+    assert not foreign, f"{name} re-exports {foreign}: only a package __init__.py may"
+
+
+@pytest.mark.parametrize("chapter", NN_CHAPTERS)
+def test_every_public_name_of_a_chapter_is_listed_in_its_package(chapter):
+    package = f"nlref.nn.{chapter}"
+    listed = _literal_all(package)
+    assert listed is not None, f"{package}: __all__ must be a literal list"
+    for name in MODULES:
+        if (
+            name.startswith(package + ".")
+            and not _is_package(name)
+            and not name.split(".")[-1].startswith("_")
+        ):
+            missing = sorted(set(_literal_all(name) or []) - set(listed))
+            assert not missing, f"{name} exports {missing}, not listed in {package}.__all__"
+    doc = ast.get_docstring(ast.parse(MODULES[package].read_text(encoding="utf-8"))) or ""
+    for module in (
+        m for m in MODULES if m.startswith(package + ".") and not m.split(".")[-1].startswith("_")
+    ):
+        assert module.split(".")[-1] in doc, f"{package}'s docstring does not introduce {module}"
+
+
+def test_nlref_nn_names_come_from_the_chapter_packages():
+    import nlref.nn
+
+    chapters = set()
+    for chapter in ("layers", "nl", "video"):
+        chapters |= set(_literal_all(f"nlref.nn.{chapter}"))
+    assert set(nlref.nn.__all__) <= chapters
+
+
+def _shown_sources() -> list[tuple[str, str]]:
+    import json
+
+    shown = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            src = "".join(cell["source"])
+            lines = "\n".join(
+                "pass" if line.lstrip().startswith(("%", "!")) else line for line in src.splitlines()
+            )
+            for node in ast.walk(ast.parse(lines)):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", None) == "show_source"
+                    and node.args
+                ):
+                    shown.append((path.name, ast.unparse(node.args[0])))
+    return shown
+
+
+def test_notebooks_show_only_public_names():
+    shown = _shown_sources()
+    assert shown, "no show_source call found: the notebook parser is broken"
+    private = [(nb, expr) for nb, expr in shown if any(part.startswith("_") for part in expr.split("."))]
+    assert not private, f"notebooks show private functions: {private}"
