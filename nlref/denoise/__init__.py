@@ -13,6 +13,8 @@ The start of nlref's teaching path, and the part people use on real images:
 * :func:`estimate_sigma` -- Immerkaer's (1996) noise estimate.
 * :func:`nl_means_dask` -- the same result chunk by chunk, for images larger
   than memory (needs Dask).
+* :func:`bm3d` (:mod:`nlref.denoise.bm3d`) -- BM3D (Dabov et al. 2007) as
+  specified by Lebrun (IPOL 2012); :func:`bm3d_reference` its loop form.
 
 Where a new non-local means variant goes:
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 from ._common import UnsupportedDimensionError
 from .api import nl_means
+from .bm3d import bm3d, bm3d_reference
 from .ipol import IPOL_TABLE, ipol_parameters, nl_means_ipol
 from .learned import denoise_learned
 from .noise import estimate_sigma
@@ -53,4 +56,6 @@ __all__ = [
     "nl_means_dask",
     "UnsupportedDimensionError",
     "denoise_learned",
+    "bm3d",
+    "bm3d_reference",
 ]

@@ -42,7 +42,7 @@ from typing import Any
 from ..backend import get_namespace
 from ._common import patch_kernel_1d, weights_from_distance
 
-__all__ = ["offset_loop", "window_sum", "half_offsets"]
+__all__ = ["offset_loop", "window_sum", "half_offsets", "patch_distance"]
 
 
 def half_offsets(patch_distance: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -114,6 +114,31 @@ def _patch_filter(
                 out += _take(D, ax, k, length) * D.dtype.type(g[k])
             D = out
     return D, scale
+
+
+def patch_distance(
+    patch_x: Any,
+    patch_y: Any,
+    patch_size: tuple[int, ...],
+    patch_weights: str = "uniform",
+    channel_axis: int = 0,
+) -> tuple[Any, float]:
+    """Steps 1-2 for one offset: the patch distance of every pixel from two shifted views.
+
+    ``D = sum_c (patch_x - patch_y)^2`` over ``channel_axis``, then the patch
+    filter over the spatial axes that follow it: ``scale * S`` is the mean
+    squared difference of the patches (kernel-weighted), ``S`` has ``patch - 1``
+    fewer entries per axis than the views ("valid" part).  Non-local means
+    weighs pixels with it; BM3D's block matching (:mod:`nlref.denoise.bm3d`)
+    ranks blocks with it -- block matching *is* NLM's patch distance.
+    """
+    D = patch_x - patch_y
+    D *= D
+    if D.shape[channel_axis] == 1:
+        D = D.squeeze(axis=channel_axis)
+    else:
+        D = D.sum(axis=channel_axis)
+    return _patch_filter(D, patch_size, patch_weights, channel_axis)
 
 
 def _progress(iterable: Any, total: int, enabled: bool) -> Any:
@@ -196,10 +221,7 @@ def offset_loop(
         patch_y = padded[
             (slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))
         ]
-        D = patch_x - patch_y
-        D *= D
-        D = D[0] if C == 1 else D.sum(axis=0)  # (*region + 2r)
-        D, scale = _patch_filter(D, patch_size, patch_weights, 0)  # (*region)
+        D, scale = patch_distance(patch_x, patch_y, patch_size, patch_weights)  # (*region)
         w = weights_from_distance(D, h, sigma, scale / C)
         # the pair (x, y) gives w to both pixels
         den[at_x] += w

@@ -1,0 +1,110 @@
+"""Block matching for a band of reference blocks, by the offset loop of non-local means.
+
+For every reference block ``R`` (top-left corner on the grid of
+:func:`~nlref.denoise.bm3d.profile.reference_positions`) BM3D needs the
+distance ``||R - Q||^2`` to every block ``Q`` whose corner lies in the ``n x n``
+search window around ``R``'s (clipped to the image).  That is NLM's patch
+distance, and the offset loop of :mod:`nlref.denoise.fast` computes it the same
+way: for each offset ``t`` of the window, one squared-difference image and a
+``k x k`` box sum give the distance of *every* block to its ``t``-shifted
+partner (:func:`nlref.denoise.fast.patch_distance`); the reference grid reads
+its entries.  Cost ``O(pixels x window)``, whatever ``k``.
+
+Then the group (Lebrun, IPOL 2012, Sec. 2.2): the reference block first, then
+the other blocks with ``||R - Q||^2 < tau`` in the order (distance, scan
+order) -- ties go to the block met first in a row-major scan of the image --,
+at most ``N`` of them, cut down to a power of 2.
+
+Memory of one band of ``n_ref`` reference blocks: the distances
+``(n_window, n_ref)`` and their transposed copy, three boolean masks and an
+``int16`` running count of the same shape (:func:`match_bytes`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...backend import get_namespace
+from ..fast import patch_distance
+
+__all__ = ["window_offsets", "band_distances", "select_groups", "match_bytes"]
+
+
+def window_offsets(window: int) -> np.ndarray:
+    """Offsets ``(dy, dx)`` of the ``window x window`` search window in row-major (scan) order, ``(n, 2)``."""
+    half = window // 2
+    d = np.arange(-half, half + 1)
+    return np.stack(np.meshgrid(d, d, indexing="ij"), axis=-1).reshape(-1, 2)
+
+
+def _valid(refs: np.ndarray, shift: int, n_positions: int) -> tuple[int, int]:
+    """``[a0, a1)``: the entries of the sorted ``refs`` with ``refs + shift`` a block position."""
+    ok = np.nonzero((refs + shift >= 0) & (refs + shift < n_positions))[0]
+    return (int(ok[0]), int(ok[-1]) + 1) if ok.size else (0, 0)
+
+
+def band_distances(guide: Any, ys: np.ndarray, xs: np.ndarray, k: int, window: int) -> Any:
+    """``dist: (n_window, len(ys), len(xs))``: ``||R - Q||^2`` of each reference and each offset.
+
+    ``inf`` where the offset leaves the image; ``-1`` at offset 0, so that the
+    reference block sorts first (it is at distance 0 from itself).
+    """
+    xp = get_namespace(guide)
+    P, Q = guide.shape[0] - k + 1, guide.shape[1] - k + 1
+    offsets = window_offsets(window)
+    dist = xp.full((len(offsets), len(ys), len(xs)), np.inf, dtype=guide.dtype)
+    ys_d, xs_d = xp.asarray(ys), xp.asarray(xs)
+    for o, (dy, dx) in enumerate(offsets.tolist()):
+        (a0, a1), (b0, b1) = _valid(ys, dy, P), _valid(xs, dx, Q)
+        if a1 <= a0 or b1 <= b0:
+            continue
+        if dy == 0 and dx == 0:
+            dist[o] = -1
+            continue
+        y0, y1, x0, x1 = int(ys[a0]), int(ys[a1 - 1]) + 1, int(xs[b0]), int(xs[b1 - 1]) + 1
+        at_r = guide[None, y0 : y1 + k - 1, x0 : x1 + k - 1]
+        at_q = guide[None, y0 + dy : y1 + dy + k - 1, x0 + dx : x1 + dx + k - 1]
+        S, _ = patch_distance(at_r, at_q, (k, k))  # (y1 - y0, x1 - x0): every block in the range
+        dist[o, a0:a1, b0:b1] = S[(ys_d[a0:a1] - y0)[:, None], (xs_d[b0:b1] - x0)[None, :]]
+    return dist
+
+
+def select_groups(dist: Any, max_group: int, threshold: float) -> tuple[Any, Any]:
+    """Group members and sizes from ``dist: (n_ref, n_window)`` (offsets in scan order).
+
+    Returns ``(members, size)``: ``members: (n_ref, N')`` offset indices
+    ordered by (distance, scan order), ``N' = min(N, n_window)``; ``size:
+    (n_ref,)`` the largest power of 2 at most ``N`` and at most the number of
+    blocks with distance below ``threshold`` (the reference counts).
+    """
+    xp = get_namespace(dist)
+    n_ref, n_off = dist.shape
+    N = min(max_group, n_off)
+    # the N smallest distances, ties at the N-th value taken in scan order
+    v = xp.partition(dist, N - 1, axis=1)[:, N - 1 : N]
+    less, tie = dist < v, dist == v
+    need = N - less.sum(axis=1, keepdims=True)
+    chosen = less | (tie & (xp.cumsum(tie, axis=1, dtype=xp.int16) <= need))
+    members = xp.nonzero(chosen)[1].reshape(n_ref, N)  # in scan order
+    d = xp.take_along_axis(dist, members, axis=1)
+    # rank by (distance, scan order): a permutation, so any sort of it is exact
+    j = xp.arange(N)
+    before = (d[:, None, :] < d[:, :, None]) | ((d[:, None, :] == d[:, :, None]) & (j[None, :] < j[:, None]))
+    order = xp.argsort(before.sum(axis=2), axis=1)
+    members = xp.take_along_axis(members, order, axis=1)
+    count = (dist < dist.dtype.type(threshold)).sum(axis=1)
+    size = xp.ones(n_ref, dtype=xp.int64)
+    s = 2
+    while s <= N:
+        size = xp.where(count >= s, s, size)
+        s *= 2
+    return members, size
+
+
+def match_bytes(n_ref: int, n_window: int, max_group: int, itemsize: int) -> int:
+    """Bytes :func:`band_distances` and :func:`select_groups` hold for ``n_ref`` references, at most."""
+    N = min(max_group, n_window)
+    per_ref = n_window * (2 * itemsize + 3 + 2) + N * N + N * (2 * itemsize + 3 * 8)
+    return n_ref * per_ref

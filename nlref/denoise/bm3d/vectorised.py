@@ -1,0 +1,155 @@
+"""BM3D's two steps, vectorised: a band of reference blocks at a time.
+
+The reference form (:mod:`nlref.denoise.bm3d.reference`) visits one reference
+block at a time.  Here a *band* of reference rows is handled by a few large
+array operations, on NumPy or CuPy alike:
+
+1. block matching for the whole band by the offset loop
+   (:func:`~nlref.denoise.bm3d.matching.band_distances`, ``O(pixels x window)``);
+2. the groups of each size ``s`` (1, 2, 4, ..., N) gathered at once from a
+   sliding-window *view* of the image, ``(m, s, k, k)``;
+3. their 3-D transform, filter and inverse as matrix products
+   (:mod:`nlref.denoise.bm3d.filtering`);
+4. aggregation by ``bincount``: every pixel of every block estimate adds
+   ``weight * kaiser * value`` to the numerator and ``weight * kaiser`` to the
+   denominator at its flat image index.
+
+Both steps are one function, :func:`collaborative_step`: step 1 matches on the
+noisy image and hard-thresholds, step 2 matches on the basic estimate and
+shrinks the noisy groups with the Wiener weights of the basic groups.
+
+Memory: one band holds :func:`band_bytes`; the front door picks the number of
+reference rows per band so that it stays under ``max_batch_bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ...backend import get_namespace
+from .filtering import GroupTransform, forward_3d, inverse_3d
+from .matching import band_distances, match_bytes, select_groups, window_offsets
+from .profile import StepParams, reference_positions
+from .transforms import kaiser_window
+
+__all__ = ["collaborative_step", "band_bytes", "rows_per_band"]
+
+GroupFilter = Callable[[list], tuple[Any, Any]]
+
+
+def band_bytes(n_rows: int, width: int, params: StepParams, itemsize: int, n_images: int) -> int:
+    """Bytes one band of ``n_rows`` reference rows allocates, at most.
+
+    ``n_ref = n_rows * ceil(width / p)`` references (plus one column), each
+    with its distances to the ``n^2`` window offsets (:func:`match_bytes`) and
+    a group of at most ``N`` blocks of ``k^2`` pixels: per block pixel
+    ``(3 n_images + 3)`` values of the image's dtype (gathered blocks, spectra,
+    estimates, weights), an ``int64`` index and two ``float64`` values for
+    ``bincount``.  The offset loop's squared differences and box sums cover
+    ``(n_rows p + k) x width`` pixels, five values each.
+    """
+    k, N, n_win = params.block, params.max_group, params.window**2
+    n_ref = n_rows * (-(-width // params.step) + 1)
+    groups = n_ref * N * k * k * ((3 * n_images + 3) * itemsize + 8 + 16)
+    offset_loop = 5 * (n_rows * params.step + k) * width * itemsize
+    return match_bytes(n_ref, n_win, N, itemsize) + groups + offset_loop
+
+
+def rows_per_band(n_rows: int, width: int, params: StepParams, itemsize: int, n_images: int, cap: int) -> int:
+    """The most reference rows whose band fits ``cap`` bytes (``ValueError`` if not even one does)."""
+    need = band_bytes(1, width, params, itemsize, n_images)
+    if cap < need:
+        raise ValueError(
+            f"max_batch_bytes must be at least {need} (one row of reference blocks of an image {width} "
+            f"pixels wide, block {params.block}, window {params.window}), received {cap}"
+        )
+    rows = 1
+    while rows < n_rows and band_bytes(rows + 1, width, params, itemsize, n_images) <= cap:
+        rows += 1
+    return rows
+
+
+def _aggregate(acc: tuple, est: Any, qy: Any, qx: Any, weight: Any, kaiser: Any, width: int) -> None:
+    """``num += w K est`` and ``den += w K`` at every pixel of the blocks at ``(qy, qx): (m, s)``."""
+    xp = get_namespace(est)
+    num, den = acc
+    k = est.shape[-1]
+    corner = (qy * width + qx)[:, :, None, None]
+    flat = (corner + xp.asarray(np.arange(k)[:, None] * width + np.arange(k)[None, :])).ravel()
+    wk = weight[:, None, None, None] * kaiser  # (m, 1, k, k)
+    num += xp.bincount(flat, weights=(wk * est).ravel(), minlength=num.size)
+    den += xp.bincount(flat, weights=xp.broadcast_to(wk, est.shape).ravel(), minlength=den.size)
+
+
+def _band(images: list, guide: Any, ys: np.ndarray, xs: np.ndarray, params: StepParams, ctx: dict) -> None:
+    """Match, filter and aggregate the reference blocks in rows ``ys`` (in place on ``ctx["acc"]``)."""
+    xp = get_namespace(guide)
+    k = params.block
+    dist = band_distances(guide, ys, xs, k, params.window)  # (n_window, ny, nx)
+    dist = xp.ascontiguousarray(dist.reshape(dist.shape[0], -1).T)  # (n_ref, n_window)
+    members, size = select_groups(dist, params.max_group, ctx["threshold"])
+    del dist
+    offsets = xp.asarray(window_offsets(params.window))
+    ref_y = xp.asarray(np.repeat(ys, len(xs)))[:, None]
+    ref_x = xp.asarray(np.tile(xs, len(ys)))[:, None]
+    qy, qx = ref_y + offsets[members, 0], ref_x + offsets[members, 1]  # (n_ref, N) block corners
+    views = [xp.lib.stride_tricks.sliding_window_view(im, (k, k)) for im in images]
+    width = guide.shape[1]
+    for s in ctx["transform"].hadamard:
+        pick = xp.nonzero(size == s)[0]
+        if pick.size == 0:
+            continue
+        gy, gx = qy[pick, :s], qx[pick, :s]  # (m, s)
+        spectra = [forward_3d(v[gy, gx], ctx["transform"]) for v in views]
+        spec, weight = ctx["filter"](spectra)
+        _aggregate(ctx["acc"], inverse_3d(spec, ctx["transform"]), gy, gx, weight, ctx["kaiser"], width)
+
+
+def collaborative_step(
+    images: list,
+    guide: Any,
+    params: StepParams,
+    threshold: float,
+    group_filter: GroupFilter,
+    transform: GroupTransform,
+    rows: int,
+) -> Any:
+    """One BM3D step over the whole image, ``rows`` reference rows per band.
+
+    Parameters
+    ----------
+    images : list of ndarray, (H, W)
+        The images whose groups are filtered: ``[noisy]`` (step 1) or
+        ``[noisy, basic]`` (step 2); their spectra go to ``group_filter``.
+    guide : ndarray, (H, W)
+        The image the blocks are matched on (noisy, then basic estimate).
+    params : StepParams
+        The step's parameters.
+    threshold : float
+        ``tau_match`` as a sum of squared differences over a block.
+    group_filter : callable
+        ``spectra -> (filtered spectrum, weight (m,))``.
+    transform : GroupTransform
+        The 3-D transform.
+    rows : int
+        Reference rows per band (:func:`rows_per_band`).
+
+    Returns
+    -------
+    ndarray, (H, W)
+        ``sum w K est / sum w K`` over every block estimate covering a pixel.
+    """
+    xp = get_namespace(guide)
+    H, W, k = guide.shape[0], guide.shape[1], params.block
+    ys = np.array(reference_positions(H - k + 1, params.step))
+    xs = np.array(reference_positions(W - k + 1, params.step))
+    acc = (xp.zeros(H * W), xp.zeros(H * W))  # float64 accumulators (bincount's type)
+    kaiser = xp.asarray(kaiser_window(k, params.beta), dtype=guide.dtype)
+    ctx = dict(threshold=threshold, filter=group_filter, transform=transform, kaiser=kaiser, acc=acc)
+    for start in range(0, len(ys), rows):
+        _band(images, guide, ys[start : start + rows], xs, params, ctx)
+    num, den = acc
+    return (num / den).reshape(H, W).astype(guide.dtype)
