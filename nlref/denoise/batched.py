@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backend import get_namespace
 from ._common import weights_from_distance
-from .fast import _finish, _progress, patch_distance
+from .fast import _finish, _progress, offset_distance
 
 __all__ = ["offset_loop_batched", "offsets_per_batch", "batch_bytes", "GPU_MAX_BATCH_BYTES"]
 
@@ -131,7 +131,7 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     patch_y = xp.moveaxis(shifted[..., d_last + b0 : d_last + b1, :], -2, 0)  # (B, C, *L + 2r, W + 2r)
     C = patch_y.shape[1]
     # 2.-3. patch distances and weights: (B, *L, W)
-    D, scale = patch_distance(patch_x, patch_y, geo["patch_size"], geo["patch_weights"], channel_axis=1)
+    D, scale = offset_distance(patch_x, patch_y, geo["patch_size"], geo["patch_weights"], channel_axis=1)
     w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C)
     # x + b outside the image: no pair, weight 0.  The (B, W) mask is built on the host and
     # sent once, so a batch costs one transfer and one multiply, not two writes per offset.

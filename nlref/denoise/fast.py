@@ -42,7 +42,7 @@ from typing import Any
 from ..backend import get_namespace
 from ._common import patch_kernel_1d, weights_from_distance
 
-__all__ = ["offset_loop", "window_sum", "half_offsets", "patch_distance"]
+__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance"]
 
 
 def half_offsets(patch_distance: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -116,7 +116,7 @@ def _patch_filter(
     return D, scale
 
 
-def patch_distance(
+def offset_distance(
     patch_x: Any,
     patch_y: Any,
     patch_size: tuple[int, ...],
@@ -221,7 +221,7 @@ def offset_loop(
         patch_y = padded[
             (slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))
         ]
-        D, scale = patch_distance(patch_x, patch_y, patch_size, patch_weights)  # (*region)
+        D, scale = offset_distance(patch_x, patch_y, patch_size, patch_weights)  # (*region)
         w = weights_from_distance(D, h, sigma, scale / C)
         # the pair (x, y) gives w to both pixels
         den[at_x] += w

@@ -7,7 +7,7 @@ search window around ``R``'s (clipped to the image).  That is NLM's patch
 distance, and the offset loop of :mod:`nlref.denoise.fast` computes it the same
 way: for each offset ``t`` of the window, one squared-difference image and a
 ``k x k`` box sum give the distance of *every* block to its ``t``-shifted
-partner (:func:`nlref.denoise.fast.patch_distance`); the reference grid reads
+partner (:func:`nlref.denoise.fast.offset_distance`); the reference grid reads
 its entries.  Cost ``O(pixels x window)``, whatever ``k``.
 
 Then the group (Lebrun, IPOL 2012, Sec. 2.2): the reference block first, then
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import get_namespace
-from ..fast import patch_distance
+from ..fast import offset_distance
 
 __all__ = ["window_offsets", "band_distances", "select_groups", "match_bytes"]
 
@@ -66,7 +66,7 @@ def band_distances(guide: Any, ys: np.ndarray, xs: np.ndarray, k: int, window: i
         y0, y1, x0, x1 = int(ys[a0]), int(ys[a1 - 1]) + 1, int(xs[b0]), int(xs[b1 - 1]) + 1
         at_r = guide[None, y0 : y1 + k - 1, x0 : x1 + k - 1]
         at_q = guide[None, y0 + dy : y1 + dy + k - 1, x0 + dx : x1 + dx + k - 1]
-        S, _ = patch_distance(at_r, at_q, (k, k))  # (y1 - y0, x1 - x0): every block in the range
+        S, _ = offset_distance(at_r, at_q, (k, k))  # (y1 - y0, x1 - x0): every block in the range
         dist[o, a0:a1, b0:b1] = S[(ys_d[a0:a1] - y0)[:, None], (xs_d[b0:b1] - x0)[None, :]]
     return dist
 
