@@ -16,7 +16,15 @@ never used in training), grey, [0, 1], noise seed 0.  Methods:
   with several files, e.g. training seeds, to get mean +- std); by default the
   shipped models (:data:`nlref.denoise.learned.SHIPPED_WEIGHTS`: ``nl`` at sigma 15, 25
   and 50, ``no-nl`` at 25).  A learned model runs only at the sigma it was trained for;
+* ``nlref bm3d``: :func:`nlref.denoise.bm3d` (Lebrun's IPOL 2012 profile);
 * ``bm3d``: the ``bm3d`` package (PyPI, CPU), when installed (``pip install bm3d``).
+
+``--set DIR`` applies the Set12 protocol of ``../shared/datasets/README.md`` to the
+PNGs of DIR instead (nlref's BM3D against the ``bm3d`` package, image by image,
+the two run alternately in the same process; see :func:`set_protocol`)::
+
+    taskset -c 0 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+        python benchmarks/bench_denoisers.py --set ../shared/datasets/set12 --sigmas 15 25 50
 
 PSNR and SSIM (data range 1) per image, then their mean over the images; time is
 one run per image, in seconds, on this machine's CPU (not a careful timing: see bench_nlm.py).
@@ -33,6 +41,7 @@ from common import environment, print_table, try_import, write_json
 
 from nlref.data import add_gaussian_noise, load_image
 from nlref.data.training_images import HELD_OUT_IMAGES
+from nlref.denoise import bm3d as nlref_bm3d
 from nlref.denoise import nl_means, nl_means_ipol
 from nlref.denoise.learned import SHIPPED_WEIGHTS, denoise_learned, load_weights
 from nlref.metrics import psnr, ssim
@@ -66,6 +75,7 @@ def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
             methods.append(
                 (f"learned {label} (x{len(group)})", [lambda y, n=n: denoise_learned(y, n) for n in group])
             )
+    methods.append(("nlref bm3d", [lambda y: nlref_bm3d(y, s)]))
     bm3d = try_import("bm3d")
     if bm3d is not None:
         methods.append(("bm3d", [lambda y: np.asarray(bm3d.bm3d(y, sigma_psd=s), dtype=np.float32)]))
@@ -110,7 +120,13 @@ def main() -> int:
     p.add_argument("--crop", type=int, default=0, help="centre crop of this size (0: whole images)")
     p.add_argument("--quick", action="store_true", help="one 64 x 64 crop at sigma 25: a smoke test")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    p.add_argument("--set", default=None, metavar="DIR", help="Set12 protocol on the PNGs of DIR (see above)")
+    p.add_argument("--size", type=int, default=0, help="with --set: only the images of this side (0: all)")
     args = p.parse_args()
+    if args.set:
+        from set_protocol import set_protocol
+
+        return set_protocol(args.set, args.sigmas, args.size, args.json)
     if args.quick:
         args.images, args.sigmas, args.crop = args.images[:1], [25], 64
     shipped = [f"{sigma}:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
