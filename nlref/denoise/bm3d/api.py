@@ -18,7 +18,7 @@ from ...backend import as_float_image, float_dtype_for, get_namespace
 from .._common import safe_exponent
 from .filtering import group_transform, hard_threshold, wiener_shrink
 from .profile import bm3d_profile, match_threshold
-from .vectorised import collaborative_step, rows_per_band
+from .vectorised import collaborative_step, plan_bands
 
 __all__ = ["bm3d", "run_bm3d", "DEFAULT_MAX_BATCH_BYTES", "STAGES"]
 
@@ -79,7 +79,7 @@ def run_bm3d(image: Any, sigma: float, *, stage: str, max_batch_bytes: int | Non
     item = u.dtype.itemsize
 
     def run(images: list, guide: Any, params: Any, group_filter: Callable) -> Any:
-        rows = rows_per_band(H, W, params, item, len(images), cap)
+        rows = plan_bands(H, W, params, item, len(images), cap)
         tr = group_transform(params.transform_2d, params.block, params.max_group, u)
         return step(images, guide, params, match_threshold(params, scale), group_filter, tr, rows)
 
@@ -144,15 +144,19 @@ def bm3d(image: Any, sigma: float, *, stage: str = "both", max_batch_bytes: int 
     stage : {"both", "hard"}
         ``"hard"`` returns the basic estimate of step 1.
     max_batch_bytes : int, optional
-        Cap on the temporaries of one band of reference blocks (default
-        256 MiB).  A band of ``r`` reference rows of an image ``W`` wide holds
-        ``n_ref = r (ceil(W / p) + 1)`` references and at most
-        ``n_ref (n^2 (2 b + 5) + N^2 + N (2 b + 24) + N k^2 ((3 g + 3) b + 24))
-        + 5 (r p + k) W b`` bytes, with ``b`` the bytes per value and ``g``
-        the images filtered (1 in step 1, 2 in step 2)
-        (:func:`nlref.denoise.bm3d.vectorised.band_bytes`).  Besides the band,
+        Cap on the temporaries of the vectorised form (default 256 MiB).
+        Matching holds, per row of ``n_c = ceil(W / p) + 1`` reference
+        blocks, ``n_c (n^2 (2 b + 5) + N^2 + N (2 b + 24)) + 5 p W b`` bytes
+        (distances to the ``n^2`` offsets of the window, masks, the offset
+        loop's images), plus ``5 k W b``; filtering holds, per reference
+        block, ``N k^2 ((3 g + 3) b + 24)`` bytes (blocks, spectra, estimates,
+        the ``bincount`` index and weights), plus ``24 N n_c`` per row of the
+        band.  ``b`` is the bytes per value, ``g`` the images filtered (1 in
+        step 1, 2 in step 2); :func:`nlref.denoise.bm3d.vectorised.plan_bands`
+        picks the rows per band and the references per chunk.  Besides this,
         the call holds about ten ``H x W`` arrays (image, basic estimate,
-        ``float64`` accumulators).  A cap below one reference row is an error.
+        ``float64`` accumulators).  A cap below one row of references is an
+        error.
 
     Returns
     -------

@@ -18,8 +18,9 @@ Both steps are one function, :func:`collaborative_step`: step 1 matches on the
 noisy image and hard-thresholds, step 2 matches on the basic estimate and
 shrinks the noisy groups with the Wiener weights of the basic groups.
 
-Memory: one band holds :func:`band_bytes`; the front door picks the number of
-reference rows per band so that it stays under ``max_batch_bytes``.
+Memory: :func:`plan_bands` picks the reference rows per matching band and the
+references per filtering chunk so that neither phase holds more than
+``max_batch_bytes``.
 """
 
 from __future__ import annotations
@@ -35,41 +36,44 @@ from .matching import band_distances, match_bytes, select_groups, window_offsets
 from .profile import StepParams, reference_positions
 from .transforms import kaiser_window
 
-__all__ = ["collaborative_step", "band_bytes", "rows_per_band"]
+__all__ = ["collaborative_step", "plan_bands"]
 
 GroupFilter = Callable[[list], tuple[Any, Any]]
 
 
-def band_bytes(n_rows: int, width: int, params: StepParams, itemsize: int, n_images: int) -> int:
-    """Bytes one band of ``n_rows`` reference rows allocates, at most.
+def _sizes(width: int, params: StepParams, itemsize: int, n_images: int) -> dict:
+    """Bytes per reference row of a matching band, per reference of a filtering chunk, and fixed."""
+    k, N, p, n_win = params.block, params.max_group, params.step, params.window**2
+    n_cols = -(-width // p) + 1
+    return {
+        # distances, masks and the offset loop's squared differences and box sums over p rows
+        "row": match_bytes(n_cols, n_win, N, itemsize) + 5 * p * width * itemsize,
+        # the band's group members and corners (three int64 per member), kept while it is filtered
+        "members": 3 * 8 * N * n_cols,
+        # gathered blocks, spectra, estimates, weights; an int64 index and two float64 per pixel
+        "ref": N * k * k * ((3 * n_images + 3) * itemsize + 24),
+        "fixed": 5 * k * width * itemsize,
+    }
 
-    ``n_ref = n_rows * ceil(width / p)`` references (plus one column), each
-    with its distances to the ``n^2`` window offsets (:func:`match_bytes`) and
-    a group of at most ``N`` blocks of ``k^2`` pixels: per block pixel
-    ``(3 n_images + 3)`` values of the image's dtype (gathered blocks, spectra,
-    estimates, weights), an ``int64`` index and two ``float64`` values for
-    ``bincount``.  The offset loop's squared differences and box sums cover
-    ``(n_rows p + k) x width`` pixels, five values each.
+
+def plan_bands(n_rows: int, width: int, params: StepParams, itemsize: int, n_images: int, cap: int) -> tuple:
+    """``(rows, refs)``: reference rows per matching band, references per filtering chunk.
+
+    A band of ``r`` rows holds ``r * row + fixed`` bytes while it is matched
+    (:func:`~nlref.denoise.bm3d.matching.match_bytes` per row of references,
+    plus the offset loop's images) and ``r * members + c * ref`` while chunks
+    of ``c`` references are filtered (see :func:`_sizes`); both stay under
+    ``cap``.  ``ValueError`` if one row and one reference do not fit.
     """
-    k, N, n_win = params.block, params.max_group, params.window**2
-    n_ref = n_rows * (-(-width // params.step) + 1)
-    groups = n_ref * N * k * k * ((3 * n_images + 3) * itemsize + 8 + 16)
-    offset_loop = 5 * (n_rows * params.step + k) * width * itemsize
-    return match_bytes(n_ref, n_win, N, itemsize) + groups + offset_loop
-
-
-def rows_per_band(n_rows: int, width: int, params: StepParams, itemsize: int, n_images: int, cap: int) -> int:
-    """The most reference rows whose band fits ``cap`` bytes (``ValueError`` if not even one does)."""
-    need = band_bytes(1, width, params, itemsize, n_images)
+    z = _sizes(width, params, itemsize, n_images)
+    need = max(z["row"] + z["fixed"], z["members"] + z["ref"])
     if cap < need:
         raise ValueError(
             f"max_batch_bytes must be at least {need} (one row of reference blocks of an image {width} "
             f"pixels wide, block {params.block}, window {params.window}), received {cap}"
         )
-    rows = 1
-    while rows < n_rows and band_bytes(rows + 1, width, params, itemsize, n_images) <= cap:
-        rows += 1
-    return rows
+    rows = max(1, min(n_rows, (cap - z["fixed"]) // z["row"], (cap - z["ref"]) // z["members"]))
+    return rows, max(1, (cap - rows * z["members"]) // z["ref"])
 
 
 def _aggregate(acc: tuple, est: Any, qy: Any, qx: Any, weight: Any, kaiser: Any, width: int) -> None:
@@ -96,16 +100,17 @@ def _band(images: list, guide: Any, ys: np.ndarray, xs: np.ndarray, params: Step
     ref_y = xp.asarray(np.repeat(ys, len(xs)))[:, None]
     ref_x = xp.asarray(np.tile(xs, len(ys)))[:, None]
     qy, qx = ref_y + offsets[members, 0], ref_x + offsets[members, 1]  # (n_ref, N) block corners
+    del members
     views = [xp.lib.stride_tricks.sliding_window_view(im, (k, k)) for im in images]
-    width = guide.shape[1]
     for s in ctx["transform"].hadamard:
         pick = xp.nonzero(size == s)[0]
-        if pick.size == 0:
-            continue
-        gy, gx = qy[pick, :s], qx[pick, :s]  # (m, s)
-        spectra = [forward_3d(v[gy, gx], ctx["transform"]) for v in views]
-        spec, weight = ctx["filter"](spectra)
-        _aggregate(ctx["acc"], inverse_3d(spec, ctx["transform"]), gy, gx, weight, ctx["kaiser"], width)
+        for start in range(0, int(pick.size), ctx["refs"]):
+            chunk = pick[start : start + ctx["refs"]]
+            gy, gx = qy[chunk, :s], qx[chunk, :s]  # (m, s)
+            spectra = [forward_3d(v[gy, gx], ctx["transform"]) for v in views]
+            spec, weight = ctx["filter"](spectra)
+            estimate = inverse_3d(spec, ctx["transform"])
+            _aggregate(ctx["acc"], estimate, gy, gx, weight, ctx["kaiser"], guide.shape[1])
 
 
 def collaborative_step(
@@ -115,7 +120,7 @@ def collaborative_step(
     threshold: float,
     group_filter: GroupFilter,
     transform: GroupTransform,
-    rows: int,
+    rows: tuple,
 ) -> Any:
     """One BM3D step over the whole image, ``rows`` reference rows per band.
 
@@ -134,8 +139,9 @@ def collaborative_step(
         ``spectra -> (filtered spectrum, weight (m,))``.
     transform : GroupTransform
         The 3-D transform.
-    rows : int
-        Reference rows per band (:func:`rows_per_band`).
+    rows : tuple of int
+        Reference rows per matching band, references per filtering chunk
+        (:func:`plan_bands`).
 
     Returns
     -------
@@ -149,7 +155,8 @@ def collaborative_step(
     acc = (xp.zeros(H * W), xp.zeros(H * W))  # float64 accumulators (bincount's type)
     kaiser = xp.asarray(kaiser_window(k, params.beta), dtype=guide.dtype)
     ctx = dict(threshold=threshold, filter=group_filter, transform=transform, kaiser=kaiser, acc=acc)
-    for start in range(0, len(ys), rows):
-        _band(images, guide, ys[start : start + rows], xs, params, ctx)
+    ctx["refs"] = rows[1]
+    for start in range(0, len(ys), rows[0]):
+        _band(images, guide, ys[start : start + rows[0]], xs, params, ctx)
     num, den = acc
     return (num / den).reshape(H, W).astype(guide.dtype)
