@@ -7,6 +7,9 @@ numbers, constants); ``estimate_sigma`` with a direct NumPy formula of
 Immerkaer's estimator.  Invalid inputs (NaN/inf, wrong types, empty arrays,
 bad parameters) must give one clear ``ValueError``/``TypeError``; a huge
 ``patch_distance`` must cost what the image costs and give the clipped result.
+``bm3d`` is compared with ``bm3d_reference`` (one reference block at a time) on
+grey images of odd shapes (1 x 1, reflect-padded, to 21 x 19), every dtype,
+adversarial values and hostile sigma (1e-300 to 1e300 times the image's scale).
 Outcomes are counted by :mod:`fuzz_harness`.
 """
 
@@ -23,7 +26,15 @@ from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 from nlref.backend import as_float_image
-from nlref.denoise import estimate_sigma, nl_means, nl_means_dask, nl_means_ipol, nl_means_pixelwise
+from nlref.denoise import (
+    bm3d,
+    bm3d_reference,
+    estimate_sigma,
+    nl_means,
+    nl_means_dask,
+    nl_means_ipol,
+    nl_means_pixelwise,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -295,6 +306,76 @@ def test_nl_means_dask_equals_nl_means(data, chunk):
 def test_nl_means_ipol_takes_any_sigma_or_refuses_it_clearly(sigma):
     image = np.random.default_rng(3).random((12, 12))
     got = attempt("nl_means_ipol", nl_means_ipol, image, sigma)
+    if got.error is None:
+        assert got.value.shape == image.shape
+        got.correct()
+
+
+# --- BM3D ---------------------------------------------------------------------------------------
+
+
+@st.composite
+def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_)):
+    shape = (draw(st.integers(1, 21)), draw(st.integers(1, 19)))
+    dtype = np.dtype(draw(st.sampled_from(dtypes)))
+    kind = draw(st.sampled_from(("any", "smooth", "constant")))
+    if kind == "any":
+        return draw(hnp.arrays(dtype, shape, elements=None if dtype == np.bool_ else _elements(dtype)))
+    values = np.random.default_rng(draw(st.integers(0, 2**16))).random(shape)
+    if kind == "constant":
+        values[...] = values.flat[0]
+    if dtype.kind == "f":
+        exponent = draw(st.sampled_from((0, -900, -100, 100, 900) if dtype == np.float64 else (0, -90, 90)))
+        with np.errstate(over="ignore", under="ignore"):
+            image = np.ldexp(values, exponent).astype(dtype)
+        image[~np.isfinite(image)] = np.finfo(dtype).max
+        return image
+    if dtype == np.bool_:
+        return values > 0.5
+    info = np.iinfo(dtype)
+    return (info.min + values * (float(info.max) - info.min)).astype(dtype)
+
+
+@given(image=grey_images(), log_sigma=st.floats(-300, 300), stage=st.sampled_from(("both", "hard")))
+@example(image=np.ones((1, 1)), log_sigma=0.0, stage="both")
+@example(image=np.full((9, 9), np.finfo(np.float64).max), log_sigma=-1.0, stage="both")
+def test_bm3d_equals_its_reference_loop(image, log_sigma, stage):
+    scale = _scale(image, False)
+    sigma = min(10.0**log_sigma * scale, 1e300)
+    got = attempt("bm3d", bm3d, image, sigma, stage=stage)
+    if got.error is not None:  # a sigma that underflows to 0 is refused
+        assert "sigma" in str(got.error)
+        return
+    assert got.value.shape == image.shape
+    assert got.value.dtype == (np.float32 if image.dtype in (np.float16, np.float32) else np.float64)
+    want = bm3d_reference(image, sigma, stage=stage)
+    tol = 1e-3 if got.value.dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(got.value / scale, want / scale, rtol=0, atol=tol)
+    got.correct()
+
+
+@given(
+    name=st.sampled_from(sorted(BAD_IMAGES) + ["colour", "RGBA", "3-D"]),
+    fn=st.sampled_from(("bm3d", "bm3d_reference")),
+)
+def test_bm3d_rejects_invalid_images_clearly(name, fn):
+    call = bm3d if fn == "bm3d" else bm3d_reference
+    image = {"colour": np.zeros((9, 9, 3)), "RGBA": np.zeros((9, 9, 4)), "3-D": np.zeros((3, 9, 9))}.get(name)
+    attempt(fn, call, BAD_IMAGES[name] if image is None else image, 0.1, must_fail=True)
+
+
+@given(
+    dtype=st.sampled_from(DTYPES + (np.float16, np.bool_)),
+    which=st.sampled_from(("sigma", "stage", "max_batch_bytes")),
+    value=ADVERSARIAL,
+)
+@example(dtype=np.float32, which="sigma", value=2.5e18)  # sigma^2 beyond float32
+@example(dtype=np.float32, which="sigma", value=1e-30)  # sigma^2 below float32's smallest
+def test_bm3d_adversarial_arguments_give_a_result_or_a_clear_error(dtype, which, value):
+    image = (np.random.default_rng(0).random((13, 11)) * 100).astype(dtype)
+    kwargs = {"sigma": 0.1, "stage": "both", "max_batch_bytes": None}
+    kwargs[which] = value
+    got = attempt("bm3d", bm3d, image, kwargs.pop("sigma"), **kwargs)
     if got.error is None:
         assert got.value.shape == image.shape
         got.correct()
