@@ -71,7 +71,7 @@ def hard_threshold(spec: Any, threshold: float) -> tuple[Any, Any]:
     weight 1 (Lebrun 2012, Sec. 2.4).
     """
     xp = get_namespace(spec)
-    keep = xp.abs(spec) > spec.dtype.type(threshold)
+    keep = xp.abs(spec) > spec.dtype.type(min(threshold, float(np.finfo(spec.dtype).max)))
     spec = spec * keep
     n_kept = keep.sum(axis=(1, 2))
     weight = 1.0 / xp.maximum(n_kept, 1).astype(spec.dtype)

@@ -94,7 +94,7 @@ def select_groups(dist: Any, max_group: int, threshold: float) -> tuple[Any, Any
     before = (d[:, None, :] < d[:, :, None]) | ((d[:, None, :] == d[:, :, None]) & (j[None, :] < j[:, None]))
     order = xp.argsort(before.sum(axis=2), axis=1)
     members = xp.take_along_axis(members, order, axis=1)
-    count = (dist < dist.dtype.type(threshold)).sum(axis=1)
+    count = (dist < dist.dtype.type(min(threshold, float(np.finfo(dist.dtype).max)))).sum(axis=1)
     size = xp.ones(n_ref, dtype=xp.int64)
     s = 2
     while s <= N:
