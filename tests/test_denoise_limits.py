@@ -73,9 +73,15 @@ def test_huge_patch_distance_in_ipol_and_dask(rng):
     np.testing.assert_allclose(lazy.compute(), nl_means(image, 3, 17, 0.2), rtol=0, atol=1e-12)
 
 
-def test_patch_larger_than_the_image_is_refused_before_any_work():
-    with pytest.raises(ValueError, match=r"smaller than the patch.*use a smaller patch_size"):
+def test_a_patch_far_larger_than_the_image_is_refused_before_any_work():
+    # up to a radius of max(extent, 7) the patch is completed by reflection (as in scikit-image);
+    # beyond, padding would be set by the argument, not the image
+    with pytest.raises(ValueError, match=r"patch_size=1000000001 is too large.*at most max\(extent, 7\)"):
         nl_means(np.zeros((16, 16)), 10**9 + 1, 2, 0.1)
+    with pytest.raises(ValueError, match=r"patch_size=\(3, 35\) is too large"):
+        nl_means(np.zeros((16, 16)), (3, 35), 2, 0.1)
+    assert nl_means(np.zeros((16, 16)), 33, 2, 0.1).shape == (16, 16)
+    assert nl_means(np.zeros((1, 2)), 15, 2, 0.1).shape == (1, 2)
 
 
 # --------------------------------------------------------------------------- huge finite values

@@ -88,7 +88,7 @@ def _scale(image: np.ndarray, preserve_range: bool) -> float:
 
 @given(
     data=images(),
-    patch=st.sampled_from((1, 3)),
+    patch=st.sampled_from((1, 3, 7)),  # 7: larger than most of these images (completed by reflection)
     distance=st.sampled_from((0, 1, 2, 10**6)),
     log_h=st.floats(-3, 2),
     sigma_ratio=st.sampled_from((0.0, 0.1, 0.5)),
@@ -113,9 +113,7 @@ def test_nl_means_matches_the_pixelwise_definition(
     ref = nl_means_pixelwise(
         wide, patch, distance, h, sigma=sigma, patch_weights="uniform" if fast_mode else "gaussian", **kwargs
     )
-    if got.error is not None:  # only a patch larger than the image may be refused here
-        assert "patch" in str(got.error)
-        return
+    assert got.error is None, got.error  # every one of these calls is valid
     assert got.value.shape == image.shape
     assert got.value.dtype == (np.float32 if image.dtype == np.float32 else np.float64)
     tol = 2e-3 if got.value.dtype == np.float32 else 1e-9

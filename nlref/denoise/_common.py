@@ -16,6 +16,7 @@ IPOL 2011, Sec. 2), written once so that the implementations cannot drift.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,10 @@ from ..backend import as_float_image, float_dtype_for, get_namespace
 
 WEIGHTINGS = ("skimage", "ipol")
 SPATIAL_DIMS = (2, 3, 4)
+#: A patch radius up to this many pixels is accepted whatever the image's extent
+#: (scikit-image denoises a 1 x 1 image with its default patch of 7); beyond it,
+#: the radius may not exceed the extent, so that padding stays bounded by the image.
+MAX_FREE_RADIUS = 7
 
 
 class UnsupportedDimensionError(ValueError, NotImplementedError):
@@ -48,7 +53,7 @@ class Geometry:
     spatial_shape : tuple of int
         Shape of the spatial axes, ``S``.
     patch_size : tuple of int
-        Odd patch side per spatial axis, at most the image's extent.
+        Odd patch side per spatial axis (may exceed the image's extent).
     patch_distance : tuple of int
         Half-width of the search window per spatial axis, clipped to
         ``extent - 1``: offsets beyond cannot pair two pixels of the image.
@@ -121,15 +126,22 @@ def image_layout(image: Any, channel_axis: Any) -> tuple[int | None, int]:
 def check_geometry(image: Any, patch_size: Any, patch_distance: Any, channel_axis: Any) -> Geometry:
     """The one check of the image layout, ``patch_size`` and ``patch_distance``.
 
-    ``patch_size`` must be odd, positive and at most the image's extent on
-    every spatial axis (a larger patch would be mostly reflected padding: an
-    error, not a silent change of the patch).  ``patch_distance`` must be
-    >= 0; it is clipped to ``extent - 1`` per axis, which changes no result
-    (an offset as long as the image pairs no two pixels of it) and bounds the
-    work by the image, whatever the argument's value.
+    ``patch_size`` must be odd and positive.  It may exceed the image (a 5 x 5
+    image with the default patch of 7, as scikit-image allows): the patches are
+    then completed by repeated reflection (``numpy.pad(mode="reflect")``).  So
+    that the work stays bounded by the image, the patch radius may not exceed
+    ``max(extent, MAX_FREE_RADIUS)`` on any axis (a patch of 10**9 is refused,
+    where scikit-image would try to pad by half a billion pixels).  A last axis of 2-4 entries that is thinner
+    than the patch, without ``channel_axis``, is probably colour: denoised as a
+    spatial axis (scikit-image's reading) with a ``UserWarning`` saying so.
+    ``patch_distance`` must be >= 0; it is clipped to ``extent - 1`` per axis,
+    which changes no result (an offset as long as the image pairs no two
+    pixels of it) and bounds the work by the image, whatever its value.
     """
     ch, n_spatial = image_layout(image, channel_axis)
     shape = tuple(int(n) for ax, n in enumerate(image.shape) if ax != ch)
+    if math.prod(image.shape) == 0:
+        raise ValueError(f"image must not be empty, received shape {tuple(image.shape)}")
     patch = as_tuple(patch_size, n_spatial, "patch_size")
     if any(p <= 0 or p % 2 == 0 for p in patch):
         raise ValueError(
@@ -140,10 +152,19 @@ def check_geometry(image: Any, patch_size: Any, patch_distance: Any, channel_axi
         raise ValueError(
             f"patch_distance must be >= 0 (half-width of the search window), received {patch_distance!r}"
         )
-    if any(n < p for n, p in zip(shape, patch)):
+    if any(p // 2 > max(n, MAX_FREE_RADIUS) for n, p in zip(shape, patch)):
         raise ValueError(
-            f"image (spatial shape {shape}) is smaller than the patch (patch_size={patch}); "
-            "use a smaller patch_size" + _channel_hint(tuple(image.shape), channel_axis)
+            f"patch_size={patch_size!r} is too large for an image of spatial shape {shape}: each patch "
+            f"radius (patch_size // 2) must be at most max(extent, {MAX_FREE_RADIUS}), so that the work "
+            "stays bounded by the image"
+        )
+    hint = _channel_hint(tuple(image.shape), channel_axis)
+    if hint and shape[-1] < patch[-1]:
+        warnings.warn(
+            f"image of shape {tuple(image.shape)} is denoised as a volume whose last axis is thinner "
+            f"than the patch (patch_size={patch}){hint}",
+            UserWarning,
+            stacklevel=4,
         )
     return Geometry(ch, shape, patch, tuple(min(d, n - 1) for d, n in zip(dist, shape)))
 
@@ -169,7 +190,7 @@ def check_arguments(
     ValueError
         ``channel_axis`` out of range, even or non-positive ``patch_size``,
         negative ``patch_distance``, ``h <= 0``, ``sigma < 0``, NaN/inf
-        pixels, an image smaller than the patch, or an unknown ``weighting``.
+        pixels, or an unknown ``weighting``.
         Each message names the argument.
     """
     check_array(image, "image")
