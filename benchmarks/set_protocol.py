@@ -18,6 +18,7 @@ Called by ``bench_denoisers.py --set DIR``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def _rss_kib(field: str) -> int:
 def _run(fn, noisy: np.ndarray, clean: np.ndarray) -> dict:
     """PSNR, SSIM, seconds and peak RSS increase (MiB) of one call."""
     try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed memory back, so the next peak is seen
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     except OSError:
         pass

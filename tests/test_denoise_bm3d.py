@@ -209,7 +209,7 @@ def test_match_threshold_is_tau_times_block_area_on_the_unit_scale():
         (np.zeros((16, 16)), "0.1", {}, TypeError, "sigma must be a real number"),
         (np.zeros(16), 0.1, {}, ValueError, "2-D grey image"),
         (np.zeros((4, 16, 16)), 0.1, {}, ValueError, "2-D grey image"),
-        (np.zeros((16, 16, 3)), 0.1, {}, ValueError, "colour image"),
+        (np.zeros((16, 16, 3)), 0.1, {}, ValueError, "colour image: pass channel_axis=-1"),
         (np.zeros((0, 16)), 0.1, {}, ValueError, "empty"),
         (np.zeros((16, 16), complex), 0.1, {}, TypeError, "complex|real"),
         ([[0.0] * 16] * 16, 0.1, {}, TypeError, "image must be a NumPy or CuPy array"),
@@ -221,4 +221,59 @@ def test_match_threshold_is_tau_times_block_area_on_the_unit_scale():
 def test_bad_input_gets_a_one_line_error(image, sigma, kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         bm3d(image, sigma, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+# --- colour (CBM3D) -------------------------------------------------------------------------------
+
+
+def _noisy_rgb(shape=(30, 30), seed=0):
+    from nlref.data import load_image as load
+
+    clean = load("astronaut")[200 : 200 + shape[0], 200 : 200 + shape[1]].astype(np.float64)
+    return clean, clean + np.random.default_rng(seed).normal(0, SIGMA, clean.shape)
+
+
+@pytest.mark.parametrize("channel_axis", [-1, 0])
+def test_colour_vectorised_form_equals_the_reference_loop(xp, channel_axis):
+    _, noisy = _noisy_rgb()
+    noisy = np.ascontiguousarray(np.moveaxis(noisy, -1, channel_axis))
+    fast = to_numpy(bm3d(xp.asarray(noisy), SIGMA, channel_axis=channel_axis))
+    ref = to_numpy(bm3d_reference(xp.asarray(noisy), SIGMA, channel_axis=channel_axis))
+    assert fast.shape == noisy.shape
+    np.testing.assert_allclose(fast, ref, atol=1e-12)
+
+
+def test_grey_stored_as_rgb_is_denoised_as_grey_at_the_luminance_noise(xp):
+    # opponent space: Y = (R + G + B) / 3 = g and zero chrominance; Y's noise is sigma / sqrt(3)
+    _, g = _noisy((32, 36))
+    rgb = np.stack([g, g, g], axis=-1)
+    out = to_numpy(bm3d(xp.asarray(rgb), SIGMA, channel_axis=-1))
+    grey = to_numpy(bm3d(xp.asarray(g), SIGMA / np.sqrt(3)))
+    for c in range(3):
+        np.testing.assert_allclose(out[..., c], grey, atol=1e-9)
+
+
+def test_colour_denoises_close_to_the_bm3d_package():
+    package = pytest.importorskip("bm3d")
+    clean, noisy = _noisy_rgb((48, 48))
+    ours = psnr(clean, bm3d(noisy, SIGMA, channel_axis=-1), data_range=1)
+    theirs = psnr(clean, package.bm3d_rgb(noisy, SIGMA), data_range=1)
+    assert ours > psnr(clean, noisy, data_range=1) + 6 and ours > theirs - 0.3
+
+
+@pytest.mark.parametrize(
+    "shape, channel_axis, error, match",
+    [
+        ((16, 16, 3), 3, ValueError, "out of range"),
+        ((16, 16, 3), 1.5, TypeError, "channel_axis must be None or an int"),
+        ((16, 16, 2), -1, ValueError, "needs 3 \\(RGB\\) channels"),
+        ((16, 16, 4), -1, ValueError, "needs 3 \\(RGB\\) channels"),
+        ((16, 16), -1, ValueError, "must be 3-D"),
+        ((16, 16, 4), None, ValueError, "pass channel_axis=-1"),
+    ],
+)
+def test_bad_colour_input_gets_a_one_line_error(shape, channel_axis, error, match):
+    with pytest.raises(error, match=match) as info:
+        bm3d(np.zeros(shape), 0.1, channel_axis=channel_axis)
     assert "\n" not in str(info.value)

@@ -313,8 +313,8 @@ def test_nl_means_ipol_takes_any_sigma_or_refuses_it_clearly(sigma):
 
 
 @st.composite
-def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_)):
-    shape = (draw(st.integers(1, 21)), draw(st.integers(1, 19)))
+def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_), colour: bool = False):
+    shape = (draw(st.integers(1, 21)), draw(st.integers(1, 19))) + ((3,) if colour else ())
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     kind = draw(st.sampled_from(("any", "smooth", "constant")))
     if kind == "any":
@@ -334,19 +334,24 @@ def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_)):
     return (info.min + values * (float(info.max) - info.min)).astype(dtype)
 
 
-@given(image=grey_images(), log_sigma=st.floats(-300, 300), stage=st.sampled_from(("both", "hard")))
+@given(
+    image=st.one_of(grey_images(), grey_images(colour=True)),
+    log_sigma=st.floats(-300, 300),
+    stage=st.sampled_from(("both", "hard")),
+)
 @example(image=np.ones((1, 1)), log_sigma=0.0, stage="both")
 @example(image=np.full((9, 9), np.finfo(np.float64).max), log_sigma=-1.0, stage="both")
 def test_bm3d_equals_its_reference_loop(image, log_sigma, stage):
     scale = _scale(image, False)
     sigma = min(10.0**log_sigma * scale, 1e300)
-    got = attempt("bm3d", bm3d, image, sigma, stage=stage)
+    channel_axis = -1 if image.ndim == 3 else None
+    got = attempt("bm3d", bm3d, image, sigma, channel_axis=channel_axis, stage=stage)
     if got.error is not None:  # a sigma that underflows to 0 is refused
         assert "sigma" in str(got.error)
         return
     assert got.value.shape == image.shape
     assert got.value.dtype == (np.float32 if image.dtype in (np.float16, np.float32) else np.float64)
-    want = bm3d_reference(image, sigma, stage=stage)
+    want = bm3d_reference(image, sigma, channel_axis=channel_axis, stage=stage)
     tol = 1e-3 if got.value.dtype == np.float32 else 1e-9
     np.testing.assert_allclose(got.value / scale, want / scale, rtol=0, atol=tol)
     got.correct()
@@ -364,14 +369,14 @@ def test_bm3d_rejects_invalid_images_clearly(name, fn):
 
 @given(
     dtype=st.sampled_from(DTYPES + (np.float16, np.bool_)),
-    which=st.sampled_from(("sigma", "stage", "max_batch_bytes")),
+    which=st.sampled_from(("sigma", "stage", "max_batch_bytes", "channel_axis")),
     value=ADVERSARIAL,
 )
 @example(dtype=np.float32, which="sigma", value=2.5e18)  # sigma^2 beyond float32
 @example(dtype=np.float32, which="sigma", value=1e-30)  # sigma^2 below float32's smallest
 def test_bm3d_adversarial_arguments_give_a_result_or_a_clear_error(dtype, which, value):
-    image = (np.random.default_rng(0).random((13, 11)) * 100).astype(dtype)
-    kwargs = {"sigma": 0.1, "stage": "both", "max_batch_bytes": None}
+    image = (np.random.default_rng(0).random((13, 11, 3)) * 100).astype(dtype)
+    kwargs = {"sigma": 0.1, "stage": "both", "max_batch_bytes": None, "channel_axis": -1}
     kwargs[which] = value
     got = attempt("bm3d", bm3d, image, kwargs.pop("sigma"), **kwargs)
     if got.error is None:

@@ -7,6 +7,7 @@ Files, in reading order:
 * :mod:`.profile` -- the parameters by noise level (Lebrun, IPOL 2012);
 * :mod:`.transforms` -- Bior1.5, DCT, Walsh-Hadamard and Kaiser as matrices;
 * :mod:`.filtering` -- the collaborative filter of a batch of groups;
+* :mod:`.colour` -- CBM3D's opponent colour space (groups found on the luminance);
 * :mod:`.reference` -- the algorithm one reference block at a time (read it first);
 * :mod:`.matching`, :mod:`.vectorised` -- the same, a band of reference blocks at a time;
 * :mod:`.api` -- :func:`bm3d`, the front door.

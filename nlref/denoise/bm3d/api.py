@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..._validation import check_array, check_finite, check_positive
+from ..._validation import check_array, check_channel_axis, check_finite, check_positive
 from ...backend import as_float_image, float_dtype_for, get_namespace
 from .._common import safe_exponent
+from .colour import OPPONENT, channel_sigmas, from_luminance_chrominance, to_luminance_chrominance
 from .filtering import group_transform, hard_threshold, wiener_shrink
 from .profile import bm3d_profile, match_threshold
 from .vectorised import collaborative_step, plan_bands
@@ -26,17 +27,36 @@ DEFAULT_MAX_BATCH_BYTES = 256 * 2**20
 STAGES = ("both", "hard")
 
 
-def _check(image: Any, sigma: Any, stage: Any, max_batch_bytes: Any) -> None:
+def _check_layout(image: Any, channel_axis: Any) -> int | None:
+    """The channel axis as a non-negative int (or None), after checking the image's shape."""
+    if channel_axis is None:
+        if image.ndim == 3 and image.shape[-1] in (3, 4):
+            raise ValueError(
+                f"image of shape {tuple(image.shape)} looks like a colour image: pass channel_axis=-1 "
+                "(grey images are 2-D)"
+            )
+        if image.ndim != 2:
+            raise ValueError(f"image must be a 2-D grey image, received shape {tuple(image.shape)}")
+        return None
+    if image.ndim != 3:
+        raise ValueError(
+            f"with channel_axis={channel_axis!r} image must be 3-D (rows, columns, RGB), "
+            f"received shape {tuple(image.shape)}"
+        )
+    ch = check_channel_axis(channel_axis, image.ndim)
+    if image.shape[ch] != 3:
+        raise ValueError(
+            f"colour BM3D needs 3 (RGB) channels on channel_axis={channel_axis}, received {image.shape[ch]} "
+            f"(shape {tuple(image.shape)}); drop an alpha channel first"
+        )
+    return ch
+
+
+def _check(image: Any, sigma: Any, stage: Any, max_batch_bytes: Any, channel_axis: Any) -> int | None:
     """Every check of :func:`bm3d`'s arguments (one-line errors naming the argument)."""
     check_array(image, "image")
     float_dtype_for(image.dtype)  # TypeError for complex / object images
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        raise ValueError(
-            f"image of shape {tuple(image.shape)} looks like a colour image; bm3d denoises grey (2-D) "
-            "images only so far: pass one channel, e.g. image[..., 0]"
-        )
-    if image.ndim != 2:
-        raise ValueError(f"image must be a 2-D grey image, received shape {tuple(image.shape)}")
+    ch = _check_layout(image, channel_axis)
     if image.size == 0:
         raise ValueError(f"image must not be empty, received shape {tuple(image.shape)}")
     check_positive(sigma, "sigma")
@@ -48,24 +68,31 @@ def _check(image: Any, sigma: Any, stage: Any, max_batch_bytes: Any) -> None:
         if max_batch_bytes <= 0:
             raise ValueError(f"max_batch_bytes must be > 0, received {max_batch_bytes}")
     check_finite(image, "image")
+    return ch
 
 
-def _pad_to(u: Any, k: int) -> tuple[Any, tuple[slice, slice]]:
-    """Reflect-pad each axis shorter than ``k`` to ``k`` (as scikit-image pads small images)."""
+def _pad_to(u: Any, k: int) -> tuple[Any, tuple[slice, ...]]:
+    """Reflect-pad each spatial axis of ``u: (C, H, W)`` shorter than ``k`` to ``k`` (as scikit-image
+    pads small images; a side of 1 is repeated)."""
     xp = get_namespace(u)
-    pads = [((k - n) // 2, k - n - (k - n) // 2) if n < k else (0, 0) for n in u.shape]
+    pads = [(0, 0)] + [((k - n) // 2, k - n - (k - n) // 2) if n < k else (0, 0) for n in u.shape[1:]]
+    crop = (slice(None),) + tuple(slice(a, a + n) for (a, _), n in zip(pads[1:], u.shape[1:]))
     if not any(a or b for a, b in pads):
-        return u, (slice(None), slice(None))
-    crop = tuple(slice(a, a + n) for (a, _), n in zip(pads, u.shape))
-    return xp.pad(u, pads, mode="reflect" if min(u.shape) > 1 else "edge"), crop
+        return u, crop
+    return xp.pad(u, pads, mode="reflect" if min(u.shape[1:]) > 1 else "edge"), crop
 
 
-def run_bm3d(image: Any, sigma: float, *, stage: str, max_batch_bytes: int | None, step: Callable) -> Any:
+def run_bm3d(
+    image: Any, sigma: float, *, channel_axis: Any, stage: str, max_batch_bytes: int | None, step: Callable
+) -> Any:
     """Check, convert, run step 1 (and step 2) with ``step`` (vectorised or reference form)."""
-    _check(image, sigma, stage, max_batch_bytes)
+    ch = _check(image, sigma, stage, max_batch_bytes, channel_axis)
     xp = get_namespace(image)
     hard, wiener = bm3d_profile(255.0 * float(sigma))
     u = as_float_image(image)
+    u = u[None] if ch is None else xp.moveaxis(u, ch, 0)  # (C, H, W)
+    A = OPPONENT if ch is not None else np.ones((1, 1))
+    u = xp.ascontiguousarray(to_luminance_chrominance(u, A))
     u, crop = _pad_to(u, max(hard.block, wiener.block))
     # a huge or tiny image is scaled by a power of 2 (exact), sigma and tau with it
     max_abs = float(xp.abs(u).max())
@@ -73,28 +100,37 @@ def run_bm3d(image: Any, sigma: float, *, stage: str, max_batch_bytes: int | Non
     scale = math.ldexp(1.0, -e)
     if e:
         u = xp.ldexp(u, -e)
-    s = float(sigma) * scale
+    s = channel_sigmas(float(sigma), A) * scale  # (C,): the noise of each (transformed) channel
     cap = DEFAULT_MAX_BATCH_BYTES if max_batch_bytes is None else int(max_batch_bytes)
-    H, W = u.shape
+    C, H, W = u.shape
     item = u.dtype.itemsize
 
     def run(images: list, guide: Any, params: Any, group_filter: Callable) -> Any:
-        rows = plan_bands(H, W, params, item, len(images), cap)
+        rows = plan_bands(H, W, params, item, C * len(images), cap)
         tr = group_transform(params.transform_2d, params.block, params.max_group, u)
         return step(images, guide, params, match_threshold(params, scale), group_filter, tr, rows)
 
     lam = hard.lambda_3d * s
-    basic = run([u], u, hard, lambda sp: hard_threshold(sp[0], lam))
+    # groups are found on channel 0: the grey image, or the luminance of a colour one
+    basic = run([u], u[0], hard, lambda sp: hard_threshold(sp[0], lam))
     out = basic
     if stage == "both":
-        out = run([u, basic], basic, wiener, lambda sp: wiener_shrink(sp[0], sp[1], s))
+        out = run([u, basic], basic[0], wiener, lambda sp: wiener_shrink(sp[0], sp[1], s))
     if e:
         out = xp.ldexp(xp.clip(out, -max_abs * scale, max_abs * scale), e)
-    return xp.ascontiguousarray(out[crop])
+    out = from_luminance_chrominance(out[crop], A)
+    return xp.ascontiguousarray(out[0] if ch is None else xp.moveaxis(out, 0, ch))
 
 
-def bm3d(image: Any, sigma: float, *, stage: str = "both", max_batch_bytes: int | None = None) -> Any:
-    """Denoise a grey image with BM3D (Dabov, Foi, Katkovnik, Egiazarian, TIP 2007).
+def bm3d(
+    image: Any,
+    sigma: float,
+    *,
+    channel_axis: int | None = None,
+    stage: str = "both",
+    max_batch_bytes: int | None = None,
+) -> Any:
+    """Denoise a grey or colour image with BM3D (Dabov, Foi, Katkovnik, Egiazarian, TIP 2007).
 
     Both steps as specified in M. Lebrun, "An Analysis and Implementation of
     the BM3D Image Denoising Method", Image Processing On Line 2 (2012),
@@ -111,12 +147,22 @@ def bm3d(image: Any, sigma: float, *, stage: str = "both", max_batch_bytes: int 
        the noisy spectrum by ``w = B^2 / (B^2 + sigma^2)`` from the basic
        spectrum ``B``, invert, aggregate with weights ``1 / ||w||^2``.
 
+    Colour images (``channel_axis`` given) follow CBM3D (Dabov et al., ICIP
+    2007; [L] Sec. 2.6): the RGB values go to the opponent colour space
+    ``Y = (R + G + B) / 3``, ``C1 = (R - B) / 2``, ``C2 = (R - 2 G + B) / 4``,
+    the groups are found on the luminance ``Y`` only -- it carries most of the
+    signal at the lowest noise (``sigma / sqrt 3``), so its matches are the
+    most reliable -- and the two chrominance channels reuse them; each channel
+    is filtered at its own noise ``sigma ||A_c||``
+    (:mod:`nlref.denoise.bm3d.colour`).  The opponent space is the one of
+    CBM3D's reference code and of the ``bm3d`` package's ``bm3d_rgb``.
+
     Parameters
     ----------
-    image : ndarray, (H, W)
-        Grey image (NumPy or CuPy), values on the [0, 1] scale: integer images
-        are converted as ``img_as_float`` does.  Float images keep their dtype
-        (float32 or float64; float16 computes in float32).
+    image : ndarray, (H, W) or (H, W, 3)
+        Grey or RGB image (NumPy or CuPy), values on the [0, 1] scale: integer
+        images are converted as ``img_as_float`` does.  Float images keep their
+        dtype (float32 or float64; float16 computes in float32).
     sigma : float
         Standard deviation of the Gaussian noise on the image's scale.  The
         parameters follow ``255 sigma`` ([L] Sec. 4):
@@ -141,6 +187,9 @@ def bm3d(image: Any, sigma: float, *, stage: str = "both", max_batch_bytes: int 
         ``tau_match`` bounds the mean squared difference ``||P - Q||^2 / k^2``
         of two blocks on the 0-255 scale ([L] Sec. 2.2); see
         :func:`nlref.denoise.bm3d.bm3d_profile`.
+    channel_axis : int, optional
+        The axis of the three RGB channels (``-1`` for ``(H, W, 3)``); None
+        (the default) for a grey 2-D image.  Like scikit-image's argument.
     stage : {"both", "hard"}
         ``"hard"`` returns the basic estimate of step 1.
     max_batch_bytes : int, optional
@@ -169,9 +218,11 @@ def bm3d(image: Any, sigma: float, *, stage: str = "both", max_batch_bytes: int 
         ``image`` not an array or not real; ``sigma`` or ``max_batch_bytes``
         not a number.
     ValueError
-        Not a 2-D image (a colour image is refused: colour is not supported
-        yet), empty, NaN/inf pixels, ``sigma <= 0``, an unknown ``stage``, a
-        ``max_batch_bytes`` too small for one row of reference blocks.
+        Not a 2-D image without ``channel_axis`` (a colour-looking one gets a
+        hint), not 3 channels on ``channel_axis`` (2, or 4 with alpha), an
+        axis out of range, empty, NaN/inf pixels, ``sigma <= 0``, an unknown
+        ``stage``, a ``max_batch_bytes`` too small for one row of reference
+        blocks.
 
     Notes
     -----
@@ -208,4 +259,11 @@ def bm3d(image: Any, sigma: float, *, stage: str = "both", max_batch_bytes: int 
     >>> bool(np.abs(out - clean).mean() < 0.05)
     True
     """
-    return run_bm3d(image, sigma, stage=stage, max_batch_bytes=max_batch_bytes, step=collaborative_step)
+    return run_bm3d(
+        image,
+        sigma,
+        channel_axis=channel_axis,
+        stage=stage,
+        max_batch_bytes=max_batch_bytes,
+        step=collaborative_step,
+    )

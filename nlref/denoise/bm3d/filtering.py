@@ -1,6 +1,8 @@
 """Collaborative filtering of one batch of groups: the heart of BM3D.
 
-A batch is ``m`` groups of ``s`` blocks each, ``(m, s, k, k)``.  Both forms of
+A batch is ``m`` groups of ``s`` blocks each, ``(m, s, k, k)``, for each of
+``C`` channels, ``(C, m, s, k, k)`` (grey: ``C = 1``; colour: the three channels
+of one group share its blocks' positions).  Both forms of
 BM3D call these functions: the reference loop with ``m = 1``
 (:mod:`nlref.denoise.bm3d.reference`), the vectorised form with every group of
 one size at once (:mod:`nlref.denoise.bm3d.vectorised`).
@@ -25,7 +27,15 @@ import numpy as np
 from ...backend import get_namespace
 from .transforms import hadamard_matrix, transform_2d_matrix
 
-__all__ = ["GroupTransform", "group_transform", "forward_3d", "inverse_3d", "hard_threshold", "wiener_shrink"]
+__all__ = [
+    "GroupTransform",
+    "group_transform",
+    "forward_3d",
+    "inverse_3d",
+    "per_channel",
+    "hard_threshold",
+    "wiener_shrink",
+]
 
 
 class GroupTransform:
@@ -51,44 +61,55 @@ def group_transform(name: str, k: int, max_group: int, like: Any) -> GroupTransf
 
 
 def forward_3d(blocks: Any, tr: GroupTransform) -> Any:
-    """Spectrum ``(m, s, k*k)`` of groups ``(m, s, k, k)``: 2-D transform of each block, then H along s."""
-    m, s, k = blocks.shape[0], blocks.shape[1], tr.k
-    X = (blocks.reshape(m * s, k * k) @ tr.forward2).reshape(m, s, k * k)
-    return tr.hadamard[s] @ X if s > 1 else X
+    """Spectrum ``(..., s, k*k)`` of groups ``(..., s, k, k)``: 2-D transform of each block, H along s."""
+    lead, k = blocks.shape[:-2], tr.k
+    X = (blocks.reshape(-1, k * k) @ tr.forward2).reshape(lead + (k * k,))
+    return tr.hadamard[lead[-1]] @ X if lead[-1] > 1 else X
 
 
 def inverse_3d(spec: Any, tr: GroupTransform) -> Any:
-    """Blocks ``(m, s, k, k)`` from a spectrum ``(m, s, k*k)`` (inverse of :func:`forward_3d`)."""
-    m, s, k = spec.shape[0], spec.shape[1], tr.k
+    """Blocks ``(..., s, k, k)`` from a spectrum ``(..., s, k*k)`` (inverse of :func:`forward_3d`)."""
+    s, k = spec.shape[-2], tr.k
     X = tr.hadamard[s].T @ spec if s > 1 else spec
-    return (X.reshape(m * s, k * k) @ tr.inverse2).reshape(m, s, k, k)
+    return (X.reshape(-1, k * k) @ tr.inverse2).reshape(spec.shape[:-1] + (k, k))
 
 
-def hard_threshold(spec: Any, threshold: float) -> tuple[Any, Any]:
-    """Step 1: zero the coefficients with ``|c| <= lambda_3D sigma``; weight ``1 / N_kept``.
+def per_channel(values: Any, like: Any) -> Any:
+    """``values: (C,)`` (floats) as an array ``(C, 1, 1, 1)`` of ``like``'s backend and dtype, capped
+    at the dtype's largest value (a huge sigma or threshold stays huge instead of overflowing)."""
+    xp = get_namespace(like)
+    capped = np.minimum(np.asarray(values, dtype=np.float64), float(np.finfo(like.dtype).max))
+    return xp.asarray(capped.reshape(-1, 1, 1, 1), dtype=like.dtype)
 
-    Returns ``(spectrum, weight (m,))``; a group with no coefficient kept gets
-    weight 1 (Lebrun 2012, Sec. 2.4).
+
+def hard_threshold(spec: Any, threshold: Any) -> tuple[Any, Any]:
+    """Step 1: zero the coefficients with ``|c| <= lambda_3D sigma_c``; weight ``1 / N_kept``.
+
+    ``spec: (C, m, s, k*k)``, ``threshold: (C,)`` floats.  Returns
+    ``(spectrum, weight (C, m))``; a group with no coefficient kept gets weight
+    1 (Lebrun 2012, Sec. 2.4).
     """
     xp = get_namespace(spec)
-    keep = xp.abs(spec) > spec.dtype.type(min(threshold, float(np.finfo(spec.dtype).max)))
+    keep = xp.abs(spec) > per_channel(threshold, spec)
     spec = spec * keep
-    n_kept = keep.sum(axis=(1, 2))
+    n_kept = keep.sum(axis=(-2, -1))
     weight = 1.0 / xp.maximum(n_kept, 1).astype(spec.dtype)
     return spec, weight
 
 
-def wiener_shrink(spec_noisy: Any, spec_basic: Any, sigma: float) -> tuple[Any, Any]:
-    """Step 2: ``w = B^2 / (B^2 + sigma^2)`` from the basic estimate's spectrum ``B``; weight ``1 / ||w||^2``.
+def wiener_shrink(spec_noisy: Any, spec_basic: Any, sigma: Any) -> tuple[Any, Any]:
+    """Step 2: ``w = B^2 / (B^2 + sigma_c^2)`` from the basic spectrum ``B``; weight ``1 / ||w||^2``.
 
-    Returns ``(w * spec_noisy, weight (m,))``.  ``||w||^2`` is floored at the
+    ``spec_noisy, spec_basic: (C, m, s, k*k)``, ``sigma: (C,)`` floats.
+    Returns ``(w * spec_noisy, weight (C, m))``.  ``||w||^2`` is floored at the
     dtype's epsilon, so a group shrunk to zero cannot give an infinite weight.
     """
     xp = get_namespace(spec_noisy)
     ftype = spec_noisy.dtype.type
     b2 = spec_basic * spec_basic
-    denom = b2 + ftype(min(sigma * sigma, float(np.finfo(spec_noisy.dtype).max)))
+    sigma2 = np.minimum(np.asarray(sigma, dtype=np.float64), 1e150) ** 2  # beyond: every w is 0 anyway
+    denom = b2 + per_channel(sigma2, spec_noisy)
     w = b2 / xp.maximum(denom, ftype(np.finfo(spec_noisy.dtype).tiny))
-    norm2 = (w * w).sum(axis=(1, 2))
+    norm2 = (w * w).sum(axis=(-2, -1))
     weight = 1.0 / xp.maximum(norm2, ftype(np.finfo(spec_noisy.dtype).eps))
     return w * spec_noisy, weight

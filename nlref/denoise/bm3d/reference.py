@@ -63,20 +63,28 @@ def reference_step(
     :func:`nlref.denoise.bm3d.vectorised.collaborative_step`; ``rows`` is unused)."""
     xp = get_namespace(guide)
     H, W, k = guide.shape[0], guide.shape[1], params.block
-    num, den = xp.zeros((H, W)), xp.zeros((H, W))
+    C = images[0].shape[0]
+    num, den = xp.zeros((C, H, W)), xp.zeros((C, H, W))
     K = xp.asarray(kaiser_window(k, params.beta), dtype=guide.dtype)
     for y in reference_positions(H - k + 1, params.step):
         for x in reference_positions(W - k + 1, params.step):
             members = match_reference(guide, y, x, params, threshold)
-            groups = [xp.stack([im[qy : qy + k, qx : qx + k] for qy, qx in members])[None] for im in images]
+            # one group per image, (C, 1, s, k, k): every channel uses the blocks found on the guide
+            groups = [
+                xp.stack([im[:, qy : qy + k, qx : qx + k] for qy, qx in members], axis=1)[:, None]
+                for im in images
+            ]
             spec, weight = group_filter([forward_3d(g, transform) for g in groups])
-            estimate = inverse_3d(spec, transform)[0]
+            estimate = inverse_3d(spec, transform)[:, 0]  # (C, s, k, k)
+            w = weight[:, 0, None, None]  # (C, 1, 1)
             for j, (qy, qx) in enumerate(members):
-                num[qy : qy + k, qx : qx + k] += weight[0] * K * estimate[j]
-                den[qy : qy + k, qx : qx + k] += weight[0] * K
+                num[:, qy : qy + k, qx : qx + k] += w * K * estimate[:, j]
+                den[:, qy : qy + k, qx : qx + k] += w * K
     return (num / den).astype(guide.dtype)
 
 
-def bm3d_reference(image: Any, sigma: float, *, stage: str = "both") -> Any:
+def bm3d_reference(image: Any, sigma: float, *, channel_axis: int | None = None, stage: str = "both") -> Any:
     """:func:`nlref.denoise.bm3d` computed by :func:`reference_step` (same checks; equal to round-off)."""
-    return run_bm3d(image, sigma, stage=stage, max_batch_bytes=None, step=reference_step)
+    return run_bm3d(
+        image, sigma, channel_axis=channel_axis, stage=stage, max_batch_bytes=None, step=reference_step
+    )

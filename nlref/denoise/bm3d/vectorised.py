@@ -7,7 +7,7 @@ array operations, on NumPy or CuPy alike:
 1. block matching for the whole band by the offset loop
    (:func:`~nlref.denoise.bm3d.matching.band_distances`, ``O(pixels x window)``);
 2. the groups of each size ``s`` (1, 2, 4, ..., N) gathered at once from a
-   sliding-window *view* of the image, ``(m, s, k, k)``;
+   sliding-window *view* of the image, ``(C, m, s, k, k)``;
 3. their 3-D transform, filter and inverse as matrix products
    (:mod:`nlref.denoise.bm3d.filtering`);
 4. aggregation by ``bincount``: every pixel of every block estimate adds
@@ -76,14 +76,19 @@ def plan_bands(n_rows: int, width: int, params: StepParams, itemsize: int, n_ima
     return rows, max(1, (cap - rows * z["members"]) // z["ref"])
 
 
-def _aggregate(acc: tuple, est: Any, qy: Any, qx: Any, weight: Any, kaiser: Any, width: int) -> None:
-    """``num += w K est`` and ``den += w K`` at every pixel of the blocks at ``(qy, qx): (m, s)``."""
+def _aggregate(acc: tuple, est: Any, qy: Any, qx: Any, weight: Any, kaiser: Any, shape: tuple) -> None:
+    """``num += w K est`` and ``den += w K`` at every pixel of the blocks at ``(qy, qx): (m, s)``.
+
+    ``est: (C, m, s, k, k)``, ``weight: (C, m)``; ``num``, ``den``: ``(C H W,)``.
+    """
     xp = get_namespace(est)
     num, den = acc
-    k = est.shape[-1]
-    corner = (qy * width + qx)[:, :, None, None]
-    flat = (corner + xp.asarray(np.arange(k)[:, None] * width + np.arange(k)[None, :])).ravel()
-    wk = weight[:, None, None, None] * kaiser  # (m, 1, k, k)
+    C, H, W, k = est.shape[0], shape[0], shape[1], est.shape[-1]
+    corner = (qy * W + qx)[None, :, :, None, None] + xp.asarray(np.arange(C) * H * W)[
+        :, None, None, None, None
+    ]
+    flat = (corner + xp.asarray(np.arange(k)[:, None] * W + np.arange(k)[None, :])).ravel()
+    wk = weight[:, :, None, None, None] * kaiser  # (C, m, 1, k, k)
     num += xp.bincount(flat, weights=(wk * est).ravel(), minlength=num.size)
     den += xp.bincount(flat, weights=xp.broadcast_to(wk, est.shape).ravel(), minlength=den.size)
 
@@ -101,16 +106,16 @@ def _band(images: list, guide: Any, ys: np.ndarray, xs: np.ndarray, params: Step
     ref_x = xp.asarray(np.tile(xs, len(ys)))[:, None]
     qy, qx = ref_y + offsets[members, 0], ref_x + offsets[members, 1]  # (n_ref, N) block corners
     del members
-    views = [xp.lib.stride_tricks.sliding_window_view(im, (k, k)) for im in images]
+    views = [xp.lib.stride_tricks.sliding_window_view(im, (k, k), axis=(1, 2)) for im in images]
     for s in ctx["transform"].hadamard:
         pick = xp.nonzero(size == s)[0]
         for start in range(0, int(pick.size), ctx["refs"]):
             chunk = pick[start : start + ctx["refs"]]
             gy, gx = qy[chunk, :s], qx[chunk, :s]  # (m, s)
-            spectra = [forward_3d(v[gy, gx], ctx["transform"]) for v in views]
+            spectra = [forward_3d(v[:, gy, gx], ctx["transform"]) for v in views]  # (C, m, s, k*k)
             spec, weight = ctx["filter"](spectra)
             estimate = inverse_3d(spec, ctx["transform"])
-            _aggregate(ctx["acc"], estimate, gy, gx, weight, ctx["kaiser"], guide.shape[1])
+            _aggregate(ctx["acc"], estimate, gy, gx, weight, ctx["kaiser"], guide.shape)
 
 
 def collaborative_step(
@@ -126,11 +131,13 @@ def collaborative_step(
 
     Parameters
     ----------
-    images : list of ndarray, (H, W)
+    images : list of ndarray, (C, H, W)
         The images whose groups are filtered: ``[noisy]`` (step 1) or
         ``[noisy, basic]`` (step 2); their spectra go to ``group_filter``.
+        Every channel uses the groups found on ``guide``.
     guide : ndarray, (H, W)
-        The image the blocks are matched on (noisy, then basic estimate).
+        The image the blocks are matched on (noisy, then basic estimate;
+        the luminance of a colour image).
     params : StepParams
         The step's parameters.
     threshold : float
@@ -145,18 +152,19 @@ def collaborative_step(
 
     Returns
     -------
-    ndarray, (H, W)
+    ndarray, (C, H, W)
         ``sum w K est / sum w K`` over every block estimate covering a pixel.
     """
     xp = get_namespace(guide)
     H, W, k = guide.shape[0], guide.shape[1], params.block
     ys = np.array(reference_positions(H - k + 1, params.step))
     xs = np.array(reference_positions(W - k + 1, params.step))
-    acc = (xp.zeros(H * W), xp.zeros(H * W))  # float64 accumulators (bincount's type)
+    C = images[0].shape[0]
+    acc = (xp.zeros(C * H * W), xp.zeros(C * H * W))  # float64 accumulators (bincount's type)
     kaiser = xp.asarray(kaiser_window(k, params.beta), dtype=guide.dtype)
     ctx = dict(threshold=threshold, filter=group_filter, transform=transform, kaiser=kaiser, acc=acc)
     ctx["refs"] = rows[1]
     for start in range(0, len(ys), rows[0]):
         _band(images, guide, ys[start : start + rows[0]], xs, params, ctx)
     num, den = acc
-    return (num / den).reshape(H, W).astype(guide.dtype)
+    return (num / den).reshape(C, H, W).astype(guide.dtype)
