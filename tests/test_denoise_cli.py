@@ -289,3 +289,51 @@ def test_ctrl_c_exits_130_without_output(camera_png, tmp_path, capsys, monkeypat
     assert main(["denoise", str(camera_png), str(tmp_path / "out.png"), "--sigma", "0.1"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+# --- --method bm3d ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits, colour", [(8, False), (16, False), (8, True)])
+def test_bm3d_png_round_trip_equals_bm3d(tmp_path, capsys, bits, colour):
+    from nlref.denoise import bm3d
+
+    dtype, top = (np.uint8, 255) if bits == 8 else (np.uint16, 65535)
+    clean = load_image("astronaut" if colour else "camera", dtype=np.float64)[100:140, 120:164]
+    noisy = np.clip(add_gaussian_noise(clean, 0.08, seed=2), 0, 1)
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    iio.imwrite(src, np.rint(noisy * top).astype(dtype))
+    assert main(["denoise", str(src), str(out), "--method", "bm3d", "--sigma", "0.08"]) == 0
+    assert "nlref denoise: sigma 0.08 (given)" in capsys.readouterr().out
+    stored = iio.imread(src) / top
+    expected = bm3d(stored, 0.08, channel_axis=-1 if colour else None)
+    result = iio.imread(out)
+    assert result.dtype == dtype and result.shape == stored.shape
+    np.testing.assert_array_equal(result, np.clip(np.rint(expected * top), 0, top).astype(dtype))
+
+
+def test_bm3d_estimates_sigma_and_says_so_in_the_header(camera_png, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main(["denoise", str(camera_png), str(out), "--method", "bm3d", "--add-noise", "0.1"]) == 0
+    text = capsys.readouterr().out
+    noisy = add_gaussian_noise(iio.imread(camera_png) / 255.0, 0.1, seed=0)
+    assert f"nlref denoise: sigma {estimate_sigma(noisy):.3g} (estimated)" in text.splitlines()
+
+
+def test_every_method_prints_the_sigma_header_in_one_format(camera_png, tmp_path, capsys):
+    for extra, how in (
+        (["--sigma", "0.05"], "0.05 (given)"),
+        ([], "(estimated)"),
+        (["--method", "learned"], ""),
+    ):
+        out = tmp_path / f"out{len(extra)}{how[:2]}.png"
+        assert main(["denoise", str(camera_png), str(out), *extra]) == 0
+        header = capsys.readouterr().out.splitlines()[0]
+        assert header.startswith("nlref denoise: sigma ") and header.endswith(how or "(the network's)")
+
+
+@pytest.mark.parametrize("extra", [["--h", "0.1"], ["--slow"], ["--weights", "x.npz"], ["--chunks", "64"]])
+def test_bm3d_refuses_options_of_other_methods(camera_png, tmp_path, capsys, extra):
+    assert main(["denoise", str(camera_png), str(tmp_path / "o.png"), "--method", "bm3d", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nlref: error: --") and "\n" not in err

@@ -24,6 +24,11 @@ Examples::
     nlref denoise noisy.png out.png --preset ipol --sigma 20/255
     nlref denoise noisy.png out.png --method learned          # the shipped sigma-25 network
     nlref denoise noisy.png out.png --method learned --sigma 50/255  # the shipped sigma-50 one
+    nlref denoise noisy.png out.png --method bm3d             # BM3D, sigma estimated
+
+Every method first prints how sigma was obtained, in one format:
+``nlref denoise: sigma 0.0784 (estimated)`` (or ``(given)``, or ``(the network's)``
+for ``--method learned`` without ``--sigma``).
 """
 
 from __future__ import annotations
@@ -36,12 +41,19 @@ import numpy as np
 
 from ..backend import asarray, namespace_by_name, synchronize, to_numpy
 from ..data import add_gaussian_noise
-from ..denoise import denoise_learned, nl_means
+from ..denoise import bm3d, denoise_learned, estimate_sigma, nl_means
 from ..denoise.learned import load_weights, shipped_weights
 from ..io import check_output, check_writable, from_float, read_image, to_float, write_image
 from ..metrics import psnr
 from . import options, stream
-from .options import has_alpha, join_alpha, nl_means_kwargs_from_args, split_alpha
+from .options import (
+    has_alpha,
+    join_alpha,
+    nl_means_kwargs_from_args,
+    resolve_channel_axis,
+    sigma_header,
+    split_alpha,
+)
 
 __all__ = ["register", "run", "nl_means_kwargs_from_args", "PROGRESS_PIXELS"]
 
@@ -64,10 +76,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("output", help="output image (.png, .jpg, .bmp, .tif/.tiff); same bit depth as the input")
     p.add_argument(
         "--method",
-        choices=["nl_means", "learned"],
+        choices=["nl_means", "learned", "bm3d"],
         default="nl_means",
-        help="nl_means (default) or learned: the residual non-local network of "
-        "nlref.denoise.denoise_learned (grey 2-D images; the noise level it was trained for)",
+        help="nl_means (default); learned: the residual non-local network of "
+        "nlref.denoise.denoise_learned (grey 2-D images; the noise level it was trained for); "
+        "bm3d: nlref.denoise.bm3d (grey or RGB; sigma estimated when absent)",
     )
     p.add_argument(
         "--weights",
@@ -181,17 +194,24 @@ def _read_checked(args: argparse.Namespace) -> np.ndarray:
 
 
 def _learned_weights(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The checked weights of ``--method learned`` (None for nl_means), before any work."""
+    """The checked weights of ``--method learned`` (None for the others), before any work."""
     if args.method != "learned":
         if args.weights is not None:
             raise ValueError("--weights applies to --method learned only")
+    if args.method == "nl_means":
         return None
     names = ("h", "patch_size", "patch_distance", "preset")
     used = [f"--{k.replace('_', '-')}" for k in names if getattr(args, k) is not None]
     if used or not args.fast_mode:
-        raise ValueError(f"--method learned takes no non-local-means options, received {used or ['--slow']}")
+        raise ValueError(
+            f"--method {args.method} takes no non-local-means options, received {used or ['--slow']}"
+        )
     if stream.wants_streaming(args):
-        raise ValueError("--method learned has no streaming path: drop --chunks / --max-memory / .zarr")
+        raise ValueError(
+            f"--method {args.method} has no streaming path: drop --chunks / --max-memory / .zarr"
+        )
+    if args.method == "bm3d":
+        return None
     if args.weights is None:  # the shipped model trained nearest to --sigma (sigma 25 without it)
         return load_weights(shipped_weights(args.sigma))
     return load_weights(args.weights)
@@ -204,6 +224,7 @@ def _denoise_learned(
     if image.ndim != 2:
         raise ValueError(f"--method learned takes grey 2-D images, received shape {image.shape}")
     trained = weights["config"].sigma / 255
+    print(sigma_header(trained, "the network's") if args.sigma is None else sigma_header(args.sigma, "given"))
     if args.sigma is not None and abs(args.sigma - trained) > 0.1 * trained:
         print(
             f"nlref denoise: warning: the network was trained for sigma {trained:.4g}, not {args.sigma:.4g}"
@@ -221,6 +242,7 @@ def _denoise(args: argparse.Namespace, image: np.ndarray, label: str) -> tuple[n
     xp = namespace_by_name(args.backend)
     kwargs = nl_means_kwargs_from_args(args, image)
     progress = args.progress if args.progress is not None else image.size > PROGRESS_PIXELS
+    print(sigma_header(kwargs["sigma"], "estimated" if args.sigma is None else "given"))
     print(
         f"nlref denoise: {label}, sigma={kwargs['sigma']:.5g} "
         f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} patch_distance={kwargs['patch_distance']} "
@@ -229,6 +251,22 @@ def _denoise(args: argparse.Namespace, image: np.ndarray, label: str) -> tuple[n
     )
     t0 = time.perf_counter()
     result = nl_means(asarray(image, xp), progress=progress, **kwargs)
+    synchronize(xp)
+    return to_numpy(result), time.perf_counter() - t0
+
+
+def _denoise_bm3d(args: argparse.Namespace, image: np.ndarray, label: str) -> tuple[np.ndarray, float]:
+    """``bm3d`` on ``args.backend`` (sigma estimated when absent); the result and the seconds taken."""
+    axis = resolve_channel_axis(args.channel_axis, tuple(image.shape))
+    sigma = args.sigma if args.sigma is not None else estimate_sigma(image, channel_axis=axis)
+    print(sigma_header(sigma, "estimated" if args.sigma is None else "given"))
+    if sigma <= 0:
+        raise ValueError(f"--method bm3d needs sigma > 0, the image gives {sigma:g}: pass --sigma")
+    print(f"nlref denoise: {label}, bm3d ({args.backend})", flush=True)
+    xp = namespace_by_name(args.backend)
+    progress = args.progress if args.progress is not None else image.size > PROGRESS_PIXELS
+    t0 = time.perf_counter()
+    result = bm3d(asarray(image, xp), sigma, channel_axis=axis, progress=progress)
     synchronize(xp)
     return to_numpy(result), time.perf_counter() - t0
 
@@ -253,7 +291,9 @@ def run(args: argparse.Namespace) -> int:
     if args.add_noise is not None:
         clean, image = image, add_gaussian_noise(image, args.add_noise, seed=args.seed)
     label = f"{args.input} {raw.shape} {raw.dtype}" + (", alpha copied" if alpha is not None else "")
-    if weights is None:
+    if args.method == "bm3d":
+        result, seconds = _denoise_bm3d(args, image, label)
+    elif weights is None:
         result, seconds = _denoise(args, image, label)
     else:
         result, seconds = _denoise_learned(args, image, label, weights)

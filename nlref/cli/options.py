@@ -23,7 +23,14 @@ import numpy as np
 
 from ..denoise import estimate_sigma, ipol_parameters
 
-__all__ = ["nl_means_kwargs_from_args", "resolve_channel_axis", "has_alpha", "split_alpha", "join_alpha"]
+__all__ = [
+    "nl_means_kwargs_from_args",
+    "resolve_channel_axis",
+    "has_alpha",
+    "split_alpha",
+    "join_alpha",
+    "sigma_header",
+]
 
 
 # ---------------------------------------------------------------- argument types
@@ -122,6 +129,11 @@ def join_alpha(colour: Any, alpha: Any, concatenate: Callable[..., Any] = np.con
 
 
 # ---------------------------------------------------------------- options -> nl_means
+
+
+def sigma_header(sigma: float, how: str) -> str:
+    """The line every ``nlref denoise`` method prints first: ``nlref denoise: sigma 0.0784 (estimated)``."""
+    return f"nlref denoise: sigma {sigma:.3g} ({how})"
 
 
 def resolve_channel_axis(value: Any, shape: tuple[int, ...] | None) -> int | None:

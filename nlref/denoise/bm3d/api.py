@@ -18,7 +18,7 @@ from ...backend import as_float_image, float_dtype_for, get_namespace
 from .._common import safe_exponent
 from .colour import OPPONENT, channel_sigmas, from_luminance_chrominance, to_luminance_chrominance
 from .filtering import group_transform, hard_threshold, wiener_shrink
-from .profile import bm3d_profile, match_threshold
+from .profile import bm3d_profile, match_threshold, reference_positions
 from .vectorised import collaborative_step, plan_bands
 
 __all__ = ["bm3d", "run_bm3d", "DEFAULT_MAX_BATCH_BYTES", "STAGES"]
@@ -82,8 +82,25 @@ def _pad_to(u: Any, k: int) -> tuple[Any, tuple[slice, ...]]:
     return xp.pad(u, pads, mode="reflect" if min(u.shape[1:]) > 1 else "edge"), crop
 
 
+def _progress_bar(enabled: bool, shape: tuple, params: tuple) -> Any:
+    """A tqdm bar over the reference rows of the steps to run (None when disabled)."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    total = sum(len(reference_positions(shape[0] - p.block + 1, p.step)) for p in params)
+    return tqdm(total=total, desc="bm3d", unit="rows")
+
+
 def run_bm3d(
-    image: Any, sigma: float, *, channel_axis: Any, stage: str, max_batch_bytes: int | None, step: Callable
+    image: Any,
+    sigma: float,
+    *,
+    channel_axis: Any,
+    stage: str,
+    max_batch_bytes: int | None,
+    step: Callable,
+    progress: bool = False,
 ) -> Any:
     """Check, convert, run step 1 (and step 2) with ``step`` (vectorised or reference form)."""
     ch = _check(image, sigma, stage, max_batch_bytes, channel_axis)
@@ -108,14 +125,17 @@ def run_bm3d(
     def run(images: list, guide: Any, params: Any, group_filter: Callable) -> Any:
         rows = plan_bands(H, W, params, item, C * len(images), cap)
         tr = group_transform(params.transform_2d, params.block, params.max_group, u)
-        return step(images, guide, params, match_threshold(params, scale), group_filter, tr, rows)
+        return step(images, guide, params, match_threshold(params, scale), group_filter, tr, rows, bar)
 
+    bar = _progress_bar(progress, (H, W), (hard, wiener) if stage == "both" else (hard,))
     lam = hard.lambda_3d * s
     # groups are found on channel 0: the grey image, or the luminance of a colour one
     basic = run([u], u[0], hard, lambda sp: hard_threshold(sp[0], lam))
     out = basic
     if stage == "both":
         out = run([u, basic], basic[0], wiener, lambda sp: wiener_shrink(sp[0], sp[1], s))
+    if bar is not None:
+        bar.close()
     if e:
         out = xp.ldexp(xp.clip(out, -max_abs * scale, max_abs * scale), e)
     out = from_luminance_chrominance(out[crop], A)
@@ -129,6 +149,7 @@ def bm3d(
     channel_axis: int | None = None,
     stage: str = "both",
     max_batch_bytes: int | None = None,
+    progress: bool = False,
 ) -> Any:
     """Denoise a grey or colour image with BM3D (Dabov, Foi, Katkovnik, Egiazarian, TIP 2007).
 
@@ -207,6 +228,9 @@ def bm3d(
         ``float64`` accumulators).  A cap below one row of references is an
         error.
 
+    progress : bool
+        Show a tqdm bar over the rows of reference blocks of both steps.
+
     Returns
     -------
     ndarray, (H, W)
@@ -266,4 +290,5 @@ def bm3d(
         stage=stage,
         max_batch_bytes=max_batch_bytes,
         step=collaborative_step,
+        progress=bool(progress),
     )

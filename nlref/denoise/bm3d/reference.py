@@ -57,10 +57,11 @@ def reference_step(
     threshold: float,
     group_filter: Any,
     transform: GroupTransform,
-    rows: int = 0,
+    rows: tuple = (),
+    progress: Any = None,
 ) -> Any:
     """One BM3D step, reference block by reference block (arguments as in
-    :func:`nlref.denoise.bm3d.vectorised.collaborative_step`; ``rows`` is unused)."""
+    :func:`nlref.denoise.bm3d.vectorised.collaborative_step`; ``rows`` and ``progress`` are unused)."""
     xp = get_namespace(guide)
     H, W, k = guide.shape[0], guide.shape[1], params.block
     C = images[0].shape[0]

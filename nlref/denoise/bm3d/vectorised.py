@@ -126,6 +126,7 @@ def collaborative_step(
     group_filter: GroupFilter,
     transform: GroupTransform,
     rows: tuple,
+    progress: Any = None,
 ) -> Any:
     """One BM3D step over the whole image, ``rows`` reference rows per band.
 
@@ -149,6 +150,8 @@ def collaborative_step(
     rows : tuple of int
         Reference rows per matching band, references per filtering chunk
         (:func:`plan_bands`).
+    progress : tqdm bar, optional
+        Advanced by the number of reference rows of each band.
 
     Returns
     -------
@@ -166,5 +169,7 @@ def collaborative_step(
     ctx["refs"] = rows[1]
     for start in range(0, len(ys), rows[0]):
         _band(images, guide, ys[start : start + rows[0]], xs, params, ctx)
+        if progress is not None:
+            progress.update(len(ys[start : start + rows[0]]))
     num, den = acc
     return (num / den).reshape(C, H, W).astype(guide.dtype)
