@@ -26,6 +26,10 @@ the two run alternately in the same process; see :func:`set_protocol`)::
     taskset -c 0 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
         python benchmarks/bench_denoisers.py --set ../shared/datasets/set12 --sigmas 15 25 50
 
+``--colour`` gives the colour rows instead: nlref's CBM3D (``bm3d(..., channel_axis=-1)``)
+against ``bm3d.bm3d_rgb`` on the central 256 x 256 crops of astronaut, coffee and chelsea
+at ``--sigmas`` (first value; e.g. ``--colour --sigmas 25``).
+
 PSNR and SSIM (data range 1) per image, then their mean over the images; time is
 one run per image, in seconds, on this machine's CPU (not a careful timing: see bench_nlm.py).
 """
@@ -122,11 +126,18 @@ def main() -> int:
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     p.add_argument("--set", default=None, metavar="DIR", help="Set12 protocol on the PNGs of DIR (see above)")
     p.add_argument("--size", type=int, default=0, help="with --set: only the images of this side (0: all)")
+    p.add_argument(
+        "--colour", action="store_true", help="CBM3D rows against bm3d.bm3d_rgb (see set_protocol)"
+    )
     args = p.parse_args()
     if args.set:
         from set_protocol import set_protocol
 
         return set_protocol(args.set, args.sigmas, args.size, args.json)
+    if args.colour:
+        from set_protocol import colour_protocol
+
+        return colour_protocol(25 if args.quick else args.sigmas[0], args.json)
     if args.quick:
         args.images, args.sigmas, args.crop = args.images[:1], [25], 64
     shipped = [f"{sigma}:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
