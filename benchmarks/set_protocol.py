@@ -53,7 +53,7 @@ def _run(fn, noisy: np.ndarray, clean: np.ndarray) -> dict:
     peak = (_rss_kib("VmHWM") - base) / 1024
     return {
         "psnr": psnr(clean, out, data_range=1.0),
-        "ssim": ssim(clean, out, data_range=1.0),
+        "ssim": ssim(clean, out, data_range=1.0, channel_axis=-1 if out.ndim == 3 else None),
         "s": seconds,
         "peak_MiB": peak,
     }

@@ -145,6 +145,18 @@ def _run(argv):
 @example(inp="rgb16.tif", out="out.jpg", options=[])
 @example(inp="truncated.tif", out="out.tif", options=[["--chunks", "6"]])
 def test_every_request_ends_in_a_status_and_one_line(folder, inp, out, options):
+    _check_request(folder, inp, out, ["--patch-distance", "2"] + [a for option in options for a in option])
+
+
+@given(inp=st.sampled_from(INPUTS), out=st.sampled_from(OUTPUTS), options=OPTIONS)
+@example(inp="rgba8.png", out="out.png", options=[])
+@example(inp="noise.png", out="out.png", options=[["--sigma", "0.05"]])
+def test_every_bm3d_request_ends_in_a_status_and_one_line(folder, inp, out, options):
+    _check_request(folder, inp, out, ["--method", "bm3d"] + [a for option in options for a in option])
+
+
+def _check_request(folder, inp, out, extra):
+    """Run ``nlref denoise`` on ``inp`` -> ``out`` with ``extra`` options: a result or one error line."""
     out_path = (
         folder / f"run{next(_counter)}" / out
         if out not in ("sub", "exists.png", "grey8.png/out.png")
@@ -157,10 +169,8 @@ def test_every_request_ends_in_a_status_and_one_line(folder, inp, out, options):
         str(folder / inp) if inp else "",
         str(out_path),
         "--no-progress",
-        "--patch-distance",
-        "2",
+        *extra,
     ]
-    argv += [a for option in options for a in option]
     got, err = _run(argv)
     status = got.value
     if isinstance(status, tuple):  # argparse: usage and one error line, status 2
