@@ -25,8 +25,6 @@ from nlref.nn.denoiser import (
     denoiser_backward,
     denoiser_forward,
     receptive_radius,
-    windowed_nonlocal_backward,
-    windowed_nonlocal_forward,
 )
 from nlref.nn.layers import to_backend
 from nlref.nn.nl import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
@@ -53,6 +51,15 @@ def _block_params(xp, c=4, seed=0):
     return params
 
 
+def _offsets_block(x, params, *, window):
+    """The denoiser's block: the block of Wang et al. without BN, the window visited by offsets."""
+    memory = "dense" if window is None else "offsets"
+    z, cache, _ = nonlocal_block_forward(
+        x, params, {}, mode="embedded_gaussian", scale=2**-0.5, window=window, memory=memory
+    )
+    return z, cache
+
+
 def test_denoiser_gradients_match_finite_differences(xp):
     model, params, state = _tiny(xp)
     y = xp.asarray(np.random.default_rng(3).normal(size=(2, 1, 6, 6)))
@@ -69,11 +76,11 @@ def test_denoiser_gradients_match_finite_differences(xp):
 def test_windowed_block_equals_the_dense_block_when_the_window_covers_the_image(xp, window):
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(2, 4, 5, 6)))
-    z, cache = windowed_nonlocal_forward(x, params, window=window)
+    z, cache = _offsets_block(x, params, window=window)
     z_ref, cache_ref, _ = nonlocal_block_forward(x, params, {}, mode="embedded_gaussian", scale=2**-0.5)
     np.testing.assert_allclose(to_numpy(z), to_numpy(z_ref), rtol=1e-12, atol=1e-12)
     dz = xp.asarray(np.random.default_rng(2).normal(size=z.shape))
-    (dx, g), (dx_ref, g_ref) = windowed_nonlocal_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
+    (dx, g), (dx_ref, g_ref) = nonlocal_block_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
     np.testing.assert_allclose(to_numpy(dx), to_numpy(dx_ref), rtol=1e-10, atol=1e-12)
     assert sorted(g) == sorted(g_ref)
     for k in g:
@@ -84,13 +91,13 @@ def test_windowed_block_equals_the_dense_block_when_the_window_covers_the_image(
 def test_windowed_block_equals_the_dense_masked_block(xp, window):
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(2, 4, 7, 8)))
-    z, cache = windowed_nonlocal_forward(x, params, window=window)
+    z, cache = _offsets_block(x, params, window=window)
     z_ref, cache_ref, _ = nonlocal_block_forward(
         x, params, {}, mode="embedded_gaussian", scale=2**-0.5, window=window, memory="dense"
     )
     np.testing.assert_allclose(to_numpy(z), to_numpy(z_ref), rtol=1e-12, atol=1e-12)
     dz = xp.asarray(np.random.default_rng(2).normal(size=z.shape))
-    (dx, g), (dx_ref, g_ref) = windowed_nonlocal_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
+    (dx, g), (dx_ref, g_ref) = nonlocal_block_backward(dz, cache), nonlocal_block_backward(dz, cache_ref)
     np.testing.assert_allclose(to_numpy(dx), to_numpy(dx_ref), rtol=1e-10, atol=1e-12)
     for k in g_ref:
         np.testing.assert_allclose(to_numpy(g[k]), to_numpy(g_ref[k]), rtol=1e-10, atol=1e-12, err_msg=k)
@@ -99,7 +106,7 @@ def test_windowed_block_equals_the_dense_masked_block(xp, window):
 def test_window_zero_makes_each_position_attend_only_to_itself(xp):
     params = _block_params(xp)
     x = xp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 4)))
-    z, _ = windowed_nonlocal_forward(x, params, window=0)
+    z, _ = _offsets_block(x, params, window=0)
     g = (
         np.einsum("ic,nchw->nihw", to_numpy(params["g.w"]), to_numpy(x))
         + to_numpy(params["g.b"])[:, None, None]
@@ -113,9 +120,9 @@ def test_window_zero_makes_each_position_attend_only_to_itself(xp):
 def test_window_hides_pixels_outside_the_search_window(xp):
     params = _block_params(xp)
     x = np.random.default_rng(1).normal(size=(1, 4, 9, 9))
-    z, _ = windowed_nonlocal_forward(xp.asarray(x), params, window=2)
+    z, _ = _offsets_block(xp.asarray(x), params, window=2)
     x[0, :, 8, 8] += 10.0  # 3 pixels away from (5, 5) on both axes, more than the window
-    z2, _ = windowed_nonlocal_forward(xp.asarray(x), params, window=2)
+    z2, _ = _offsets_block(xp.asarray(x), params, window=2)
     np.testing.assert_allclose(to_numpy(z2)[0, :, :6, :6], to_numpy(z)[0, :, :6, :6], rtol=1e-12, atol=1e-12)
     assert not np.allclose(to_numpy(z2)[0, :, 6, 6], to_numpy(z)[0, :, 6, 6])
 

@@ -1,7 +1,8 @@
 """nlref.nn.denoiser: the learned non-local denoiser (a DnCNN-style residual net with windowed blocks).
 
 * :mod:`~nlref.nn.denoiser.model` -- the layer table, :func:`build_denoiser`, the forward and
-  backward that predict the noise, and the windowed non-local block.
+  backward that predict the noise; its non-local block is :func:`nlref.nn.nl.nonlocal_block_forward`
+  without BN, the window visited by offsets.
 
 Training lives in :mod:`nlref.nn.train.denoiser`; applying a model to an image tile by tile is
 :func:`nlref.denoise.denoise_learned`.
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 from .model import (
     DENOISER_ARCH_KEYS,
+    DENOISER_LAYERS,
     build_denoiser,
     denoiser_backward,
     denoiser_forward,
     receptive_radius,
-    windowed_nonlocal_backward,
-    windowed_nonlocal_forward,
 )
 
 __all__ = [
@@ -25,6 +25,5 @@ __all__ = [
     "denoiser_forward",
     "denoiser_backward",
     "receptive_radius",
-    "windowed_nonlocal_forward",
-    "windowed_nonlocal_backward",
+    "DENOISER_LAYERS",
 ]

@@ -20,11 +20,12 @@ A model is data: ``model`` is a list of layer specs (dicts) that
 ``params`` a flat dict (``"conv2.w"``, ``"nl3.theta.w"``) that saves to
 ``.npz`` as it is, ``state`` the BatchNorm running statistics.
 
-The non-local block here has no BatchNorm: ``z = W_z y + x`` with ``W_z = 0``
-at the start (the paper's identity initialisation without BN).  Its search
-window is computed by offsets (:func:`nlref.nn.nl.windowed_attention_forward`,
-the loop of fast non-local means): memory O(P (2 window + 1)^2) for P = H W
-positions, never the dense (N, P, P) masked affinity
+The non-local block is the one of Wang et al. (:func:`nlref.nn.nl.nonlocal_block_forward`)
+without BatchNorm: ``z = W_z y + x`` with ``W_z = 0`` at the start (the paper's
+identity initialisation without BN).  Its search window is visited by offsets
+(``memory="offsets"``, :mod:`nlref.nn.nl.offsets`, the loop of fast non-local
+means): memory O(P (2 window + 1)^2) for P = H W positions, never the dense
+(N, P, P) masked affinity
 (:func:`nlref.nn.nl.local_window_mask` builds that mask for display and tests).  Train on small
 patches and denoise large images tile by tile (:mod:`nlref.denoise.learned`),
 which is exact because the network only sees :func:`receptive_radius` pixels
@@ -37,15 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import get_namespace
 from ..layers.conv import conv_backward, conv_forward
 from ..layers.elementwise import relu_backward, relu_forward
 from ..layers.init import as_generator, he_normal, ones, zeros
-from ..layers.linear import linear_backward, linear_forward
 from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
-from ..nl.offsets import windowed_attention_backward, windowed_attention_forward
-from ..nl.op import nonlocal_op_backward, nonlocal_op_forward
+from ..nl.block import init_nonlocal_params, nonlocal_block_backward, nonlocal_block_forward
 
 __all__ = [
     "DENOISER_ARCH_KEYS",
@@ -53,8 +51,7 @@ __all__ = [
     "denoiser_backward",
     "denoiser_forward",
     "receptive_radius",
-    "windowed_nonlocal_backward",
-    "windowed_nonlocal_forward",
+    "DENOISER_LAYERS",
 ]
 
 #: The keyword arguments of :func:`build_denoiser` that define an architecture (recorded in weights files).
@@ -66,72 +63,6 @@ def receptive_radius(model: list[dict]) -> int:
     return sum(
         1 if spec["op"] == "conv" else spec["window"] if spec["op"] == "nonlocal" else 0 for spec in model
     )
-
-
-# ----------------------------------------------------------------------------- the windowed block
-
-
-def windowed_nonlocal_forward(x: Any, params: dict, *, window: int | None) -> tuple:
-    """``z = W_z y + x``, ``y_i = sum_j softmax_j(theta_i . phi_j / sqrt(C_i)) g_j`` over the search window.
-
-    Embedded Gaussian of Wang et al. (CVPR 2018, Eq. 3 and 6) with the official
-    ``C_i ** -0.5`` scale, no subsampling and no BN after ``W_z``; the window
-    ``|j_a - i_a| <= window`` is visited offset by offset
-    (:func:`nlref.nn.nl.windowed_attention_forward`), as fast non-local means does.
-
-    Parameters
-    ----------
-    x : ndarray, shape (N, C, H, W)
-    params : dict
-        ``theta.w, phi.w, g.w`` (C_i, C), ``theta.b, phi.b, g.b`` (C_i,),
-        ``w_z.w`` (C, C_i), ``w_z.b`` (C,) -- the names of :func:`nlref.nn.nl.init_nonlocal_params`.
-    window : int or None
-        Search-window radius (None: every position, the dense block of Wang et al.).
-
-    Returns
-    -------
-    z : ndarray, like x
-    cache : tuple
-    """
-    xp = get_namespace(x)
-    n, _c, *spatial = x.shape
-    caches, emb = {}, {}
-    for name in ("theta", "phi", "g"):
-        emb[name], caches[name] = linear_forward(x, scope(params, name), check=False)  # (N, C_i, H, W)
-    ci = emb["g"].shape[1]
-    if window is None:  # the whole map: the dense op on flattened positions (N, P, C_i)
-        flat = [
-            xp.ascontiguousarray(emb[b].reshape(n, ci, -1).transpose(0, 2, 1)) for b in ("theta", "phi", "g")
-        ]
-        y, caches["op"] = nonlocal_op_forward(*flat, f="embedded_gaussian", scale=ci**-0.5, memory="dense")
-        y = y.transpose(0, 2, 1).reshape(n, ci, *spatial)
-    else:
-        y, caches["window"] = windowed_attention_forward(
-            emb["theta"], emb["phi"], emb["g"], window=window, scale=ci**-0.5, check=False
-        )
-    wy, caches["w_z"] = linear_forward(y, scope(params, "w_z"), check=False)
-    return wy + x, (caches, tuple(x.shape))
-
-
-def windowed_nonlocal_backward(dz: Any, cache: tuple) -> tuple[Any, dict]:
-    """Backward of :func:`windowed_nonlocal_forward`: ``(dx, grads)``; dx sums the shortcut, theta, phi, g."""
-    caches, shape = cache
-    n, _c, *spatial = shape
-    grads = {}
-    dy, g = linear_backward(dz, caches["w_z"])
-    grads.update(unscope(g, "w_z"))
-    ci = dy.shape[1]
-    if "window" in caches:
-        demb = windowed_attention_backward(dy, caches["window"])
-    else:
-        (dq, dk, dv), _ = nonlocal_op_backward(dy.reshape(n, ci, -1).transpose(0, 2, 1), caches["op"])
-        demb = [d.transpose(0, 2, 1).reshape(n, ci, *spatial) for d in (dq, dk, dv)]
-    dx = dz.copy()
-    for name, d in zip(("theta", "phi", "g"), demb):
-        dxi, g = linear_backward(d, caches[name])
-        grads.update(unscope(g, name))
-        dx += dxi
-    return dx, grads
 
 
 # ----------------------------------------------------------------------------- the model
@@ -177,7 +108,7 @@ def build_denoiser(
     ):
         raise ValueError(f"window must be None or an int >= 0, received {window!r}")
     ci = max(width // 2, 1) if inner_channels is None else int(inner_channels)
-    gen = as_generator(rng)
+    gen, he_std = as_generator(rng), float(np.sqrt(2.0 / width))  # he_normal's std for a (C_i, width) 1x1
     model, params, state = [], {}, {}
 
     def conv(name, c_in, c_out, bias):
@@ -205,11 +136,11 @@ def build_denoiser(
         if i in after:
             name = f"nl{i}"
             model.append({"op": "nonlocal", "name": name, "window": window})
-            for b in ("theta", "phi", "g"):
-                params[f"{name}.{b}.w"] = he_normal((ci, width), gen, dtype=dtype, xp=xp)
-                params[f"{name}.{b}.b"] = zeros(ci, dtype=dtype, xp=xp)
-            params[f"{name}.w_z.w"] = zeros((width, ci), dtype=dtype, xp=xp)
-            params[f"{name}.w_z.b"] = zeros(width, dtype=dtype, xp=xp)
+            # the block of Wang et al. without BN (W_z = 0: the identity at start), He-scaled embeddings
+            nl, _ = init_nonlocal_params(
+                width, inner_channels=ci, ndim=2, bn=False, rng=gen, dtype=dtype, xp=xp, std=he_std
+            )
+            params.update(unscope(nl, name))
     conv("conv_out", width, 1, True)
     # a small last layer: the network starts near R(y) = 0 (output = input); with the full He scale the
     # first hundreds of steps only undo a random noise estimate (26.96 vs 21.31 dB validation PSNR after
@@ -218,31 +149,69 @@ def build_denoiser(
     return model, params, state
 
 
-def _conv_f(x, p, spec, ctx):
-    return conv_forward(x, p, padding=1, check=False)
+# ----------------------------------------------------------------------------- the layer table
+# The convention of the video models (nlref.nn.video.layers):
+# ``forward(x, params, state, spec, *, train, rng) -> (out, cache, new_state)`` and
+# ``backward(dout, cache, spec, *, need_dx) -> (dx, grads)``; params, state, grads keep their full names.
 
 
-def _bn_f(x, p, spec, ctx):
-    out, cache, new = batch_norm_forward(
-        x, p, scope(ctx["state"], spec["name"]), train=ctx["train"], check=False
+def _conv_forward(x, params, state, spec, *, train, rng):
+    out, cache = conv_forward(x, scope(params, spec["name"]), padding=1, check=False)
+    return out, cache, {}
+
+
+def _conv_backward(dout, cache, spec, *, need_dx):
+    dx, grads = conv_backward(dout, cache, need_dx=need_dx)
+    return dx, unscope(grads, spec["name"])
+
+
+def _bn_forward(x, params, state, spec, *, train, rng):
+    name = spec["name"]
+    out, cache, new = batch_norm_forward(x, scope(params, name), scope(state, name), train=train, check=False)
+    return out, cache, unscope(new, name)
+
+
+def _bn_backward(dout, cache, spec, *, need_dx):
+    dx, grads = batch_norm_backward(dout, cache)
+    return dx, unscope(grads, spec["name"])
+
+
+def _relu_forward(x, params, state, spec, *, train, rng):
+    out, cache = relu_forward(x, check=False)
+    return out, cache, {}
+
+
+def _relu_backward(dout, cache, spec, *, need_dx):
+    return relu_backward(dout, cache)
+
+
+def _nonlocal_forward(x, params, state, spec, *, train, rng):
+    """The block of Wang et al. without BN: ``z = W_z y + x``, the window visited by offsets."""
+    window = spec["window"]
+    z, cache, _ = nonlocal_block_forward(
+        x,
+        scope(params, spec["name"]),
+        {},
+        mode="embedded_gaussian",
+        scale=int(params[f"{spec['name']}.g.w"].shape[0]) ** -0.5,  # the official C_i ** -0.5
+        window=window,
+        memory="dense" if window is None else "offsets",
+        check=False,
     )
-    ctx["new_state"].update(unscope(new, spec["name"]))
-    return out, cache
+    return z, cache, {}
 
 
-def _relu_f(x, p, spec, ctx):
-    return relu_forward(x)
+def _nonlocal_backward(dout, cache, spec, *, need_dx):
+    dx, grads = nonlocal_block_backward(dout, cache)
+    return dx, unscope(grads, spec["name"])
 
 
-def _nl_f(x, p, spec, ctx):
-    return windowed_nonlocal_forward(x, p, window=spec["window"])
-
-
-_LAYERS = {
-    "conv": (_conv_f, conv_backward),
-    "bn": (_bn_f, batch_norm_backward),
-    "relu": (_relu_f, relu_backward),
-    "nonlocal": (_nl_f, windowed_nonlocal_backward),
+#: The denoiser's layer kinds: ``{op: (forward, backward)}``.
+DENOISER_LAYERS = {
+    "conv": (_conv_forward, _conv_backward),
+    "bn": (_bn_forward, _bn_backward),
+    "relu": (_relu_forward, _relu_backward),
+    "nonlocal": (_nonlocal_forward, _nonlocal_backward),
 }
 
 
@@ -272,20 +241,20 @@ def denoiser_forward(y, params, state, model, *, train=False, keep_cache=True) -
     """
     if getattr(y, "ndim", 0) != 4 or y.shape[1] != 1:
         raise ValueError(f"y must have shape (N, 1, H, W), received {getattr(y, 'shape', type(y).__name__)}")
-    ctx = {"state": state, "train": bool(train), "new_state": dict(state)}
-    caches, x = [], y
-    for spec in model:
-        forward, _ = _LAYERS[spec["op"]]  # KeyError on an unknown op: no silent else
-        x, cache = forward(x, scope(params, spec["name"]), spec, ctx)
+    layers = [DENOISER_LAYERS[spec["op"]] for spec in model]  # KeyError on an unknown op: no silent else
+    new_state, caches, x = dict(state), [], y
+    for spec, (forward, _) in zip(model, layers):
+        x, cache, st = forward(x, params, state, spec, train=bool(train), rng=None)
+        new_state.update(st)
         caches.append(cache if keep_cache else None)
-    return x, caches, ctx["new_state"]
+    return x, caches, new_state
 
 
 def denoiser_backward(dnoise, cache, model) -> tuple[Any, dict[str, Any]]:
     """Gradients of :func:`denoiser_forward`: ``(dy, grads)`` with grads keyed like params."""
     grads, d = {}, dnoise
-    for spec, c in zip(reversed(model), reversed(cache)):
-        _, backward = _LAYERS[spec["op"]]
-        d, g = backward(d, c)
-        grads.update(unscope(g, spec["name"]))
+    for i in reversed(range(len(model))):
+        _, backward = DENOISER_LAYERS[model[i]["op"]]
+        d, g = backward(d, cache[i], model[i], need_dx=True)
+        grads.update(g)
     return d, grads

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "validate_op_args",
     "POOL_ORDERS",
+    "BLOCK_MEMORY_FORMS",
     "check_block_options",
     "check_block_params",
 ]
@@ -123,6 +124,9 @@ def _check_optional_arrays(query, key, f, key_bias, mask, w_f, memory):
 # ----------------------------------------------------------------------------- the block
 
 POOL_ORDERS = ("before_conv", "after_conv")
+#: The block's memory forms: the operation's, plus ``"offsets"``, the window visited offset by
+#: offset (:mod:`nlref.nn.nl.offsets`; Gaussian modes, a window, no subsampling).
+BLOCK_MEMORY_FORMS = MEMORY_FORMS + ("offsets",)
 
 
 def check_block_params(x: Any, params: dict, state: dict, mode: str) -> bool:
@@ -178,7 +182,7 @@ def check_block_options(
     for v, name, allowed in (
         (mode, "mode", NONLOCAL_MODES),
         (pool_order, "pool_order", POOL_ORDERS),
-        (memory, "memory", MEMORY_FORMS),
+        (memory, "memory", BLOCK_MEMORY_FORMS),
     ):
         if v not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, received {v!r}")
@@ -199,6 +203,11 @@ def check_block_options(
                 "window with mode='dot_product' needs memory='dense' or 'auto': the chunked dot "
                 "product query (key^T value) / N' cannot apply a window"
             )
+    if memory == "offsets" and (window is None or mode not in EXP_MODES or subsample is not None):
+        raise ValueError(
+            "memory='offsets' visits a window offset by offset: it needs a window, a Gaussian mode and no "
+            f"subsample, received window={window!r}, mode={mode!r}, subsample={subsample!r}"
+        )
     if subsample is None:
         return None
     kernel = as_tuple(subsample, n_spatial, "subsample")

@@ -28,7 +28,9 @@ Pipeline (shapes for a clip, ``P = T*H*W`` positions, ``P'`` after subsampling):
 * identity at initialisation: the BatchNorm after W_z starts with gamma = 0
   (official code), or, with ``bn=False``, W_z itself starts at zero.
 * memory: the affinity is (N, P, P'); ``memory="chunked"`` never stores it
-  (see :mod:`nlref.nn.nl.chunked`).
+  (see :mod:`nlref.nn.nl.chunked`); with a window, ``memory="offsets"`` visits it
+  offset by offset, as fast non-local means does (:mod:`nlref.nn.nl.offsets`): the
+  learned denoiser's block (:mod:`nlref.nn.denoiser`) is this block, without BN.
 * ``window``: restrict each query's keys to a local window (:mod:`nlref.nn.nl.window`),
   the control experiment for non-locality; None (default) is the paper's block.
 """
@@ -47,6 +49,7 @@ from ..layers.norm import batch_norm_backward, batch_norm_forward
 from ..layers.params import scope, unscope
 from ..layers.pool import max_pool_backward, max_pool_forward
 from ._checks import DEFAULT_CHUNK_SIZE, NONLOCAL_MODES, check_block_options, check_block_params
+from .offsets import windowed_attention_backward, windowed_attention_forward
 from .op import nonlocal_op_backward, nonlocal_op_forward
 from .window import local_window_mask
 
@@ -202,6 +205,27 @@ def _embeddings(x, params, mode, kernel, pool_order, layers):
     return theta, phi, g
 
 
+def _dense_or_chunked(x, theta, phi, g, params, mode, kernel, window, scale, memory, chunk_size, attention):
+    """The operation on flattened positions (N, P, c); a window becomes a (P, P') mask."""
+    # key cells compared in input coordinates (nlref.nn.nl.window)
+    mask = None
+    if window is not None:
+        mask = local_window_mask(tuple(x.shape[2:]), window, stride=kernel or 1, xp=get_namespace(x))
+    return nonlocal_op_forward(  # validated by the block: no second check
+        _positions(theta),
+        _positions(phi),
+        _positions(g),
+        f=mode,
+        scale=scale,
+        w_f=params.get("concat.w"),
+        mask=mask,
+        memory=memory,
+        chunk_size=chunk_size,
+        return_attention=attention,
+        check=False,
+    )
+
+
 def nonlocal_block_forward(
     x: Any,
     params: dict,
@@ -237,8 +261,11 @@ def nonlocal_block_forward(
         ``inner_channels ** -0.5``.  None (default) means no scaling.
     train : bool
         BatchNorm with batch statistics (True) or running statistics (False).
-    memory : {"auto", "dense", "chunked"}, chunk_size : int
+    memory : {"auto", "dense", "chunked", "offsets"}, chunk_size : int
         How the (N, P, P') affinity is handled, see :mod:`nlref.nn.nl.op`.
+        ``"offsets"`` visits the ``window`` offset by offset, as fast non-local
+        means does (:mod:`nlref.nn.nl.offsets`): memory O(P (2 k + 1)^d) instead
+        of O(P P'), for the Gaussian modes without subsampling.
     bn_momentum, bn_eps : float
         Passed to :func:`nlref.nn.batch_norm_forward`.
     return_attention : bool
@@ -285,25 +312,14 @@ def nonlocal_block_forward(
     layers = {}  # sub-layer caches, in forward order
     theta, phi, g = _embeddings(x, params, mode, kernel, pool_order, layers)
     key_spatial = tuple(g.shape[2:])
-    # the window as a (P, P') mask; key cells compared in input coordinates (nlref.nn.nl.window)
-    mask = None
-    if window is not None:
-        mask = local_window_mask(spatial, window, stride=kernel or 1, xp=get_namespace(x))
-
-    op = nonlocal_op_forward(  # validated above: no second check
-        _positions(theta),
-        _positions(phi),
-        _positions(g),
-        f=mode,
-        scale=scale,
-        w_f=params.get("concat.w"),
-        mask=mask,
-        memory=memory,
-        chunk_size=chunk_size,
-        return_attention=return_attention,
-        check=False,
-    )
-    y = _channels_first(op[0], spatial)  # (N, C_i, *S)
+    if memory == "offsets":  # the window by offsets: no mask, no (N, P, P') affinity
+        y, op_cache = windowed_attention_forward(theta, phi, g, window=window, scale=scale, check=False)
+        op = (y, op_cache, None)
+    else:
+        options = (window, scale, memory, chunk_size, return_attention)
+        op = _dense_or_chunked(x, theta, phi, g, params, mode, kernel, *options)
+        op = (_channels_first(op[0], spatial), *op[1:])
+    y = op[0]  # (N, C_i, *S)
     wy = _lin(layers, params, "w_z", y)
     new_state = {}
     if bn:
@@ -327,6 +343,7 @@ def nonlocal_block_forward(
         bn=bn,
         spatial=spatial,
         key_spatial=key_spatial,
+        memory=memory,
     )
     if return_attention:
         return z, cache, new_state, op[2]
@@ -352,11 +369,14 @@ def nonlocal_block_backward(dz: Any, cache: dict) -> tuple[Any, dict]:
     dx = dz.copy()  # shortcut
     dwy = back("bn", dz, batch_norm_backward) if cache["bn"] else dz
     dy = back("w_z", dwy)
-    (dq, dk, dv), op_grads = nonlocal_op_backward(_positions(dy), cache["op"])
-    if "w_f" in op_grads:
-        grads["concat.w"] = op_grads["w_f"]
-    dtheta = _channels_first(dq, cache["spatial"])
-    dphi, dg = (_channels_first(a, cache["key_spatial"]) for a in (dk, dv))
+    if cache["memory"] == "offsets":
+        dtheta, dphi, dg = windowed_attention_backward(dy, cache["op"])
+    else:
+        (dq, dk, dv), op_grads = nonlocal_op_backward(_positions(dy), cache["op"])
+        if "w_f" in op_grads:
+            grads["concat.w"] = op_grads["w_f"]
+        dtheta = _channels_first(dq, cache["spatial"])
+        dphi, dg = (_channels_first(a, cache["key_spatial"]) for a in (dk, dv))
     if cache["kernel"] and cache["pool_order"] == "after_conv":
         dphi = back("pool_phi", dphi, max_pool_backward)
         dg = back("pool_g", dg, max_pool_backward)
