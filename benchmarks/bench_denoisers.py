@@ -58,8 +58,8 @@ def _parse_weights(items: list[str]) -> dict[tuple[int, str], list]:
     for item in items:
         sigma, label, path = item.split(":", 2)
         net = load_weights(path)
-        if abs(net["config"].sigma - float(sigma)) > 1e-9:
-            raise ValueError(f"--weights {item}: the model was trained at sigma {net['config'].sigma:g}")
+        if abs(255 * net["sigma"] - float(sigma)) > 1e-9:
+            raise ValueError(f"--weights {item}: the model was trained at sigma {255 * net['sigma']:g}")
         out[(int(sigma), label)].append(net)
     return out
 

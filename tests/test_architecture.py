@@ -275,3 +275,38 @@ def test_notebooks_show_only_public_names():
     assert shown, "no show_source call found: the notebook parser is broken"
     private = [(nb, expr) for nb, expr in shown if any(part.startswith("_") for part in expr.split("."))]
     assert not private, f"notebooks show private functions: {private}"
+
+
+# ----------------------------------------------------------------------------- inference is not training
+
+INFERENCE = (
+    "nlref.denoise.learned",
+    "nlref.nn.denoiser.weights",
+    "nlref.nn.denoiser.model",
+    "nlref.nn.weights",
+)
+
+
+def import_closure(start: str) -> set[str]:
+    """Every nlref module that importing ``start`` runs: its imports and their packages' __init__ files."""
+    graph, seen, todo = internal_graph(), set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if p in MODULES]
+        todo += sorted(graph[name])
+    return seen
+
+
+def test_import_closure_follows_packages_and_imports():
+    closure = import_closure("nlref.nn.train.loop")
+    assert {"nlref", "nlref.nn", "nlref.nn.train", "nlref.nn.train.records", "nlref.backend"} <= closure
+
+
+@pytest.mark.parametrize("start", INFERENCE)
+def test_inference_imports_no_training_code(start):
+    training = sorted(m for m in import_closure(start) if m.split(".")[:3] == ["nlref", "nn", "train"])
+    assert not training, f"importing {start} runs training code: {training}"

@@ -8,21 +8,24 @@ import os
 import numpy as np
 import pytest
 
-from nlref.nn.train import CHECKPOINT_FORMAT, TrainConfig, load_checkpoint, save_checkpoint
+from nlref.nn.train import TrainConfig, load_checkpoint, save_checkpoint
 from nlref.nn.video import build_model
+from nlref.nn.weights import FORMAT, FORMAT_VERSION
 
 
 def _model(**kw):
     return build_model("c2d", width=2, **kw)
 
 
+METER = {"loss_sum": np.array(1.5), "correct": np.array(2), "count": np.array(4)}
+
+
 def _checkpoint(tmp_path, **kw):
     _, params, state = _model(**kw)
     opt = {"velocity.fc.w": np.ones_like(params["fc.w"]), "step": np.asarray(3)}
-    meter = {"loss_sum": np.array(1.5), "correct": np.array(2), "count": np.array(4)}
     path = tmp_path / "ck.npz"
     save_checkpoint(
-        path, params=params, opt_state=opt, state=state, step=3, config=TrainConfig(), meter=meter
+        path, params=params, opt_state=opt, state=state, step=3, config=TrainConfig(), meter=METER
     )
     return path, params, opt, state
 
@@ -58,7 +61,7 @@ def test_checkpoint_holds_no_pickled_object(tmp_path):
     with np.load(path, allow_pickle=False) as npz:
         assert all(npz[k].dtype != object for k in npz.files)
         assert json.loads(str(npz["config"][()]))["arch"] == "c2d"
-        assert str(npz["format"][()]) == CHECKPOINT_FORMAT
+        assert str(npz["format"][()]) == FORMAT and int(npz["format_version"]) == FORMAT_VERSION
 
 
 def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -82,21 +85,21 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
 def test_load_rejects_a_missing_key_and_names_it(tmp_path):
     path, params, opt, state = _checkpoint(tmp_path)
     _, params_nl, state_nl = _model(nl_blocks=1)
-    with pytest.raises(ValueError, match=r"missing params key 'res3\.0\.nl\."):
+    with pytest.raises(ValueError, match=r"missing params key 'param/res3\.0\.nl\."):
         load_checkpoint(path, params=params_nl, opt_state=opt, state=state_nl)
 
 
 def test_load_rejects_an_unexpected_key_and_names_it(tmp_path):
     path, params, opt, state = _checkpoint(tmp_path)
     smaller = {k: v for k, v in params.items() if k != "fc.b"}
-    with pytest.raises(ValueError, match=r"unexpected params key 'fc\.b'"):
+    with pytest.raises(ValueError, match=r"unexpected params key 'param/fc\.b'"):
         load_checkpoint(path, params=smaller)
 
 
 def test_load_rejects_a_wrong_shape_and_names_the_key(tmp_path):
     path, params, opt, state = _checkpoint(tmp_path)
     _, wider, _ = build_model("c2d", width=3)
-    shapes = r"params key 'conv1\.w' has shape \(2, 3, 1, 5, 5\).*expected \(3, 3, 1, 5, 5\)"
+    shapes = r"'param/conv1\.w' is float32 of shape \(2, 3, 1, 5, 5\), expected .* \(3, 3, 1, 5, 5"
     with pytest.raises(ValueError, match=shapes):
         load_checkpoint(path, params=wider)
 
@@ -114,7 +117,7 @@ def test_load_rejects_corrupt_and_truncated_files(tmp_path):
     for bad in (truncated, garbage):
         with pytest.raises(ValueError, match="corrupt or truncated"):
             load_checkpoint(bad)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such weights or checkpoint file"):
         load_checkpoint(tmp_path / "nothing.npz")
 
 
@@ -127,52 +130,74 @@ def test_load_refuses_pickled_arrays_and_foreign_npz(tmp_path):
         config=np.array("{}"),
         **{"param/x": np.array([{"a": 1}], dtype=object)},
     )
-    with pytest.raises(ValueError, match="corrupt or truncated"):
+    with pytest.raises(ValueError, match="key 'param/x': holds Python objects, which are never loaded"):
         load_checkpoint(pickled)
     foreign = tmp_path / "foreign.npz"
-    np.savez(foreign, a=np.zeros(2))
-    with pytest.raises(ValueError, match="not an nlref checkpoint"):
+    np.savez(foreign, format=np.array("something"), a=np.zeros(2))
+    with pytest.raises(ValueError, match="key 'format': not an nlref weights file"):
         load_checkpoint(foreign)
 
 
-NAN_W = np.full((2, 32), np.nan, dtype=np.float32)
-INF_STATE = np.array([0.0, np.inf])
+NAN_W = np.full((2, 8), np.nan, dtype=np.float32)
+INF_STATE = np.array([0.0, np.inf], dtype=np.float32)
+SHAPES = "does not match the model: key"
 CORRUPTIONS = {
-    # key -> (replacement, expected message after "checkpoint '<path>': ")
-    "step is a string": ("step", np.array("three"), "key 'step' must be a 0-d integer"),
-    "step is a vector": ("step", np.array([3, 4]), "key 'step' must be a 0-d integer"),
-    "step is a float": ("step", np.array(3.0), "key 'step' must be a 0-d integer"),
-    "step is negative": ("step", np.array(-1), "key 'step' must be >= 0, received -1"),
-    "step is missing": ("step", None, "missing key 'step'"),
-    "config is not JSON": ("config", np.array("{'arch': c2d"), "key 'config' is not valid JSON"),
+    # key -> (replacement, expected message after "<path>: ")
+    "step is a string": ("step", np.array("three"), "key 'step' must be a 0-d int64, received <U5"),
+    "step is a vector": ("step", np.array([3, 4]), "key 'step' must be a 0-d int64"),
+    "step is a float": ("step", np.array(3.0), "key 'step' must be a 0-d int64, received float64"),
+    "step is negative": ("step", np.array(-1), "key 'step' must be in [0, 1000000000], received -1"),
+    "step is missing": ("step", None, "key 'step' is missing"),
+    "config is not JSON": ("config", np.array("{'arch': c2d"), "key 'config' is not JSON"),
     "config is a JSON list": (
         "config",
         np.array("[1, 2]"),
-        "key 'config' must be a JSON object, received list",
+        "key 'config' must be a JSON dict, received list",
     ),
     "config is a number": ("config", np.array(7), "key 'config' must be a 0-d string"),
     "meter is a vector": (
         "meter/loss_sum",
         np.array([1.0, 2.0]),
-        "key 'meter/loss_sum' must be a 0-d number",
+        f"{SHAPES} 'meter/loss_sum' is float64 of shape (2,)",
     ),
-    "meter is a string": ("meter/count", np.array("4"), "key 'meter/count' holds <U1 values, expected real"),
+    "meter is a string": ("meter/count", np.array("4"), f"{SHAPES} 'meter/count' is <U1"),
     "meter is NaN": ("meter/loss_sum", np.array(np.nan), "key 'meter/loss_sum' holds 1 non-finite value"),
-    "weights are NaN": ("param/fc.w", NAN_W, "key 'param/fc.w' holds 64 non-finite value"),
+    "weights are NaN": ("param/fc.w", NAN_W, "key 'param/fc.w' holds 16 non-finite value"),
     "BN statistics are inf": (
         "state/bn1.running_var",
         INF_STATE,
         "key 'state/bn1.running_var' holds 1 non-finite",
     ),
+    "BN variance is negative": (
+        "state/bn1.running_var",
+        np.array([1.0, -0.5], dtype=np.float32),
+        "key 'state/bn1.running_var' is a variance and holds a negative value",
+    ),
+    "weights are huge": (
+        "param/fc.b",
+        np.array([1e30, 0], dtype=np.float32),
+        "key 'param/fc.b' holds a value of magnitude 1e+30",
+    ),
     "weights are complex": (
         "param/fc.w",
-        np.ones((2, 32), dtype=np.complex64),
-        "key 'param/fc.w' holds complex64 values, expected real numbers",
+        np.ones((2, 8), dtype=np.complex64),
+        f"{SHAPES} 'param/fc.w' is complex64",
     ),
-    "weights are bool": ("param/fc.b", np.ones(2, dtype=bool), "key 'param/fc.b' holds bool values"),
-    "unknown top-level key": ("weights", np.zeros(3), "unknown key 'weights'"),
-    "unknown group": ("grad/fc.w", np.zeros(3), "unknown key 'grad/fc.w'"),
-    "group without a name": ("param/", np.zeros(3), "unknown key 'param/'"),
+    "weights are bool": ("param/fc.b", np.ones(2, dtype=bool), f"{SHAPES} 'param/fc.b' is bool"),
+    "weights are float64": (
+        "param/fc.b",
+        np.ones(2),
+        f"{SHAPES} 'param/fc.b' is float64 of shape (2,), expected float32",
+    ),
+    "unknown top-level key": ("weights", np.zeros(3), "key 'weights' is unknown"),
+    "unknown group": ("grad/fc.w", np.zeros(3), "key 'grad/fc.w' is unknown"),
+    "group without a name": ("param/", np.zeros(3), "key 'param/' is unknown"),
+    "metrics are not rows": ("metrics", np.array('{"step": 1}'), "key 'metrics' must be a JSON list"),
+    "metrics row is an object of objects": (
+        "metrics",
+        np.array('[{"step": {"a": 1}}]'),
+        "key 'metrics': row 0",
+    ),
 }
 
 
@@ -181,9 +206,9 @@ def test_load_rejects_a_damaged_entry_naming_the_file_and_the_key(tmp_path, key,
     path, params, opt, state = _checkpoint(tmp_path)
     _rewrite(path, **{key: value})
     with pytest.raises(ValueError) as info:
-        load_checkpoint(path, params=params, opt_state=opt, state=state)
+        load_checkpoint(path, params=params, opt_state=opt, state=state, meter=METER)
     text = str(info.value)
-    assert text.startswith(f"checkpoint {str(path)!r}"), text
+    assert text.startswith(f"{path}: "), text
     assert message in text, text
     assert "\n" not in text
 

@@ -214,7 +214,7 @@ def test_a_value_the_templates_dtype_cannot_hold_is_refused(folder, original):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path = _write(folder, buffer.getvalue())
-    with pytest.raises(ValueError, match=r"meter/count.*expected integers"):
+    with pytest.raises(ValueError, match=r"key 'meter/count' is float64 of shape \(\), expected int64"):
         load_checkpoint(path, meter=METER)
     params32 = {k: v.astype(np.float32) for k, v in PARAMS.items()}
     arrays = _arrays(original)
@@ -222,7 +222,9 @@ def test_a_value_the_templates_dtype_cannot_hold_is_refused(folder, original):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path = _write(folder, buffer.getvalue())
-    with pytest.raises(ValueError, match=r"param/fc.b.*too large"):
+    with pytest.raises(
+        ValueError, match=r"key 'param/conv1.w' is float64 of shape \(2, 1, 3, 3\), expected float32"
+    ):
         load_checkpoint(path, params=params32)
 
 
@@ -235,5 +237,5 @@ def test_a_header_declaring_more_data_than_the_file_holds_is_refused(folder, ori
                 data = data.replace(b"'shape': (3, 2), }    ", b"'shape': (3, 99999), }", 1)
             dst.writestr(name, data)
     path = _write(folder, buffer.getvalue())
-    with pytest.raises(ValueError, match=r"corrupt or truncated .*declares shape \(3, 99999\)"):
+    with pytest.raises(ValueError, match=r"key 'param/fc.w': declares shape \(3, 99999\)"):
         load_checkpoint(path)

@@ -18,6 +18,7 @@ from nlref.nn.train import (
     get_preset,
     load_checkpoint,
     load_config,
+    new_meter,
     random_crop_flip,
     save_checkpoint,
     train,
@@ -183,7 +184,7 @@ def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cannot resume: there is no checkpoint '.*checkpoint\.npz'"):
         train(cfg, out_dir=tmp_path / "empty", resume=True, progress=False)
     assert not (tmp_path / "empty").exists()
-    with pytest.raises(ValueError, match="resume=True needs out_dir"):
+    with pytest.raises(ValueError, match="resume=True needs a checkpoint path"):
         train(cfg, resume=True, progress=False)
 
 
@@ -205,6 +206,7 @@ def test_resume_refuses_non_finite_weights(tmp_path):
         state=out["state"],
         step=2,
         config=cfg,
+        meter=new_meter(),
     )
     with pytest.raises(ValueError, match=r"key 'param/fc\.b' holds 1 non-finite value"):
         train(cfg.replace(steps=3), out_dir=tmp_path, resume=True, progress=False)
@@ -282,3 +284,28 @@ def test_the_non_local_init_and_window_are_config_fields():
     assert cfg.replace(nl_window=(2, None, None)).nl_window == [2, None, None]  # the JSON form
     with pytest.raises(ValueError, match="nl_init"):
         cfg.replace(nl_init="xavier")
+
+
+def test_an_interrupt_during_an_evaluation_loses_no_metrics_row(tmp_path, monkeypatch, capsys):
+    from nlref.nn.train import records
+
+    cfg = get_preset("quick").replace(**TINY)  # evaluations at steps 4 and 6
+    full = train(cfg, progress=False, verbose=False)
+    real, calls = records.evaluate, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(records, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out_dir=tmp_path, progress=False, verbose=False)
+    assert "interrupted after step 5" in capsys.readouterr().out  # step 6 was never committed
+    monkeypatch.setattr(records, "evaluate", real)
+    resumed = train(cfg, out_dir=tmp_path, resume=True, progress=False, verbose=False)
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in full["metrics"]]
+    assert [{k: v for k, v in row.items() if k != "time_s"} for row in resumed["metrics"]] == strip
+    for k, v in full["params"].items():
+        np.testing.assert_array_equal(resumed["params"][k], v, err_msg=k)

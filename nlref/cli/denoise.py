@@ -223,7 +223,7 @@ def _denoise_learned(
     """``denoise_learned`` on ``args.backend``; the result and the seconds taken."""
     if image.ndim != 2:
         raise ValueError(f"--method learned takes grey 2-D images, received shape {image.shape}")
-    trained = weights["config"].sigma / 255
+    trained = weights["sigma"]
     print(sigma_header(trained, "the network's") if args.sigma is None else sigma_header(args.sigma, "given"))
     if args.sigma is not None and abs(args.sigma - trained) > 0.1 * trained:
         print(

@@ -62,7 +62,7 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
         config=cfg,
         step=result["step"],
         metrics=result["metrics"],
-        extra={"check": check},
+        check=check,
     )
     last = result["metrics"][-1] if result["metrics"] else {}
     print(

@@ -37,9 +37,8 @@ from .._validation import check_array, check_finite, check_positive
 from ..backend import as_float_image, get_namespace
 from ..data.images import add_gaussian_noise, load_image
 from ..metrics import psnr
-from ..nn.denoiser import denoiser_forward, receptive_radius
+from ..nn.denoiser import denoiser_forward, load_denoiser_weights, receptive_radius
 from ..nn.layers import to_backend
-from ..nn.train import load_denoiser
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -103,9 +102,10 @@ def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
 def load_weights(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Load a weights file (default: :data:`DEFAULT_WEIGHTS`) with ``allow_pickle=False``, checked.
 
-    See :func:`nlref.nn.train.load_denoiser` for the checks and the returned dict.
+    See :func:`nlref.nn.denoiser.load_denoiser_weights` for the checks and the returned dict
+    (``sigma``: the noise level the model was trained for, on the [0, 1] scale of images).
     """
-    return load_denoiser(DEFAULT_WEIGHTS if path is None else path)
+    return load_denoiser_weights(DEFAULT_WEIGHTS if path is None else path)
 
 
 def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, int]]:
@@ -134,7 +134,7 @@ def denoise_learned(
     image : ndarray (NumPy or CuPy), shape (H, W)
         Noisy grey image; floats on the [0, 1] scale, or integers (scaled like
         ``img_as_float``).  The model removes the noise level it was trained for
-        (``load_weights(...)["config"].sigma``, on the 0-255 scale).
+        (``load_weights(...)["sigma"]``, on the [0, 1] scale).
     weights : path-like, dict or None
         A weights file, the dict of :func:`load_weights`, or None for a shipped
         model: the sigma-25 one, or the one trained nearest to ``sigma``.
@@ -188,7 +188,7 @@ def denoise_learned(
     y = as_float_image(image)
     check_finite(y, "image")
     xp = get_namespace(y)
-    dtype = np.dtype(net["config"].dtype)
+    dtype = np.dtype(next(iter(net["params"].values())).dtype)
     params, state = to_backend(net["params"], xp), to_backend(net["state"], xp)
     out = xp.empty(y.shape, dtype=dtype)
     th, tw = min(tile, y.shape[0]), min(tile, y.shape[1])
@@ -227,5 +227,5 @@ def measure_check(net: dict, image: str, crop: list[int], noise_seed: int) -> fl
     """PSNR of the model on ``load_image(image)[crop]`` with noise of its sigma and seed ``noise_seed``."""
     i, j, h, w = crop
     clean = load_image(image)[i : i + h, j : j + w]
-    noisy = add_gaussian_noise(clean, net["config"].sigma / 255.0, seed=noise_seed)
+    noisy = add_gaussian_noise(clean, net["sigma"], seed=noise_seed)
     return float(psnr(clean, denoise_learned(noisy, net), data_range=1.0))

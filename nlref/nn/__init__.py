@@ -13,7 +13,8 @@ The chapters, in the order of the story (each package lists and documents all it
 * :mod:`nlref.nn.nl` -- the non-local operation (dense, chunked, by offsets) and the non-local block;
 * :mod:`nlref.nn.video` -- C2D / I3D video ResNets with non-local blocks ("a model is data");
 * :mod:`nlref.nn.train` -- optimisers, the training step and loop, checkpoints, the ablation;
-* :mod:`nlref.nn.denoiser` -- the learned non-local denoiser.
+* :mod:`nlref.nn.denoiser` -- the learned non-local denoiser;
+* :mod:`nlref.nn.weights` -- the one file format of checkpoints and weights, and its one reader.
 
 Below are the names a first reading needs; ``nlref.nn`` imports the first three chapters only,
 so that applying a model never imports the training code.

@@ -2,7 +2,10 @@
 
 * :mod:`~nlref.nn.denoiser.model` -- the layer table, :func:`build_denoiser`, the forward and
   backward that predict the noise; its non-local block is :func:`nlref.nn.nl.nonlocal_block_forward`
-  without BN, the window visited by offsets.
+  without BN, the window visited by offsets;
+* :mod:`~nlref.nn.denoiser.weights` -- what a weights file's ``arch`` implies, the checked reader
+  that inference uses (through :func:`nlref.nn.weights.read_weights`), and the upgrade of
+  format_version 1 files.
 
 Training lives in :mod:`nlref.nn.train.denoiser`; applying a model to an image tile by tile is
 :func:`nlref.denoise.denoise_learned`.
@@ -18,6 +21,7 @@ from .model import (
     denoiser_forward,
     receptive_radius,
 )
+from .weights import denoiser_arrays, load_denoiser_weights, upgrade_v1
 
 __all__ = [
     "DENOISER_ARCH_KEYS",
@@ -26,4 +30,7 @@ __all__ = [
     "denoiser_backward",
     "receptive_radius",
     "DENOISER_LAYERS",
+    "denoiser_arrays",
+    "load_denoiser_weights",
+    "upgrade_v1",
 ]

@@ -8,16 +8,18 @@ The modules, in reading order:
 * :mod:`~nlref.nn.train.step` -- the RNG convention, the batches of the synthetic video task, the
   learning rate and the pure ``train_step``;
 * :mod:`~nlref.nn.train.records` -- evaluation, metrics rows and files, Ctrl-C and SIGTERM;
-* :mod:`~nlref.nn.train.checkpoint` -- the checkpoint file and its checked reader;
-* :mod:`~nlref.nn.train.loop` -- :func:`train`, the loop of ``nlref train``;
+* :mod:`~nlref.nn.train.checkpoint` -- the video models' checkpoints, in the one format of
+  :mod:`nlref.nn.weights`;
+* :mod:`~nlref.nn.train.loop` -- :func:`run_loop`, the one loop of ``nlref train`` and
+  ``nlref train-denoiser``, and :func:`train`, the video models on it;
 * :mod:`~nlref.nn.train.ablation`, :mod:`~nlref.nn.train.report` -- the ablation and its tables;
-* :mod:`~nlref.nn.train.denoiser` -- training the learned denoiser and its weights file.
+* :mod:`~nlref.nn.train.denoiser` -- training the learned denoiser on the same loop.
 """
 
 from __future__ import annotations
 
 from .ablation import LONG_FRAMES, PAPER, PARTS, WINDOWS, ablation_config, run_ablation, select_rows
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, TrainConfig, check_config, config_from_dict, get_preset, load_config
 from .denoiser import (
     DENOISER_PRESETS,
@@ -27,7 +29,7 @@ from .denoiser import (
     save_denoiser,
     train_denoiser,
 )
-from .loop import train, train_summary
+from .loop import Task, check_resume, run_loop, train, train_summary
 from .multi_tensor import multi_tensor_adam_step, multi_tensor_sgd_step
 from .optim import adam_init, adam_step, sgd_init, sgd_step
 from .records import (
@@ -87,9 +89,11 @@ __all__ = [
     "save_run",
     "summary_line",
     "check_resumable",
-    "CHECKPOINT_FORMAT",
     "save_checkpoint",
     "load_checkpoint",
+    "Task",
+    "check_resume",
+    "run_loop",
     "train",
     "train_summary",
     "PAPER",

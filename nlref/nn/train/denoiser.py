@@ -8,16 +8,15 @@ flipped, with white Gaussian noise of one fixed ``sigma`` (one model per noise
 level, as DnCNN-S).  Loss: ``mean((R(y) - n)^2)``; Adam (Kingma & Ba 2015).
 
 Everything random is a function of ``(seed, step)``: the batch of step ``s``
-draws from ``default_rng([seed, 101, s])``, so a run stopped and resumed from
-its checkpoint follows the same path.  The validation patches come from a
+draws from ``step_rng(seed, AUG, s)``, the video models' convention, so a run
+stopped and resumed from its checkpoint follows the same path; the learning
+rate is :func:`nlref.nn.train.learning_rate`; the loop is the one of
+:func:`nlref.nn.train.run_loop`.  The validation patches come from a
 fixed seed shared by every run, so seeds compare on the same data.
 
-A checkpoint is one ``.npz`` written atomically: ``param/<name>``,
-``state/<name>`` (BatchNorm running statistics), ``opt/<name>`` (Adam
-moments), ``step``, ``config`` and ``metrics`` (JSON strings in 0-d unicode
-arrays: nothing is pickled; read with ``allow_pickle=False``).  A *weights
-file* is the same without ``opt/``: :func:`nlref.denoise.learned.load_weights`
-reads both.
+Checkpoints and weights files are the one format of :mod:`nlref.nn.weights` (kind
+``"denoiser"``): a weights file is a checkpoint without ``opt/`` and ``meter/``;
+:func:`nlref.nn.denoiser.load_denoiser_weights` reads both for inference.
 """
 
 from __future__ import annotations
@@ -25,20 +24,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ...backend import asarray, namespace_by_name
-from ...io import save_npz_atomic
 from ...metrics import psnr
 from ..denoiser.model import DENOISER_ARCH_KEYS, build_denoiser, denoiser_backward, denoiser_forward
-from ..layers.params import params_to_numpy
+from ..denoiser.weights import load_denoiser_weights
+from ..layers.params import params_to_numpy, to_backend
+from ..weights import write_weights
+from .loop import Task, check_resume, run_loop
 from .optim import adam_init, adam_step
-from .records import sigterm_raises
+from .step import AUG, VAL, learning_rate, step_rng
 
 __all__ = [
     "DENOISER_PRESETS",
@@ -48,9 +47,6 @@ __all__ = [
     "save_denoiser",
     "train_denoiser",
 ]
-
-WEIGHTS_FORMAT = "nlref-denoiser-v1"
-_BATCH, _VAL = 101, 202
 
 
 @dataclasses.dataclass
@@ -79,6 +75,14 @@ class DenoiserConfig:
     n_val: int = 16
     seed: int = 0
     dtype: str = "float32"
+
+    @property
+    def lr_step(self) -> int:
+        """Steps before the learning rate drops (for :func:`nlref.nn.train.learning_rate`)."""
+        return max(round(self.lr_drop * self.steps), 1)
+
+    #: The drop: lr / 10 for the last ``1 - lr_drop`` of the steps.
+    lr_gamma = 0.1
 
     def arch(self) -> dict[str, Any]:
         """The keyword arguments of :func:`build_denoiser` (what a weights file is checked against)."""
@@ -161,139 +165,124 @@ def save_denoiser(
     step: int,
     metrics: list[dict],
     opt_state: dict | None = None,
-    extra: dict | None = None,
+    meter: dict | None = None,
+    check: dict | None = None,
 ) -> None:
-    """Write a checkpoint (with ``opt_state``) or a weights file (without), atomically, with no pickles.
+    """Write a checkpoint (with ``opt_state`` and ``meter``) or a weights file (without), atomically.
 
-    ``extra`` adds JSON entries (e.g. ``check``: the recorded PSNR on a held-out image).
+    The one format of :mod:`nlref.nn.weights`: ``arch`` from the config, ``sigma`` on the
+    [0, 1] scale, ``check`` (optional) the recorded PSNR on a held-out image.
     """
-    arrays = {f"param/{k}": v for k, v in params_to_numpy(params).items()}
-    arrays.update({f"state/{k}": v for k, v in params_to_numpy(state).items()})
-    if opt_state is not None:
-        arrays.update({f"opt/{k}": np.asarray(v) for k, v in params_to_numpy(opt_state).items()})
-    arrays.update(
-        format=np.array(WEIGHTS_FORMAT),
-        step=np.array(step, dtype=np.int64),
-        config=np.array(config.to_json()),
-        metrics=np.array(json.dumps(metrics)),
+    write_weights(
+        path,
+        kind="denoiser",
+        arch={**config.arch(), "dtype": config.dtype},
+        config=dataclasses.asdict(config),
+        params=params_to_numpy(params),
+        state=params_to_numpy(state),
+        opt_state=opt_state,
+        meter=meter,
+        step=step,
+        metrics=metrics,
+        sigma=config.sigma / 255.0,
+        check=check,
     )
-    for key, value in (extra or {}).items():
-        arrays[key] = np.array(json.dumps(value))
-    save_npz_atomic(path, arrays)
-
-
-def _json_entry(data, key: str, path: str):
-    try:
-        return json.loads(str(data[key][()]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(
-            f"weights file {path!r}: entry {key!r} is missing or not JSON text ({exc})"
-        ) from None
 
 
 def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> dict[str, Any]:
-    """Read a weights file or checkpoint with ``allow_pickle=False`` and check it against its architecture.
+    """:func:`nlref.nn.denoiser.load_denoiser_weights`, plus the training config and, for a checkpoint, Adam.
 
-    The ``config`` entry names the architecture; :func:`build_denoiser` makes a
-    template of it, and every ``param/`` and ``state/`` array must match the
-    template's keys, shapes and floating dtype.
-
-    Returns
-    -------
-    dict with ``params``, ``state`` (NumPy arrays), ``model``, ``config``
-    (:class:`DenoiserConfig`), ``step``, ``metrics``, ``check`` (the recorded
-    PSNR check or None) and, with ``with_optimizer``, ``opt_state``.
-
-    Raises
-    ------
-    ValueError
-        Not an ``.npz``, pickled (object) arrays, unknown format, missing,
-        unexpected or mis-shaped arrays: the message names the file and the key.
+    Returns the dict of :func:`~nlref.nn.denoiser.load_denoiser_weights` with ``config`` as a
+    :class:`DenoiserConfig` and, with ``with_optimizer``, ``opt_state`` checked against Adam's
+    layout and ``meter`` (the running training loss since the last evaluation).
     """
-    path = str(path)
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"weights file {path!r} is not a readable .npz file ({exc})") from None
-    with npz:
-        data = {}
-        for key in npz.files:
-            try:
-                data[key] = npz[key]
-            except ValueError:
-                raise ValueError(
-                    f"weights file {path!r}: entry {key!r} holds pickled objects, "
-                    "which are never loaded (allow_pickle=False)"
-                ) from None
-    if str(data.get("format", np.array(""))[()]) != WEIGHTS_FORMAT:
-        raise ValueError(f"weights file {path!r}: entry 'format' must be {WEIGHTS_FORMAT!r}")
-    raw = _json_entry(data, "config", path)
+    net = load_denoiser_weights(path)
     known = {f.name for f in dataclasses.fields(DenoiserConfig)}
-    if not isinstance(raw, dict) or set(raw) - known:
-        raise ValueError(f"weights file {path!r}: entry 'config' has unknown keys {sorted(set(raw) - known)}")
-    cfg = DenoiserConfig(**raw)
-    model, t_params, t_state = build_denoiser(**cfg.arch(), dtype=np.dtype(cfg.dtype))
-    out = {
-        "model": model,
-        "config": cfg,
-        "step": int(data["step"]),
-        "metrics": _json_entry(data, "metrics", path),
-        "check": _json_entry(data, "check", path) if "check" in data else None,
-    }
-    groups = [("param", "params", t_params), ("state", "state", t_state)]
+    if set(net["config"]) - known:
+        raise ValueError(f"{path}: key 'config' has unknown fields {sorted(set(net['config']) - known)}")
+    net["config"] = DenoiserConfig(**net["config"])
     if with_optimizer:
-        groups.append(("opt", "opt_state", adam_init(t_params)))
-    for prefix, name, template in groups:
-        found = {k[len(prefix) + 1 :]: v for k, v in data.items() if k.startswith(prefix + "/")}
+        template = adam_init(net["params"])
+        found = net["opt_state"]
         for key in sorted(set(template) ^ set(found)):
             what = "missing" if key in template else "unexpected"
-            raise ValueError(
-                f"weights file {path!r}: {what} array {prefix}/{key} for the recorded architecture "
-                f"{cfg.arch()}"
-            )
+            raise ValueError(f"{path}: {what} key 'opt/{key}' for Adam")
         for key, t in template.items():
-            a = found[key]
-            if a.shape != np.shape(t) or (a.dtype.kind != "f" and key != "step"):
-                raise ValueError(
-                    f"weights file {path!r}: array {prefix}/{key} has shape {a.shape} dtype {a.dtype}, "
-                    f"expected shape {np.shape(t)} floating for {cfg.arch()}"
-                )
-        out[name] = found
-    return out
+            if np.shape(found[key]) != np.shape(t) or found[key].dtype != np.asarray(t).dtype:
+                raise ValueError(f"{path}: key 'opt/{key}' is {found[key].dtype} of shape {found[key].shape}")
+        if sorted(net["meter"]) != ["loss_n", "loss_sum"] or int(net["meter"]["loss_n"]) < 0:
+            raise ValueError(f"{path}: key 'meter' must hold loss_sum and loss_n >= 0")
+    return net
 
 
-def _start(cfg: DenoiserConfig, checkpoint: Any, xp: Any, dtype: Any) -> tuple:
-    """A fresh model and optimiser, or the ones saved in ``checkpoint`` (when given and present)."""
-    model, params, state = build_denoiser(**cfg.arch(), rng=cfg.seed, dtype=dtype, xp=xp)
-    if checkpoint is None or not Path(checkpoint).exists():
-        return model, params, state, adam_init(params), 0, []
-    ck = load_denoiser(checkpoint, with_optimizer=True)
-    if {**json.loads(ck["config"].to_json()), "steps": cfg.steps} != json.loads(cfg.to_json()):
-        raise ValueError(f"cannot resume from {str(checkpoint)!r}: its config differs from the requested one")
-    params = {k: asarray(v, xp=xp) for k, v in ck["params"].items()}
-    state = {k: asarray(v, xp=xp) for k, v in ck["state"].items()}
-    opt = {k: (v if k == "step" else asarray(v, xp=xp)) for k, v in ck["opt_state"].items()}
-    return model, params, state, opt, ck["step"], ck["metrics"]
+def _start(cfg: DenoiserConfig, checkpoint: Path | None, resume: bool, xp: Any) -> dict[str, Any]:
+    """The run's record: a fresh model and optimiser, or the ones saved in ``checkpoint``."""
+    model, params, state = build_denoiser(**cfg.arch(), rng=cfg.seed, dtype=np.dtype(cfg.dtype), xp=xp)
+    run = dict(model=model, params=params, state=state, opt_state=adam_init(params), step=0, rows=[])
+    run.update(meter=_new_meter(), ckpt=checkpoint)
+    if resume:
+        ck = load_denoiser(checkpoint, with_optimizer=True)
+        if {**dataclasses.asdict(ck["config"]), "steps": cfg.steps} != dataclasses.asdict(cfg):
+            raise ValueError(
+                f"cannot resume from {str(checkpoint)!r}: its config differs from the requested one"
+            )
+        run.update({k: to_backend(ck[k], xp) for k in ("params", "state", "meter")}, step=ck["step"])
+        opt = ck["opt_state"]
+        run.update(opt_state={k: (v if k == "step" else asarray(v, xp=xp)) for k, v in opt.items()})
+        run["rows"] = ck["metrics"]
+        print(f"resuming from step {ck['step']} ({checkpoint})", flush=True)
+    return run
 
 
-def _train_step(cfg, images, model, params, state, opt, step, xp) -> tuple:
-    """One Adam step on the batch of ``step``: ``(params, opt, state, loss, lr)``, inputs untouched."""
-    batch = noisy_batch(
-        images,
-        np.random.default_rng([cfg.seed, _BATCH, step]),
-        n=cfg.batch_size,
-        patch=cfg.patch,
-        sigma=cfg.sigma,
-        dtype=np.dtype(cfg.dtype),
+def _new_meter() -> dict[str, np.ndarray]:
+    """The running training loss since the last evaluation (checkpointed: a resumed run writes the same)."""
+    return {"loss_sum": np.array(0.0), "loss_n": np.array(0, dtype=np.int64)}
+
+
+def _task(cfg: DenoiserConfig, images: list, val: list, xp: Any, checkpoint: Path | None) -> Task:
+    def step(run, s):
+        """One Adam step on the batch of step ``s``; the inputs are untouched."""
+        batch = noisy_batch(
+            images, step_rng(cfg.seed, AUG, s), n=cfg.batch_size, patch=cfg.patch, sigma=cfg.sigma,
+            dtype=np.dtype(cfg.dtype),
+        )  # fmt: skip
+        y, noise = (asarray(a, xp=xp) for a in batch)
+        out, cache, new_state = denoiser_forward(y, run["params"], run["state"], run["model"], train=True)
+        diff = out - noise
+        loss = float((diff * diff).mean())  # L = mean((R(y) - n)^2), dL/dR = 2 (R(y) - n) / size
+        _, grads = denoiser_backward(diff * (2.0 / diff.size), cache, run["model"])
+        lr = learning_rate(cfg, s)
+        params, opt_state = adam_step(run["params"], grads, run["opt_state"], lr=lr)
+        meter = {
+            "loss_sum": np.array(float(run["meter"]["loss_sum"]) + loss),
+            "loss_n": np.array(int(run["meter"]["loss_n"]) + 1, dtype=np.int64),
+        }
+        return dict(params=params, opt_state=opt_state, state=new_state, meter=meter), {
+            "loss": loss,
+            "lr": lr,
+        }
+
+    def evaluate(run, info, seconds):
+        loss = float(run["meter"]["loss_sum"]) / max(int(run["meter"]["loss_n"]), 1)
+        val_psnr = _evaluate(run["model"], run["params"], run["state"], val)
+        return dict(step=run["step"], train_loss=loss, lr=info["lr"], val_psnr=val_psnr, time_s=seconds)
+
+    def save(run):
+        if checkpoint is not None:
+            save_denoiser(
+                checkpoint, params=run["params"], state=run["state"], config=cfg, step=run["step"],
+                metrics=run["rows"], opt_state=run["opt_state"], meter=run["meter"],
+            )  # fmt: skip
+
+    return Task(
+        steps=cfg.steps,
+        step=step,
+        is_eval=lambda s: s % cfg.eval_every == 0 or s == cfg.steps,
+        evaluate=evaluate,
+        new_meter=_new_meter,
+        save=save,
+        desc=f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}",
     )
-    y, noise = (asarray(a, xp=xp) for a in batch)
-    out, cache, new_state = denoiser_forward(y, params, state, model, train=True)
-    diff = out - noise
-    loss = float((diff * diff).mean())  # L = mean((R(y) - n)^2), dL/dR = 2 (R(y) - n) / size
-    _, grads = denoiser_backward(diff * (2.0 / diff.size), cache, model)
-    lr = cfg.lr * (0.1 if step >= cfg.lr_drop * cfg.steps else 1.0)
-    new_params, new_opt = adam_step(params, grads, opt, lr=lr)
-    return new_params, new_opt, new_state, loss, lr
 
 
 def train_denoiser(
@@ -305,7 +294,7 @@ def train_denoiser(
     backend: str = "numpy",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the denoiser; return its ``params``, ``state``, ``model``, ``metrics`` and timing.
+    """Train the denoiser on the one loop of :func:`nlref.nn.train.run_loop`; return the model and metrics.
 
     Parameters
     ----------
@@ -315,65 +304,27 @@ def train_denoiser(
     checkpoint : path-like, optional
         Written after every evaluation, at the end, and on Ctrl-C / SIGTERM.
     resume : bool
-        Continue from ``checkpoint`` when it exists (same config except ``steps``).
+        Continue from ``checkpoint``, which must exist (same config except ``steps``).
     backend : {"numpy", "cupy"}
     progress : bool
-        tqdm progress bar with the loss and the last validation PSNR.
+        tqdm progress bar.
 
     Returns
     -------
     dict with ``params``, ``state``, ``model``, ``step``, ``metrics`` (rows: step,
-    train_loss, val_psnr, time_s), ``config`` and ``seconds``.
+    train_loss, lr, val_psnr, time_s), ``config``, ``arch``, ``sigma`` ([0, 1] scale) and ``seconds``:
+    what :func:`nlref.denoise.denoise_learned` takes as ``weights``.
     """
     _check(cfg, images)
     xp = namespace_by_name(backend)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    check_resume(checkpoint, resume)
     dtype = np.dtype(cfg.dtype)
-    model, params, state, opt, step, rows = _start(cfg, checkpoint if resume else None, xp, dtype)
-    val_rng = np.random.default_rng([_VAL])  # the same patches for every seed and run
-    val = noisy_batch(images, val_rng, n=cfg.n_val, patch=cfg.patch, sigma=cfg.sigma, dtype=dtype)
-    val = [asarray(a, xp=xp) for a in val]
-
-    def save() -> None:
-        if checkpoint is not None:
-            save_denoiser(
-                checkpoint, params=params, state=state, config=cfg, step=step, metrics=rows, opt_state=opt
-            )
-
-    t0, loss_sum, loss_n = time.perf_counter(), 0.0, 0
-    desc = f"denoiser nl={cfg.nl_blocks} sigma={cfg.sigma:g}"
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", desc=desc, leave=False)
-    with sigterm_raises():
-        try:
-            while step < cfg.steps:
-                new = _train_step(cfg, images, model, params, state, opt, step, xp)
-                new_params, new_opt, new_state, loss, lr = new
-                # commit the step in one assignment: an interrupt never leaves a half-updated model
-                params, opt, state, step = new_params, new_opt, new_state, step + 1
-                loss_sum, loss_n = loss_sum + loss, loss_n + 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.2e}", val=f"{rows[-1]['val_psnr']:.2f} dB" if rows else "-")
-                if step % cfg.eval_every == 0 or step == cfg.steps:
-                    val_psnr, seconds = _evaluate(model, params, state, val), time.perf_counter() - t0
-                    row = dict(step=step, train_loss=loss_sum / loss_n, lr=lr, val_psnr=val_psnr)
-                    rows.append(dict(row, time_s=seconds))
-                    loss_sum, loss_n = 0.0, 0
-                    save()
-        except KeyboardInterrupt:
-            bar.close()
-            save()
-            where = (
-                f"; checkpoint saved to {checkpoint} (resume with --resume)" if checkpoint is not None else ""
-            )
-            print(f"interrupted after step {step}{where}")
-            raise  # SIGTERM arrives as TrainingInterrupted (exit status 143), Ctrl-C as itself (130)
-    bar.close()
-    save()
-    return {
-        "params": params,
-        "state": state,
-        "model": model,
-        "step": step,
-        "metrics": rows,
-        "config": cfg,
-        "seconds": time.perf_counter() - t0,
-    }
+    val = noisy_batch(images, step_rng(0, VAL, 0), n=cfg.n_val, patch=cfg.patch, sigma=cfg.sigma, dtype=dtype)
+    val = [asarray(a, xp=xp) for a in val]  # the same patches for every seed and run
+    run = _start(cfg, checkpoint, resume, xp)
+    seconds = run_loop(_task(cfg, images, val, xp, checkpoint), run, progress=progress)
+    keys = ("params", "state", "model", "step")
+    arch = {**cfg.arch(), "dtype": cfg.dtype}
+    return {**{k: run[k] for k in keys}, "metrics": run["rows"], "config": cfg, "arch": arch,
+            "sigma": cfg.sigma / 255.0, "seconds": seconds}  # fmt: skip

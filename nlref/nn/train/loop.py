@@ -31,7 +31,6 @@ path as an uninterrupted one (bit-identical on NumPy).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import time
@@ -67,11 +66,93 @@ from .step import (
     val_set,
 )
 
-__all__ = ["train", "train_summary"]
+__all__ = ["Task", "check_resume", "run_loop", "train", "train_summary"]
+
+
+@dataclasses.dataclass
+class Task:
+    """What the one loop needs from a model: its step, its evaluation, and how to keep a run.
+
+    ``step(run, s) -> (new, info)``: the new ``params``, ``state``, ``opt_state`` and ``meter``
+    after step ``s`` (pure: ``run`` is not modified) and numbers for the progress bar;
+    ``evaluate(run, info, seconds) -> row``: the metrics row of a run whose step was just taken;
+    ``save(run)``: the checkpoint (the rows and the running loss ride in it); ``report(run)``:
+    after a row is committed (print it, write metrics files).
+    """
+
+    steps: int
+    step: Callable[[dict, int], tuple[dict, dict]]
+    is_eval: Callable[[int], bool]
+    evaluate: Callable[[dict, dict, float], dict]
+    new_meter: Callable[[], dict]
+    save: Callable[[dict], None]
+    report: Callable[[dict], None] = lambda run: None
+    desc: str = ""
+
+
+def check_resume(checkpoint: Path | None, resume: bool) -> None:
+    """The one resume rule: ``resume`` needs an existing checkpoint (one-line error before any work)."""
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path (the out folder holding checkpoint.npz)")
+    if resume and not Path(checkpoint).is_file():
+        raise FileNotFoundError(
+            f"cannot resume: there is no checkpoint {str(checkpoint)!r} (start a new run without --resume)"
+        )
+
+
+def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None = None) -> float:
+    """The one training loop of ``nlref train`` and ``nlref train-denoiser``; returns its wall time.
+
+    Per step: the pure step; on an evaluation step, the row of the new model; then the step,
+    its row and the reset running loss are committed in one assignment, and saved.  An
+    interrupt (Ctrl-C, SIGTERM as :class:`TrainingInterrupted`, a callback's exception) never
+    leaves a half-committed step: the checkpoint holds the last committed step with all its
+    rows, and a resumed run repeats the interrupted step exactly.
+    """
+    t_start = time.perf_counter()
+    bar = tqdm(
+        total=task.steps, initial=run["step"], disable=not progress, desc=task.desc, unit="step", leave=False
+    )
+    with sigterm_raises():
+        try:
+            while run["step"] < task.steps:
+                step = run["step"]
+                new, info = task.step(run, step)
+                new["step"] = step + 1
+                if task.is_eval(step + 1):
+                    row = task.evaluate({**run, **new}, info, time.perf_counter() - t_start)
+                    new.update(rows=[*run["rows"], row], meter=task.new_meter())
+                run.update(new)  # commit the step and its row in one call
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in info.items()})
+                if "rows" in new:
+                    task.report(run)
+                    task.save(run)
+                if callback is not None:
+                    callback(run["step"], info)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (TrainingInterrupted) or a callback's
+            bar.close()
+            task.save(run)
+            how = (
+                f"stopped by {signal.Signals(exc.signum).name}"
+                if isinstance(exc, TrainingInterrupted)
+                else ""
+            )
+            saved = run.get("ckpt")
+            where = (
+                f"checkpoint saved to {saved} (resume with --resume)"
+                if saved
+                else "nothing saved (no out_dir)"
+            )
+            print(f"{how or 'interrupted'} after step {run['step']}; {where}", flush=True)
+            raise
+    bar.close()
+    task.save(run)
+    return time.perf_counter() - t_start
 
 
 def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[str, Any]:
-    """The run's mutable record: model, params, state, opt_state, meter, step, rows (fresh or resumed)."""
+    """The run's record: model, params, state, opt_state, meter, step, rows (fresh or resumed)."""
     ckpt = out / "checkpoint.npz" if out is not None else None
     model, params, state = build_from_config(cfg, xp=xp)
     run = {
@@ -89,71 +170,50 @@ def _start(cfg: TrainConfig, out: Path | None, resume: bool, xp: Any) -> dict[st
             ckpt, params=params, opt_state=run["opt_state"], state=state, meter=run["meter"], xp=xp
         )
         check_resumable(ck["config"], cfg, ckpt)
-        run.update(
-            params=ck["params"],
-            opt_state=ck["opt_state"],
-            state=ck["state"],
-            step=ck["step"],
-            meter=ck["meter"],
-        )
-        if (out / "metrics.json").exists():
-            rows = json.loads((out / "metrics.json").read_text())
-            run["rows"] = [r for r in rows if r["step"] <= ck["step"]]
+        keys = ("params", "opt_state", "state", "step", "meter")
+        run.update({k: ck[k] for k in keys}, rows=ck["metrics"])
         print(f"resuming from step {ck['step']} ({ckpt})", flush=True)
-    dtype = np.dtype(cfg.dtype)
-    run["val_x"], run["val_y"] = val_set(cfg, xp, dtype)
+    run["val_x"], run["val_y"] = val_set(cfg, xp, np.dtype(cfg.dtype))
     return run
 
 
-def _loop(
-    cfg: TrainConfig,
-    run: dict,
-    xp: Any,
-    bar: Any,
-    out: Path | None,
-    verbose: bool,
-    callback: Callable[[int, dict], None] | None,
-    t_start: float,
-) -> None:
+def _video_task(cfg: TrainConfig, xp: Any, out: Path | None, verbose: bool) -> Task:
     dtype = np.dtype(cfg.dtype)
-    while run["step"] < cfg.steps:
-        step = run["step"]
-        x, y = train_batch(cfg, step, xp, dtype)
-        lr = learning_rate(cfg, step)
+
+    def step(run, s):
+        x, y = train_batch(cfg, s, xp, dtype)
+        lr = learning_rate(cfg, s)
         loss, correct, params, state, opt_state = train_step(
-            run["model"],
-            run["params"],
-            run["state"],
-            run["opt_state"],
-            x,
-            y,
-            cfg=cfg,
-            lr=lr,
-            rng=step_rng(cfg.seed, DROPOUT, step),
-        )
+            run["model"], run["params"], run["state"], run["opt_state"], x, y, cfg=cfg, lr=lr,
+            rng=step_rng(cfg.seed, DROPOUT, s),
+        )  # fmt: skip
         meter = {
             "loss_sum": np.array(float(run["meter"]["loss_sum"]) + loss * x.shape[0]),
             "correct": np.array(int(run["meter"]["correct"]) + correct),
             "count": np.array(int(run["meter"]["count"]) + x.shape[0]),
         }
-        # commit the step in one call, so an interrupt never leaves a half-updated model
-        run.update(params=params, state=state, opt_state=opt_state, step=step + 1, meter=meter)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}")
-        if is_eval_step(cfg, run["step"]):
-            row = eval_row(cfg, run, lr, time.perf_counter() - t_start)
-            run["rows"].append(row)
-            run["meter"] = new_meter()
-            if verbose:
-                tqdm.write(
-                    f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, val loss "
-                    f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} (lr {lr:.2g})"
-                )
-            if out is not None:
-                write_metrics(out, run["rows"])
-                save_run(run, cfg)
-        if callback is not None:
-            callback(run["step"], {"loss": loss, "lr": lr})
+        return dict(params=params, state=state, opt_state=opt_state, meter=meter), {"loss": loss, "lr": lr}
+
+    def report(run):
+        row = run["rows"][-1]
+        if verbose:
+            tqdm.write(
+                f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, val loss "
+                f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} (lr {row['lr']:.2g})"
+            )
+        if out is not None:
+            write_metrics(out, run["rows"])
+
+    return Task(
+        steps=cfg.steps,
+        step=step,
+        is_eval=lambda s: is_eval_step(cfg, s),
+        evaluate=lambda run, info, seconds: eval_row(cfg, run, info["lr"], seconds),
+        new_meter=new_meter,
+        save=lambda run: save_run(run, cfg),
+        report=report,
+        desc=f"{cfg.arch} nl={cfg.nl_blocks}",
+    )
 
 
 def train(
@@ -215,47 +275,14 @@ def train(
     check_config(cfg)
     xp = namespace_by_name(backend)
     out = Path(out_dir) if out_dir is not None else None
-    if resume and out is None:
-        raise ValueError("resume=True needs out_dir, the folder holding checkpoint.npz")
-    if resume and not (out / "checkpoint.npz").is_file():
-        raise FileNotFoundError(
-            f"cannot resume: there is no checkpoint {str(out / 'checkpoint.npz')!r} "
-            "(start a new run without --resume)"
-        )
+    check_resume(out / "checkpoint.npz" if out is not None else None, resume)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
     with sigterm_raises():
         run = _start(cfg, out, resume, xp)
-        bar = tqdm(
-            total=cfg.steps,
-            initial=run["step"],
-            disable=not progress,
-            desc=f"{cfg.arch} nl={cfg.nl_blocks}",
-            unit="step",
-            leave=False,
-        )
-        try:
-            _loop(cfg, run, xp, bar, out, verbose, callback, t_start)
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (TrainingInterrupted) or a callback's
-            bar.close()
-            save_run(run, cfg)
-            how = (
-                f"stopped by {signal.Signals(exc.signum).name}"
-                if isinstance(exc, TrainingInterrupted)
-                else "interrupted"
-            )
-            saved = (
-                f"checkpoint saved to {run['ckpt']} (resume with --resume)"
-                if run["ckpt"] is not None
-                else "nothing saved (no out_dir)"
-            )
-            print(f"{how} after step {run['step']}; {saved}", flush=True)
-            raise
-        bar.close()
-        save_run(run, cfg)
+    seconds = run_loop(_video_task(cfg, xp, out, verbose), run, progress=progress, callback=callback)
     if verbose:
-        print(summary_line(cfg, run, time.perf_counter() - t_start), flush=True)
+        print(summary_line(cfg, run, seconds), flush=True)
     return {
         "params": run["params"],
         "state": run["state"],

@@ -144,6 +144,7 @@ def save_run(run: dict, cfg: TrainConfig) -> None:
             step=run["step"],
             config=cfg,
             meter=run["meter"],
+            metrics=run["rows"],
         )
 
 

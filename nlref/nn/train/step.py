@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 # spawn-key tags of the per-step random streams (the data stream is synthetic_video's own)
-AUG, DROPOUT, INIT, SHUFFLE = 101, 102, 103, 104
+AUG, DROPOUT, INIT, SHUFFLE, VAL = 101, 102, 103, 104, 105
 
 
 def step_rng(seed: int, kind: int, step: int) -> np.random.Generator:
