@@ -45,29 +45,44 @@ def _valid(refs: np.ndarray, shift: int, n_positions: int) -> tuple[int, int]:
     return (int(ok[0]), int(ok[-1]) + 1) if ok.size else (0, 0)
 
 
+def _reads(refs: np.ndarray, shift: int, n_positions: int) -> tuple[slice, np.ndarray]:
+    """The references ``refs[sl]`` whose partner ``refs + shift`` is a block position, and where the
+    box sums of the offset ``-shift`` are read for them (``refs[sl] + shift``)."""
+    a0, a1 = _valid(refs, shift, n_positions)
+    return slice(a0, a1), refs[a0:a1] + shift
+
+
 def band_distances(guide: Any, ys: np.ndarray, xs: np.ndarray, k: int, window: int) -> Any:
     """``dist: (n_window, len(ys), len(xs))``: ``||R - Q||^2`` of each reference and each offset.
 
     ``inf`` where the offset leaves the image; ``-1`` at offset 0, so that the
-    reference block sorts first (it is at distance 0 from itself).
+    reference block sorts first (it is at distance 0 from itself).  As in
+    :func:`nlref.denoise.fast.offset_loop`, one offset serves two: the box sums
+    ``S_t(x) = ||B(x) - B(x + t)||^2`` give ``d_t(R) = S_t(R)`` and
+    ``d_-t(R) = S_t(R - t)``, so only half of the window is visited.
     """
     xp = get_namespace(guide)
     P, Q = guide.shape[0] - k + 1, guide.shape[1] - k + 1
     offsets = window_offsets(window)
-    dist = xp.full((len(offsets), len(ys), len(xs)), np.inf, dtype=guide.dtype)
-    ys_d, xs_d = xp.asarray(ys), xp.asarray(xs)
-    for o, (dy, dx) in enumerate(offsets.tolist()):
-        (a0, a1), (b0, b1) = _valid(ys, dy, P), _valid(xs, dx, Q)
-        if a1 <= a0 or b1 <= b0:
+    n = len(offsets)
+    dist = xp.full((n, len(ys), len(xs)), np.inf, dtype=guide.dtype)
+    dist[n // 2] = -1  # offset 0: the reference itself
+    for o, (dy, dx) in enumerate(offsets[: n // 2].tolist()):  # the opposite of offset o is n - 1 - o
+        # rows/columns of the references that read S_t at R (offset t) and at R - t (offset -t)
+        (ra, ya), (ca, xa) = _reads(ys, dy, P), _reads(xs, dx, Q)
+        (rb, yb), (cb, xb) = _reads(ys, -dy, P), _reads(xs, -dx, Q)
+        ya, xa = ya - dy, xa - dx  # block positions x where S_t is read: R for t, R - t for -t
+        rows, cols = np.concatenate([ya, yb]), np.concatenate([xa, xb])
+        if not rows.size or not cols.size:
             continue
-        if dy == 0 and dx == 0:
-            dist[o] = -1
-            continue
-        y0, y1, x0, x1 = int(ys[a0]), int(ys[a1 - 1]) + 1, int(xs[b0]), int(xs[b1 - 1]) + 1
-        at_r = guide[None, y0 : y1 + k - 1, x0 : x1 + k - 1]
-        at_q = guide[None, y0 + dy : y1 + dy + k - 1, x0 + dx : x1 + dx + k - 1]
-        S, _ = offset_distance(at_r, at_q, (k, k))  # (y1 - y0, x1 - x0): every block in the range
-        dist[o, a0:a1, b0:b1] = S[(ys_d[a0:a1] - y0)[:, None], (xs_d[b0:b1] - x0)[None, :]]
+        y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+        at_x = guide[None, y0 : y1 + k - 1, x0 : x1 + k - 1]
+        at_y = guide[None, y0 + dy : y1 + dy + k - 1, x0 + dx : x1 + dx + k - 1]
+        S, _ = offset_distance(at_x, at_y, (k, k))  # (y1 - y0, x1 - x0): every block in the range
+        if ya.size and xa.size:
+            dist[o, ra, ca] = S[xp.asarray(ya - y0)[:, None], xp.asarray(xa - x0)[None, :]]
+        if yb.size and xb.size:
+            dist[n - 1 - o, rb, cb] = S[xp.asarray(yb - y0)[:, None], xp.asarray(xb - x0)[None, :]]
     return dist
 
 
