@@ -129,6 +129,13 @@ def main() -> int:
     p.add_argument(
         "--colour", action="store_true", help="CBM3D rows against bm3d.bm3d_rgb (see set_protocol)"
     )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="PREFIX",
+        help="only the methods whose name starts with one of these (e.g. 'nl_means (' for its rows)",
+    )
     args = p.parse_args()
     if args.set:
         from set_protocol import set_protocol
@@ -145,6 +152,8 @@ def main() -> int:
     rows = []
     for sigma in args.sigmas:
         for name, fns in _methods(sigma, nets):
+            if args.methods and not name.startswith(tuple(args.methods)):
+                continue
             rows.append({"sigma": sigma, "method": name, **_score(fns, args.images, sigma, args.crop)})
             print(
                 f"sigma {sigma:>2}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "

@@ -139,7 +139,8 @@ def main() -> int:
                 if dev == "cpu"
                 else "torch offset loop",
                 f"torch {torch.__version__} {dev}",
-                lambda: torch_offset_loop(torch, t, PATCH, DISTANCE, H, SIGMA),
+                # nl_means's default fast-mode scale is scikit-image's: the true patch with h * s / (s - 1)
+                lambda: torch_offset_loop(torch, t, PATCH, DISTANCE, H * PATCH / (PATCH - 1), SIGMA),
                 sync=sync,
                 memory=False,
                 to_float=lambda o: o.cpu().numpy(),

@@ -64,7 +64,9 @@ def test_bridge_equals_pixelwise_non_local_means(xp, rng, shape, patch_size, pat
     ours = nl_means_as_nonlocal(
         image, patch_size=patch_size, patch_distance=patch_distance, h=h, memory=memory, chunk_size=37
     )
-    ref = nl_means_pixelwise(image, patch_size, patch_distance, h, patch_weights="uniform")
+    ref = nl_means_pixelwise(
+        image, patch_size, patch_distance, h, patch_weights="uniform", distance_scale="patch"
+    )
     assert ours.shape == image.shape
     np.testing.assert_allclose(to_numpy(ours), to_numpy(ref), rtol=0, atol=1e-10)
 
@@ -110,7 +112,7 @@ def test_float32_image_gives_float32(rng):
     image = noisy(rng, (8, 8)).astype(np.float32)
     out = nl_means_as_nonlocal(image, patch_size=3, patch_distance=2, h=0.2)
     assert out.dtype == np.float32
-    ref = nl_means_pixelwise(image, 3, 2, 0.2, patch_weights="uniform")
+    ref = nl_means_pixelwise(image, 3, 2, 0.2, patch_weights="uniform", distance_scale="patch")
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 

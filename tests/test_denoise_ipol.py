@@ -36,14 +36,24 @@ def test_parameters_follow_the_article_table_on_the_0_255_scale(sigma255, colour
 def test_ipol_is_nl_means_with_the_ipol_weighting_and_table(xp, rng):
     image = asarray(rng.random((20, 22)), xp)
     sigma = 0.05
-    expected = nl_means(image, sigma=sigma, weighting="ipol", **ipol_parameters(sigma))
+    expected = nl_means(
+        image, sigma=sigma, weighting="ipol", distance_scale="patch", **ipol_parameters(sigma)
+    )
     np.testing.assert_array_equal(to_numpy(nl_means_ipol(image, sigma)), to_numpy(expected))
 
 
 def test_ipol_equals_the_pixelwise_definition_in_colour(rng):
     image = rng.random((12, 13, 3))
     expected = nl_means_pixelwise(
-        image, 3, 10, 0.55 * 0.05, sigma=0.05, patch_weights="uniform", weighting="ipol", channel_axis=-1
+        image,
+        3,
+        10,
+        0.55 * 0.05,
+        sigma=0.05,
+        patch_weights="uniform",
+        weighting="ipol",
+        distance_scale="patch",
+        channel_axis=-1,
     )
     np.testing.assert_allclose(nl_means_ipol(image, 0.05, channel_axis=-1), expected, atol=1e-12)
 
@@ -54,9 +64,9 @@ def test_centre_weight_is_the_largest_other_weight():
     image[4, 4], image[4, 6] = 1.0, 0.9
     h = 0.05
     w1 = np.exp(-(0.1**2 / 9) / h**2)
-    ipol = nl_means(image, 3, 4, h, weighting="ipol")
+    ipol = nl_means(image, 3, 4, h, weighting="ipol", distance_scale="patch")
     assert ipol[4, 4] == pytest.approx((w1 * 1.0 + w1 * 0.9) / (2 * w1), abs=1e-12)
-    plain = nl_means(image, 3, 4, h)
+    plain = nl_means(image, 3, 4, h, distance_scale="patch")
     assert plain[4, 4] == pytest.approx((1.0 + w1 * 0.9) / (1 + w1), abs=1e-12)
 
 

@@ -154,8 +154,10 @@ def python_loop_nd(v, s, d, h):
 def test_4d_offset_loop_equals_a_plain_python_loop(rng):
     image = rng.random((3, 3, 3, 4))
     expected = python_loop_nd(image, 3, 1, 0.3)
-    np.testing.assert_allclose(nl_means(image, 3, 1, 0.3), expected, rtol=0, atol=1e-12)
-    batched_out = nl_means(image, 3, 1, 0.3, max_batch_bytes=2**30)
+    np.testing.assert_allclose(
+        nl_means(image, 3, 1, 0.3, distance_scale="patch"), expected, rtol=0, atol=1e-12
+    )
+    batched_out = nl_means(image, 3, 1, 0.3, distance_scale="patch", max_batch_bytes=2**30)
     np.testing.assert_allclose(batched_out, expected, rtol=0, atol=1e-12)
 
 
@@ -243,7 +245,7 @@ def test_signature_starts_like_scikit_images():
 
 
 @pytest.mark.parametrize("call", ["positional", "keywords"])
-def test_same_call_as_scikit_image_gives_at_least_its_psnr(call):
+def test_same_call_as_scikit_image_positional_or_by_keyword(call):
     denoise_nl_means = pytest.importorskip("skimage.restoration").denoise_nl_means
     clean = load_image("camera")[160:288, 200:328]
     noisy = add_gaussian_noise(clean, 0.05, seed=5)
@@ -264,4 +266,8 @@ def test_same_call_as_scikit_image_gives_at_least_its_psnr(call):
         )
     ours, theirs = psnr(clean, nl_means(*args, **kw)), psnr(clean, denoise_nl_means(*args, **kw))
     assert ours > psnr(clean, noisy) + 3
-    assert ours >= theirs - 0.05, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB"
+    # h = 1.2 sigma with sigma given: scikit-image's scale (the default) is 0.30 dB below
+    # scikit-image here, the true patch above it (test_denoise_skimage_psnr.py has the grid)
+    assert ours >= theirs - 0.5, f"nlref {ours:.3f} dB < scikit-image {theirs:.3f} dB - 0.5"
+    patch = psnr(clean, nl_means(*args, **kw, **dict(distance_scale="patch")))
+    assert patch >= theirs - 0.05, f"nlref (true patch) {patch:.3f} dB < scikit-image {theirs:.3f} dB"

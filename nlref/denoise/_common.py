@@ -26,6 +26,7 @@ from .._validation import as_tuple, check_array, check_channel_axis, check_finit
 from ..backend import as_float_image, float_dtype_for, get_namespace
 
 WEIGHTINGS = ("skimage", "ipol")
+DISTANCE_SCALES = ("skimage", "patch")
 SPATIAL_DIMS = (2, 3, 4)
 #: A patch radius up to this many pixels is accepted whatever the image's extent
 #: (scikit-image denoises a 1 x 1 image with its default patch of 7); beyond it,
@@ -178,6 +179,7 @@ def check_arguments(
     *,
     channel_axis: Any = None,
     weighting: str = "skimage",
+    distance_scale: str = "skimage",
 ) -> Geometry:
     """Validate the arguments of a non-local means call (before any work).
 
@@ -190,7 +192,7 @@ def check_arguments(
     ValueError
         ``channel_axis`` out of range, even or non-positive ``patch_size``,
         negative ``patch_distance``, ``h <= 0``, ``sigma < 0``, NaN/inf
-        pixels, or an unknown ``weighting``.
+        pixels, or an unknown ``weighting`` or ``distance_scale``.
         Each message names the argument.
     """
     check_array(image, "image")
@@ -200,6 +202,8 @@ def check_arguments(
     check_positive(sigma, "sigma", strict=False)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, received {weighting!r}")
+    if not isinstance(distance_scale, str) or distance_scale not in DISTANCE_SCALES:
+        raise ValueError(f"distance_scale must be one of {DISTANCE_SCALES}, received {distance_scale!r}")
     check_finite(image, "image")
     return geometry
 
@@ -289,6 +293,24 @@ def patch_kernel_1d(size: int, kind: str, dtype: Any = np.float64) -> np.ndarray
     else:
         raise ValueError(f"patch_weights must be 'uniform' or 'gaussian', received {kind!r}")
     return (k / k.sum()).astype(dtype)
+
+
+def scaled_h(h: float, patch_size: tuple[int, ...], kernel: str, distance_scale: str) -> float:
+    """The ``h`` that gives the chosen distance scale with the true-patch mean ``d2``.
+
+    ``"patch"`` (or a Gaussian kernel): ``h`` itself, ``w = exp(-max(d2 - 2 sigma^2, 0) / h^2)``
+    with ``d2`` the mean over the whole ``s_1 x ... x s_n`` patch.  ``"skimage"`` with
+    the uniform kernel: ``w = exp(-max(d2 - 2 sigma^2, 0) rho / h^2)`` with
+    ``rho = prod_k (s_k - 1) / s_k`` (axes with ``s_k = 1`` count 1), which is
+    ``h / sqrt(rho)`` in the first form.  ``rho`` is scikit-image's effective
+    scale: its fast mode (Darbon et al. 2008 integral images) sums the squared
+    differences over ``(s - 1)^n`` pixels, the box ``(x - r, x + r]`` of the
+    integral image, but divides by ``s^n``.  Capped at the float maximum.
+    """
+    if distance_scale == "patch" or kernel != "uniform":
+        return float(h)
+    rho = math.prod((s - 1) / s for s in patch_size if s > 1)
+    return min(float(h) / math.sqrt(rho), float(np.finfo(np.float64).max))
 
 
 def weights_from_distance(d2: Any, h: float, sigma: float, scale: float = 1.0) -> Any:

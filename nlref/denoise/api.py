@@ -8,6 +8,11 @@ one offset per step (NumPy) or a batch of offsets per step (CuPy, or a
 kernel comes from ``fast_mode``, the centre weight from ``weighting``.  The
 pixel-wise definition (:func:`nlref.denoise.nl_means_pixelwise`) computes the
 same numbers and is what the tests compare against.
+
+The front door also sets the scale of the patch distance in fast mode
+(``distance_scale``): scikit-image's effective one by default, so that its
+``h`` means what it means there; the offset loop itself always computes the
+true patch mean (BM3D's block matching relies on that).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from .._validation import check_positive
 from ..backend import float_dtype_for, is_cupy_array
-from ._common import check_arguments, prepare, restore_layout
+from ._common import check_arguments, prepare, restore_layout, scaled_h
 from .batched import offset_loop_batched, offsets_per_batch
 from .fast import offset_loop
 
@@ -34,16 +39,18 @@ def nl_means(
     preserve_range: bool = False,
     channel_axis: int | None = None,
     weighting: str = "skimage",
+    distance_scale: str = "skimage",
     max_batch_bytes: int | None = None,
     progress: bool = False,
 ) -> Any:
     """Non-local means denoising on NumPy or CuPy (scikit-image's API).
 
     ``NL(v)(i) = sum_j w(i, j) v(j) / sum_j w(i, j)`` with
-    ``w(i, j) = exp(-max(d2(i, j) - 2 sigma^2, 0) / h^2)``, ``d2`` the mean
+    ``w(i, j) = exp(-max(d2(i, j) - 2 sigma^2, 0) rho / h^2)``, ``d2`` the mean
     squared difference of the patches around ``i`` and ``j`` (over the patch
-    kernel and the channels), and ``j`` in the search window of ``i``
-    (Buades, Coll, Morel, CVPR 2005; IPOL 2011).
+    kernel and the channels), ``j`` in the search window of ``i`` (Buades,
+    Coll, Morel, CVPR 2005; IPOL 2011), and ``rho`` the distance scale: 1, or
+    in fast mode scikit-image's ``prod_k (s_k - 1) / s_k`` (``distance_scale``).
 
     Parameters
     ----------
@@ -63,6 +70,8 @@ def nl_means(
         most ``pixels x pixels`` work and gives the clipped result.
     h : float
         Cut-off distance (> 0) on the image's float scale; larger is smoother.
+        With ``sigma`` given, start near ``0.6 sigma`` (fast mode) to
+        ``0.8 sigma``; without, near ``0.8 sigma`` (see Notes).
     fast_mode : bool
         True: uniform ``s x s`` patch kernel (the integral-image algorithm).
         False: scikit-image's slow-mode Gaussian kernel, ``A = (s - 1) / 4``.
@@ -70,7 +79,9 @@ def nl_means(
         ``s`` times more per offset, not ``s^n``.
     sigma : float
         Standard deviation of the noise; ``2 sigma^2`` is subtracted from
-        ``d2`` before the exponential (then use ``h`` around ``0.8 sigma``).
+        ``d2`` before the exponential.  When unknown, estimate it
+        (:func:`nlref.denoise.estimate_sigma`; see Notes for how it differs
+        from scikit-image's estimate).
     preserve_range : bool
         Integer images are scaled to [0, 1] (``img_as_float``) unless True.
     channel_axis : int or None
@@ -78,6 +89,16 @@ def nl_means(
     weighting : {"skimage", "ipol"}
         Weight of the centre pixel: 1 (scikit-image), or the largest weight
         of the other pixels of the window (IPOL 2011).
+    distance_scale : {"skimage", "patch"}
+        Scale ``rho`` of the patch distance in fast mode.  ``"skimage"``
+        (default): ``rho = prod_k (s_k - 1) / s_k`` over the axes with
+        ``s_k > 1``, i.e. ``(4/5)^2 = 0.64`` for ``patch_size=5`` in 2-D,
+        scikit-image's effective scale, so the same ``h`` filters about as
+        strongly as there.  ``"patch"``: ``rho = 1``, the true mean over the
+        ``s x s`` patch (IPOL's definition, used by
+        :func:`nlref.denoise.nl_means_ipol`; the same result as ``"skimage"``
+        with ``h`` multiplied by ``sqrt(rho)``).  Slow mode's Gaussian kernel
+        is normalised the same way in both libraries: ``rho = 1`` either way.
     max_batch_bytes : int, optional
         Memory cap of the temporaries of one batch of offsets (every array a
         step allocates; the padded image and the accumulators, about
@@ -112,21 +133,35 @@ def nl_means(
     -----
     Differences from scikit-image, on purpose:
 
-    * fast mode uses the true ``s x s`` patch; scikit-image's integral image
-      covers ``(s - 1) x (s - 1)`` pixels while dividing by ``s^2``, and skips
-      weights below ``exp(-5)``.  nlref has no cut-off.
+    * fast mode compares the true ``s x s`` patches (centred, uniform).
+      scikit-image's integral image sums the ``(s - 1) x (s - 1)`` box
+      ``(x - r, x + r]`` of each pixel but divides by ``s^2`` (its
+      ``_fast_nl_means_denoising_2d``), so its ``d2`` is ``rho = ((s-1)/s)^2``
+      times a patch mean: its ``h`` is ``1 / sqrt(rho)`` times more lenient
+      than the true-patch one (1.25x for ``s = 5``).  ``distance_scale``
+      defaults to that scale, so the same call filters as strongly; before,
+      nlref's fast mode at ``h = 0.8 sigma`` on scikit-image's gallery example
+      lost 2 dB.  scikit-image also skips weights below ``exp(-5)`` and uses
+      an approximate ``exp`` (Schraudolph 1999, a few per cent off); nlref has
+      no cut-off and uses ``exp``.
     * the search window is clipped to the image in both modes (scikit-image's
       slow mode does this; its fast mode also averages reflected pixels of the
       padding near the borders).  Patches are completed by reflection.
 
-    PSNR against scikit-image at the same parameters (``h = 0.8 sigma``,
-    ``sigma`` given, patch 7, window 21; ``tests/test_denoise_nl_means.py``):
-    fast mode on the whole sample images at sigma 20 and 30/255, nlref is
-    0.1-0.5 dB higher; at sigma 10/255 scikit-image's smaller effective patch
-    wins on textured images (astronaut -0.21 dB, coins -0.15 dB; nlref with
-    ``patch_size=5`` wins).  Slow mode (64 x 64 crops, ``h = 0.6 sigma``) is
-    within 0.05 dB (scikit-image's ``exp`` approximation and early cut-off
-    make up the difference).
+    PSNR against scikit-image, the same call in the same test
+    (``tests/test_denoise_skimage_psnr.py``): on issue 28's grid of 384 fast
+    calls (its gallery example and grey crops of astronaut, coins, moon;
+    patch 5, 7; distance 6, 11; ``h`` 0.6-1.15 sigma; sigma given or not)
+    the default scale is within 0.44 dB of scikit-image (median -0.14 dB):
+    at one scale, its ``(s - 1) x (s - 1)`` box suits these textured crops a
+    little better than the true patch, and no scale of the true patch closes
+    that (the true patch's best ``h`` is up to 0.34 dB below scikit-image's
+    best there).  ``distance_scale="patch"`` lost up to 4.4 dB at small ``h``
+    without ``sigma``, but with ``sigma`` given and ``h >= 0.8 sigma`` it is
+    at or above scikit-image on every grid call (median +0.3 dB) and on the
+    whole sample images at sigma 20 and 30/255 (0.1-0.5 dB).  Slow mode
+    (64 x 64 crops, ``h = 0.6 sigma``) is within 0.05 dB (scikit-image's
+    ``exp`` approximation and early cut-off make up the difference).
 
     Examples
     --------
@@ -140,9 +175,8 @@ def nl_means(
     """
     if max_batch_bytes is not None:
         check_positive(max_batch_bytes, "max_batch_bytes")
-    geometry = check_arguments(
-        image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis, weighting=weighting
-    )
+    options = dict(channel_axis=channel_axis, weighting=weighting, distance_scale=distance_scale)
+    geometry = check_arguments(image, patch_size, patch_distance, h, sigma, **options)
     n_channels = 1 if geometry.channel_axis is None else int(image.shape[geometry.channel_axis])
     batch = offsets_per_batch(
         (n_channels,) + geometry.spatial_shape,
@@ -152,8 +186,9 @@ def nl_means(
         max_batch_bytes,
         on_gpu=is_cupy_array(image),
     )
-    prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
     kernel = "uniform" if fast_mode else "gaussian"
+    h = scaled_h(h, geometry.patch_size, kernel, distance_scale)
+    prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
     centre = "max" if weighting == "ipol" else "one"
     if batch > 1:
         out = offset_loop_batched(

@@ -102,4 +102,5 @@ def nl_means_ipol(image: Any, sigma: float, *, channel_axis: int | None = None, 
     check_channel_axis(channel_axis, image.ndim)
     params = {**ipol_parameters(sigma, colour=channel_axis is not None), **kwargs}
     params.setdefault("fast_mode", True)
+    params.setdefault("distance_scale", "patch")  # IPOL's d2 is the true patch mean
     return nl_means(image, sigma=sigma, channel_axis=channel_axis, weighting="ipol", **params)

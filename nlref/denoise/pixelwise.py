@@ -20,7 +20,14 @@ import itertools
 from typing import Any
 
 from ..backend import get_namespace
-from ._common import check_arguments, patch_kernel_1d, prepare, restore_layout, weights_from_distance
+from ._common import (
+    check_arguments,
+    patch_kernel_1d,
+    prepare,
+    restore_layout,
+    scaled_h,
+    weights_from_distance,
+)
 
 __all__ = ["nl_means_pixelwise"]
 
@@ -34,6 +41,7 @@ def nl_means_pixelwise(
     sigma: float = 0.0,
     patch_weights: str = "gaussian",
     weighting: str = "skimage",
+    distance_scale: str = "skimage",
     preserve_range: bool = False,
     channel_axis: int | None = None,
 ) -> Any:
@@ -59,6 +67,11 @@ def nl_means_pixelwise(
     weighting : {"skimage", "ipol"}
         Centre weight ``w(i, i)``: 1 (scikit-image) or the largest weight of the
         other pixels of the window (IPOL 2011).
+    distance_scale : {"skimage", "patch"}
+        As in :func:`nlref.denoise.nl_means`: with the uniform kernel,
+        ``"skimage"`` multiplies ``d2`` by ``rho = prod_k (s_k - 1) / s_k``
+        (scikit-image's fast-mode scale); ``"patch"`` keeps the true mean.
+        The Gaussian kernel ignores it.
     preserve_range : bool
         Keep integer values as they are instead of scaling them to [0, 1].
     channel_axis : int or None
@@ -87,11 +100,11 @@ def nl_means_pixelwise(
     >>> out.shape, bool(out.std() < v.std())
     ((16, 16), True)
     """
-    geometry = check_arguments(
-        image, patch_size, patch_distance, h, sigma, channel_axis=channel_axis, weighting=weighting
-    )
+    options = dict(channel_axis=channel_axis, weighting=weighting, distance_scale=distance_scale)
+    geometry = check_arguments(image, patch_size, patch_distance, h, sigma, **options)
     if patch_weights not in ("gaussian", "uniform"):
         raise ValueError(f"patch_weights must be 'gaussian' or 'uniform', received {patch_weights!r}")
+    h = scaled_h(h, geometry.patch_size, patch_weights, distance_scale)
     prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
     u = prep.u  # (C, *S)
     xp = get_namespace(u)
