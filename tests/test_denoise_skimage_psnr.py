@@ -22,7 +22,7 @@ What the grid measured (nlref - scikit-image, fast mode):
   0.34 dB below scikit-image's best on these crops.
 * ``distance_scale="patch"`` (the true patch mean): worst -4.44 dB (small
   ``h`` without ``sigma``), but at least scikit-image's PSNR with ``sigma``
-  given and ``h >= 0.8 sigma`` (median +0.3 dB).
+  given and ``h >= 0.8 sigma`` (median +0.44 dB).
 """
 
 from __future__ import annotations
