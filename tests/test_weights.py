@@ -96,3 +96,19 @@ def test_shipped_files_are_the_current_format():
         net = load_denoiser_weights(path)
         assert net["sigma"] == level / 255 and net["arch"]["width"] == 32, path
         assert all(a.dtype == np.float32 for a in net["params"].values())
+
+
+def test_denoising_with_the_learned_network_imports_no_training_code(camera_png, tmp_path):
+    import subprocess
+    import sys
+
+    argv = ["denoise", str(camera_png), str(tmp_path / "out.png"), "--method", "learned"]
+    code = (
+        "import sys; from nlref.cli import main; "
+        f"status = main({argv!r}); "
+        "print(status, sorted(m for m in sys.modules if m.startswith('nlref.nn.train')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.splitlines()[-1] == "0 []", out.stdout + out.stderr

@@ -34,6 +34,13 @@ __all__ = ["build_parser", "main", "benchmarks_dir", "list_benchmarks"]
 
 # Modules that contribute subcommands through ``register(subparsers)``.
 _SUBCOMMAND_MODULES = ("nlref.cli.denoise", "nlref.cli.train", "nlref.cli.train_denoiser")
+# The subcommands each module adds: ``nlref denoise`` builds only its own parser, so denoising (the learned
+# denoiser included) never imports the training chapter.
+_COMMANDS = {
+    "nlref.cli.denoise": ("denoise",),
+    "nlref.cli.train": ("train", "ablate"),
+    "nlref.cli.train_denoiser": ("train-denoiser",),
+}
 # Errors that mean "this request cannot be done" (exit status 2); other OSErrors are failures (1).
 _USAGE_ERRORS = (
     ValueError,
@@ -88,8 +95,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``nlref`` argument parser with every available subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``nlref`` argument parser with every available subcommand (only ``command``'s, when given)."""
     parser = argparse.ArgumentParser(
         prog="nlref",
         description="Non-local means and non-local neural networks on NumPy/CuPy.",
@@ -114,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.set_defaults(func=_cmd_bench)
 
     for modname in _SUBCOMMAND_MODULES:
+        if command is not None and command not in _COMMANDS.get(modname, (command,)):
+            continue
         try:
             module = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
@@ -135,7 +144,10 @@ def _error_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nlref`` console script; returns the exit status (see the module docstring)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = {c for commands in _COMMANDS.values() for c in commands}
+    parser = build_parser(first if first in known else None)
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
