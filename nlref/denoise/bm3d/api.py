@@ -221,13 +221,13 @@ def bm3d(
         loop's images), plus ``5 k W b``; filtering holds, per reference
         block, ``N k^2 ((3 g + 3) b + 24)`` bytes (blocks, spectra, estimates,
         the ``bincount`` index and weights), plus ``24 N n_c`` per row of the
-        band.  ``b`` is the bytes per value, ``g`` the images filtered (1 in
-        step 1, 2 in step 2); :func:`nlref.denoise.bm3d.vectorised.plan_bands`
-        picks the rows per band and the references per chunk.  Besides this,
-        the call holds up to about twenty ``C x H x W`` arrays (image, basic estimate,
-        ``float64`` accumulators; ``C = 3`` for colour: 289 MiB traced for a 256 x 256 RGB image at the
-        default cap).  A cap below one row of references is an
-        error.
+        band.  ``b`` is the bytes per value, ``g`` the channels of the
+        images filtered (``C`` in step 1, ``2 C`` in step 2; ``C = 1`` grey,
+        3 colour); :func:`nlref.denoise.bm3d.vectorised.plan_bands` picks the
+        rows per band and the references per chunk.  Besides this, the call
+        holds up to about twenty ``C x H x W`` arrays (image, basic estimate,
+        ``float64`` accumulators; 289 MiB traced for a 256 x 256 RGB image at
+        the default cap).  A cap below one row of references is an error.
 
     progress : bool
         Show a tqdm bar over the rows of reference blocks of both steps.
