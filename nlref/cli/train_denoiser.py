@@ -7,6 +7,11 @@ it and ``--resume`` continues.  At the end ``OUT/weights.npz`` holds the model
 without the optimiser, plus the PSNR it reaches on a crop of the held-out
 ``camera`` image (the shipped model's test recomputes it), ready for
 ``denoise_learned(image, "OUT/weights.npz")``.
+
+``--data DIR`` trains on a folder of grey PNGs instead, for example DnCNN's
+``train400`` (:mod:`nlref.data.folder`): the last 40 files in sorted name order
+are the validation split, and the config records the folder by name, file
+count and a hash of its sorted (name, size) list, never by path.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..data.folder import read_grey_folder
 from ..data.training_images import TRAIN_IMAGES, load_grey
 from ..denoise.learned import load_weights, measure_check
 from ..nn.layers import count_params
@@ -35,16 +41,23 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
         if getattr(args, k) is not None
     }
     cfg = dataclasses.replace(DENOISER_PRESETS[args.preset], **overrides)
+    if args.data is None:
+        images, val_images, what = [load_grey(name) for name in TRAIN_IMAGES], None, "the bundled images"
+    else:
+        images, val_images, data = read_grey_folder(args.data, min_side=cfg.patch)
+        cfg = dataclasses.replace(cfg, data=data)
+        what = f"{data['folder']}/ ({len(images)} train, {len(val_images)} validation files)"
     out = Path(args.out or f"runs/denoiser-{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"training the denoiser (width {cfg.width}, depth {cfg.depth}, {cfg.nl_blocks} non-local, window "
-        f"{cfg.window}) at sigma {cfg.sigma:g} for {cfg.steps} steps on {args.backend}; checkpoints in {out}/"
+        f"{cfg.window}) at sigma {cfg.sigma:g} for {cfg.steps} steps on {what}, {args.backend}; "
+        f"checkpoints in {out}/"
     )
-    images = [load_grey(name) for name in TRAIN_IMAGES]
     result = train_denoiser(
         cfg,
         images,
+        val_images=val_images,
         checkpoint=out / "checkpoint.npz",
         resume=args.resume,
         backend=args.backend,
@@ -88,6 +101,12 @@ def register(subparsers: Any) -> None:
         + ".",
     )
     p.add_argument("--preset", default="default", choices=sorted(DENOISER_PRESETS))
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="train on the grey PNGs of DIR (e.g. ../shared/datasets/train400; the last 40 in sorted "
+        "order validate) instead of the bundled images",
+    )
     p.add_argument("--out", help="folder for checkpoint.npz and weights.npz (default runs/denoiser-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")

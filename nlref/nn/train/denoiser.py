@@ -57,7 +57,9 @@ class DenoiserConfig:
     (:func:`nlref.nn.denoiser.build_denoiser`).  Data: ``sigma`` on the 0-255 scale,
     ``patch`` (side in pixels), ``batch_size``.  Optimisation: Adam with ``lr``,
     divided by 10 for the last ``1 - lr_drop`` fraction of ``steps``.
-    ``eval_every`` steps, the validation PSNR on ``n_val`` fixed patches.
+    ``eval_every`` steps, the validation PSNR on ``n_val`` fixed patches.  ``data``: None for the
+    bundled images, else the description of a folder (:func:`nlref.data.folder.describe_folder`:
+    folder name, file count, validation files, hash of the sorted (name, size) list; never a path).
     """
 
     width: int = 32
@@ -75,6 +77,7 @@ class DenoiserConfig:
     n_val: int = 16
     seed: int = 0
     dtype: str = "float32"
+    data: dict | None = None
 
     @property
     def lr_step(self) -> int:
@@ -289,6 +292,7 @@ def train_denoiser(
     cfg: DenoiserConfig,
     images: list[np.ndarray],
     *,
+    val_images: list[np.ndarray] | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     backend: str = "numpy",
@@ -301,6 +305,9 @@ def train_denoiser(
     cfg : DenoiserConfig
     images : list of (H, W) float arrays in [0, 1]
         Training images (:func:`nlref.data.training_images.load_grey` of ``TRAIN_IMAGES``).
+    val_images : list of (H, W) float arrays, optional
+        Where the fixed validation patches come from (the validation split of
+        :func:`nlref.data.folder.read_grey_folder`); default: ``images``.
     checkpoint : path-like, optional
         Written after every evaluation, at the end, and on Ctrl-C / SIGTERM.
     resume : bool
@@ -316,11 +323,20 @@ def train_denoiser(
     what :func:`nlref.denoise.denoise_learned` takes as ``weights``.
     """
     _check(cfg, images)
+    if val_images is not None:
+        _check(cfg, val_images)
     xp = namespace_by_name(backend)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     check_resume(checkpoint, resume)
     dtype = np.dtype(cfg.dtype)
-    val = noisy_batch(images, step_rng(0, VAL, 0), n=cfg.n_val, patch=cfg.patch, sigma=cfg.sigma, dtype=dtype)
+    val = noisy_batch(
+        images if val_images is None else val_images,
+        step_rng(0, VAL, 0),
+        n=cfg.n_val,
+        patch=cfg.patch,
+        sigma=cfg.sigma,
+        dtype=dtype,
+    )
     val = [asarray(a, xp=xp) for a in val]  # the same patches for every seed and run
     run = _start(cfg, checkpoint, resume, xp)
     seconds = run_loop(_task(cfg, images, val, xp, checkpoint), run, progress=progress)
