@@ -3,7 +3,10 @@
 Run from the repository root::
 
     python benchmarks/bench_denoisers.py                     # the shipped models
-    python benchmarks/bench_denoisers.py --weights 25:nl:A.npz --weights 25:no-nl:B.npz
+    python benchmarks/bench_denoisers.py --weights 25/255:nl:A.npz --weights 25/255:no-nl:B.npz
+
+Every sigma option is on the [0, 1] scale of the image and takes fractions (``--sigmas 15/255
+25/255 50/255``, the default); the tables label sigma on the 0-255 scale (15, 25, 50).
 
 Images: camera, coins, moon (:data:`nlref.data.training_images.HELD_OUT_IMAGES`,
 never used in training), grey, [0, 1], noise seed 0.  Methods:
@@ -24,11 +27,11 @@ PNGs of DIR instead (nlref's BM3D against the ``bm3d`` package, image by image,
 the two run alternately in the same process; see :func:`set_protocol`)::
 
     taskset -c 0 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
-        python benchmarks/bench_denoisers.py --set ../shared/datasets/set12 --sigmas 15 25 50
+        python benchmarks/bench_denoisers.py --set ../shared/datasets/set12
 
 ``--colour`` gives the colour rows instead: nlref's CBM3D (``bm3d(..., channel_axis=-1)``)
 against ``bm3d.bm3d_rgb`` on the central 256 x 256 crops of astronaut, coffee and chelsea
-at ``--sigmas`` (first value; e.g. ``--colour --sigmas 25``).
+at ``--sigmas`` (first value; e.g. ``--colour --sigmas 25/255``).
 
 PSNR and SSIM (data range 1) per image, then their mean over the images; time is
 one run per image, in seconds, on this machine's CPU (not a careful timing: see bench_nlm.py).
@@ -43,6 +46,7 @@ from collections import defaultdict
 import numpy as np
 from common import environment, print_table, try_import, write_json
 
+from nlref.cli.options import unit_sigma
 from nlref.data import add_gaussian_noise, load_image
 from nlref.data.training_images import HELD_OUT_IMAGES
 from nlref.denoise import bm3d as nlref_bm3d
@@ -50,21 +54,27 @@ from nlref.denoise import nl_means, nl_means_ipol
 from nlref.denoise.learned import SHIPPED_WEIGHTS, denoise_learned, load_weights
 from nlref.metrics import psnr, ssim
 
+#: The noise levels on the 0-255 scale, as the tables label them (options take them on [0, 1]).
 SIGMAS = (15, 25, 50)
 
 
-def _parse_weights(items: list[str]) -> dict[tuple[int, str], list]:
+def level(sigma: float) -> float:
+    """A sigma on [0, 1] as the tables label it: on the 0-255 scale (25/255 -> 25)."""
+    return round(255.0 * sigma, 6)
+
+
+def _parse_weights(items: list[str]) -> dict[tuple[float, str], list]:
     out = defaultdict(list)
     for item in items:
         sigma, label, path = item.split(":", 2)
-        net = load_weights(path)
-        if abs(255 * net["sigma"] - float(sigma)) > 1e-9:
-            raise ValueError(f"--weights {item}: the model was trained at sigma {255 * net['sigma']:g}")
-        out[(int(sigma), label)].append(net)
+        sigma, net = unit_sigma(sigma), load_weights(path)
+        if abs(net["sigma"] - sigma) > 1e-9:
+            raise ValueError(f"--weights {item}: the model was trained at sigma {net['sigma']:.4g}")
+        out[(level(sigma), label)].append(net)
     return out
 
 
-def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
+def _methods(sigma: float, nets: dict) -> list[tuple[str, list]]:
     s = sigma / 255.0
     methods = [
         ("noisy", [lambda y: y]),
@@ -86,7 +96,7 @@ def _methods(sigma: int, nets: dict) -> list[tuple[str, list]]:
     return methods
 
 
-def _score(fns: list, images: list[str], sigma: int, crop: int) -> dict:
+def _score(fns: list, images: list[str], sigma: float, crop: int) -> dict:
     """Mean PSNR, SSIM and time over the images for each model, then mean and (population) std over models."""
     per_model = defaultdict(list)
     for image_name in images:
@@ -117,10 +127,18 @@ def main() -> int:
         action="append",
         default=[],
         metavar="SIGMA:LABEL:FILE",
-        help="a learned model to compare (default: the shipped ones, nl at 15, 25, 50 and no-nl at 25)",
+        help="a learned model to compare, SIGMA on [0, 1] (default: the shipped ones, nl at 15, 25, 50 "
+        "and no-nl at 25 on the 0-255 scale)",
     )
     p.add_argument("--images", nargs="+", default=list(HELD_OUT_IMAGES), choices=HELD_OUT_IMAGES)
-    p.add_argument("--sigmas", nargs="+", type=int, default=list(SIGMAS))
+    p.add_argument(
+        "--sigmas",
+        nargs="+",
+        type=unit_sigma,
+        default=[s / 255 for s in SIGMAS],
+        metavar="S",
+        help="noise levels on [0, 1] (default 15/255 25/255 50/255)",
+    )
     p.add_argument("--crop", type=int, default=0, help="centre crop of this size (0: whole images)")
     p.add_argument("--quick", action="store_true", help="one 64 x 64 crop at sigma 25: a smoke test")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
@@ -137,6 +155,7 @@ def main() -> int:
         help="only the methods whose name starts with one of these (e.g. 'nl_means (' for its rows)",
     )
     args = p.parse_args()
+    args.sigmas = [level(s) for s in args.sigmas]  # the 0-255 labels of the tables
     if args.set:
         from set_protocol import set_protocol
 
@@ -147,7 +166,7 @@ def main() -> int:
         return colour_protocol(25 if args.quick else args.sigmas[0], args.json)
     if args.quick:
         args.images, args.sigmas, args.crop = args.images[:1], [25], 64
-    shipped = [f"{sigma}:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
+    shipped = [f"{sigma}/255:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
     nets = _parse_weights(args.weights or shipped)
     rows = []
     for sigma in args.sigmas:
@@ -156,7 +175,7 @@ def main() -> int:
                 continue
             rows.append({"sigma": sigma, "method": name, **_score(fns, args.images, sigma, args.crop)})
             print(
-                f"sigma {sigma:>2}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "
+                f"sigma {sigma:>2g}  {name:<40} {rows[-1]['psnr_dB']:6.2f} dB  SSIM {rows[-1]['ssim']:.4f}  "
                 f"{rows[-1]['time_s']:7.2f} s",
                 flush=True,
             )

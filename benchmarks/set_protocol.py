@@ -90,7 +90,7 @@ def set_protocol(folder: str, sigmas: list[int], size: int, json_path: str | Non
             )
             r = rows[-1]
             print(
-                f"sigma {sigma:>2} {f.name:<8} pkg {r['pkg_psnr']:.3f} dB {r['pkg_s']:6.2f} s "
+                f"sigma {sigma:>2g} {f.name:<8} pkg {r['pkg_psnr']:.3f} dB {r['pkg_s']:6.2f} s "
                 f"{r['pkg_peak_MiB']:6.1f} MiB | nlref {r['nlref_psnr']:.3f} dB {r['nlref_s']:6.2f} s "
                 f"{r['nlref_peak_MiB']:6.1f} MiB | diff {r['diff_dB']:+.3f} dB | load {load:.2f}",
                 flush=True,

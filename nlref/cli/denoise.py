@@ -163,7 +163,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--add-noise",
-        type=options.scalar,
+        type=options.unit_sigma,
         default=None,
         metavar="SIGMA",
         help="add Gaussian noise of this sigma first and print the PSNR before and after",

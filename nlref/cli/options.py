@@ -30,6 +30,7 @@ __all__ = [
     "split_alpha",
     "join_alpha",
     "sigma_header",
+    "unit_sigma",
 ]
 
 
@@ -53,9 +54,27 @@ def scalar(text: str) -> float:
     return value
 
 
+def unit_sigma(text: str) -> float:
+    """A noise level on the [0, 1] scale of the image (``0.098`` or ``25/255``); above 1 is refused.
+
+    The one sigma convention of ``nlref`` and ``benchmarks/``: every option that takes a noise
+    level takes it on the image's [0, 1] scale; a value above 1 is almost surely on the 0-255
+    scale, so it is refused with the fraction that was probably meant.
+    """
+    value = scalar(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(
+            f"sigma is on the [0, 1] scale of the image, received {text!r}; for {value:g} on the 0-255 "
+            f"scale write {value:g}/255"
+        )
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"sigma must be >= 0, received {text!r}")
+    return value
+
+
 def sigma(text: str) -> float | None:
-    """``--sigma``: a number, or ``auto`` (None: estimated)."""
-    return None if text == "auto" else scalar(text)
+    """``--sigma``: a noise level on [0, 1] (:func:`unit_sigma`), or ``auto`` (None: estimated)."""
+    return None if text == "auto" else unit_sigma(text)
 
 
 def _ints(text: str) -> int | tuple[int, ...]:

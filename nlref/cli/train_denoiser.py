@@ -27,6 +27,7 @@ from ..data.training_images import TRAIN_IMAGES, load_grey
 from ..denoise.learned import load_weights, measure_check
 from ..nn.layers import count_params
 from ..nn.train import DENOISER_PRESETS, save_denoiser, train_denoiser
+from . import options
 
 __all__ = ["CHECK_CROP", "register"]
 
@@ -37,9 +38,11 @@ CHECK_CROP = {"image": "camera", "crop": [192, 192, 128, 128], "noise_seed": 0}
 def _cmd_train_denoiser(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
-        for k in ("steps", "seed", "sigma", "nl_blocks", "window", "width")
+        for k in ("steps", "seed", "nl_blocks", "window", "width")
         if getattr(args, k) is not None
     }
+    if args.sigma is not None:  # the option is on [0, 1]; DenoiserConfig keeps the 0-255 level it records
+        overrides["sigma"] = 255.0 * args.sigma
     cfg = dataclasses.replace(DENOISER_PRESETS[args.preset], **overrides)
     if args.data is None:
         images, val_images, what = [load_grey(name) for name in TRAIN_IMAGES], None, "the bundled images"
@@ -51,8 +54,8 @@ def _cmd_train_denoiser(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"training the denoiser (width {cfg.width}, depth {cfg.depth}, {cfg.nl_blocks} non-local, window "
-        f"{cfg.window}) at sigma {cfg.sigma:g} for {cfg.steps} steps on {what}, {args.backend}; "
-        f"checkpoints in {out}/"
+        f"{cfg.window}) at sigma {cfg.sigma / 255:.4g} ({cfg.sigma:g}/255) for {cfg.steps} steps on {what}, "
+        f"{args.backend}; checkpoints in {out}/"
     )
     result = train_denoiser(
         cfg,
@@ -112,7 +115,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--steps", type=int, help="override the number of training steps")
     p.add_argument("--seed", type=int, help="override the seed (initialisation and patches)")
-    p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale (one model per sigma)")
+    p.add_argument(
+        "--sigma",
+        type=options.unit_sigma,
+        metavar="S",
+        help="noise level on the [0, 1] scale of the image, e.g. 25/255 (default; one model per sigma)",
+    )
     p.add_argument("--nl-blocks", type=int, choices=[0, 1, 2], help="windowed non-local blocks")
     p.add_argument("--window", type=int, help="search-window radius of the non-local blocks")
     p.add_argument("--width", type=int, help="channels of the hidden layers")

@@ -53,7 +53,7 @@ __all__ = [
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 #: The shipped models, ``{(variant, sigma on the 0-255 scale): file}``, each written by ``nlref
-#: train-denoiser --preset P --sigma S --seed 0`` (P = default or no-nl): width 32, depth 8; ``"nl"`` has
+#: train-denoiser --preset P --sigma S/255 --seed 0`` (P = default or no-nl): width 32, depth 8; ``"nl"`` has
 #: two windowed non-local blocks (radius 5, C_i = 8), ``"no-nl"`` is the same network without them (the
 #: ablation partner, shipped at sigma 25 only).  About 0.3 MB each.
 SHIPPED_WEIGHTS = {
