@@ -16,6 +16,7 @@ from nlref.cli import main
 from nlref.cli.options import nl_means_kwargs_from_args
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import estimate_sigma, ipol_parameters, nl_means
+from nlref.denoise.learned import SHIPPED_WEIGHTS
 
 
 def test_png_8bit_round_trip_with_added_noise_prints_psnr(camera_png, tmp_path, capsys):
@@ -321,15 +322,19 @@ def test_bm3d_estimates_sigma_and_says_so_in_the_header(camera_png, tmp_path, ca
 
 
 def test_every_method_prints_the_sigma_header_in_one_format(camera_png, tmp_path, capsys):
-    for extra, how in (
-        (["--sigma", "0.05"], "0.05 (given)"),
-        ([], "(estimated)"),
-        (["--method", "learned"], ""),
+    for k, (extra, how) in enumerate(
+        [
+            (["--sigma", "0.05"], "0.05 (given)"),
+            ([], "(estimated)"),
+            (["--method", "learned"], "(estimated) -> model sigma 0.0588"),
+            (["--method", "learned", "--sigma", "0.1"], "0.1 (given) -> model sigma 0.098"),
+            (["--method", "learned", "--weights", str(SHIPPED_WEIGHTS[("nl", 50)])], "0.196 (the network's)"),
+        ]
     ):
-        out = tmp_path / f"out{len(extra)}{how[:2]}.png"
+        out = tmp_path / f"out{k}.png"
         assert main(["denoise", str(camera_png), str(out), *extra]) == 0
         header = capsys.readouterr().out.splitlines()[0]
-        assert header.startswith("nlref denoise: sigma ") and header.endswith(how or "(the network's)")
+        assert header.startswith("nlref denoise: sigma ") and header.endswith(how), header
 
 
 @pytest.mark.parametrize("extra", [["--h", "0.1"], ["--slow"], ["--weights", "x.npz"], ["--chunks", "64"]])

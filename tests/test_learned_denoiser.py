@@ -196,9 +196,10 @@ def test_every_shipped_model_is_what_its_name_says():
         assert net["check"] is not None and path.stat().st_size < 2e6, path
 
 
-def test_shipped_weights_picks_the_nearest_noise_level_in_log_scale():
+def test_shipped_weights_picks_the_nearest_noise_level_a_tie_going_up():
     assert shipped_weights() == DEFAULT_WEIGHTS == SHIPPED_WEIGHTS[("nl", 25)]
-    for level, expected in ((5, 15), (19, 15), (20, 25), (35, 25), (36, 50), (200, 50)):
+    cases = ((5, 15), (19.999, 15), (20, 25), (37.499, 25), (37.5, 50), (200, 50))  # midpoints 20, 37.5
+    for level, expected in cases:
         assert shipped_weights(level / 255) == SHIPPED_WEIGHTS[("nl", expected)], level
     assert shipped_weights(0.5, variant="no-nl") == SHIPPED_WEIGHTS[("no-nl", 25)]
     for bad in (0, -0.1, float("nan"), float("inf")):

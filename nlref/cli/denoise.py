@@ -22,13 +22,15 @@ Examples::
     nlref denoise photo.png out.png --add-noise 20/255 --seed 0   # prints PSNR before/after
     nlref denoise stack.tif out.tif --patch-size 1,7,7 --patch-distance 2,10,10
     nlref denoise noisy.png out.png --preset ipol --sigma 20/255
-    nlref denoise noisy.png out.png --method learned          # the shipped sigma-25 network
+    nlref denoise noisy.png out.png --method learned          # sigma estimated, the nearest shipped network
     nlref denoise noisy.png out.png --method learned --sigma 50/255  # the shipped sigma-50 one
     nlref denoise noisy.png out.png --method bm3d             # BM3D, sigma estimated
 
 Every method first prints how sigma was obtained, in one format:
-``nlref denoise: sigma 0.0784 (estimated)`` (or ``(given)``, or ``(the network's)``
-for ``--method learned`` without ``--sigma``).
+``nlref denoise: sigma 0.0784 (estimated)`` (or ``(given)``); ``--method learned`` adds
+the model chosen for it, ``nlref denoise: sigma 0.196 (estimated) -> model sigma 0.196``
+(the nearest shipped model, a tie going to the higher sigma; a warning when they are more
+than 30 % apart), or says ``(the network's)`` for ``--weights`` without ``--sigma``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import numpy as np
 from ..backend import asarray, namespace_by_name, synchronize, to_numpy
 from ..data import add_gaussian_noise
 from ..denoise import bm3d, denoise_learned, estimate_sigma, nl_means
-from ..denoise.learned import load_weights, shipped_weights
+from ..denoise.learned import choose_shipped, load_weights, shipped_weights, sigma_mismatch
 from ..io import check_output, check_writable, from_float, read_image, to_float, write_image
 from ..metrics import psnr
 from . import options, stream
@@ -87,7 +89,8 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="FILE",
         help="weights of --method learned (default: the shipped model trained nearest to --sigma, "
-        "at 15, 25 or 50 on the 0-255 scale, else the sigma-25 one; `nlref train-denoiser` writes more)",
+        "at 15, 25 or 50 on the 0-255 scale, a tie going up; sigma estimated when absent or auto; "
+        "`nlref train-denoiser` writes more)",
     )
     _add_nl_means_options(p)
     _add_run_options(p)
@@ -210,25 +213,32 @@ def _learned_weights(args: argparse.Namespace) -> dict[str, Any] | None:
         raise ValueError(
             f"--method {args.method} has no streaming path: drop --chunks / --max-memory / .zarr"
         )
-    if args.method == "bm3d":
-        return None
-    if args.weights is None:  # the shipped model trained nearest to --sigma (sigma 25 without it)
+    if args.method == "bm3d" or (args.weights is None and args.sigma is None):
+        return None  # without --sigma the shipped model is chosen from the image's noise
+    if args.weights is None:  # the shipped model trained nearest to --sigma
         return load_weights(shipped_weights(args.sigma))
     return load_weights(args.weights)
 
 
 def _denoise_learned(
-    args: argparse.Namespace, image: np.ndarray, label: str, weights: dict
+    args: argparse.Namespace, image: np.ndarray, label: str, weights: dict | None
 ) -> tuple[np.ndarray, float]:
-    """``denoise_learned`` on ``args.backend``; the result and the seconds taken."""
+    """``denoise_learned`` on ``args.backend``; the result and the seconds taken.
+
+    ``weights`` None: the shipped model nearest to the noise level estimated from the image.
+    """
     if image.ndim != 2:
         raise ValueError(f"--method learned takes grey 2-D images, received shape {image.shape}")
+    if weights is None:
+        sigma, how, path = choose_shipped(image)
+        weights = load_weights(path)
+    else:
+        sigma, how = (weights["sigma"], "the network's") if args.sigma is None else (args.sigma, "given")
     trained = weights["sigma"]
-    print(sigma_header(trained, "the network's") if args.sigma is None else sigma_header(args.sigma, "given"))
-    if args.sigma is not None and abs(args.sigma - trained) > 0.1 * trained:
-        print(
-            f"nlref denoise: warning: the network was trained for sigma {trained:.4g}, not {args.sigma:.4g}"
-        )
+    print(sigma_header(sigma, how, None if how == "the network's" else trained))
+    mismatch = sigma_mismatch(sigma, trained)
+    if mismatch is not None:
+        print(f"nlref denoise: warning: {mismatch}")
     print(f"nlref denoise: {label}, learned network (sigma {trained:.4g}, {args.backend})", flush=True)
     xp = namespace_by_name(args.backend)
     t0 = time.perf_counter()
@@ -282,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         Writing the result failed.
     """
     weights = _learned_weights(args)
-    if weights is None and stream.wants_streaming(args):
+    if args.method == "nl_means" and stream.wants_streaming(args):
         return stream.run_streaming(args)
     raw = _read_checked(args)
     colour, alpha = split_alpha(raw) if has_alpha(args.channel_axis, raw.shape) else (raw, None)
@@ -293,10 +303,10 @@ def run(args: argparse.Namespace) -> int:
     label = f"{args.input} {raw.shape} {raw.dtype}" + (", alpha copied" if alpha is not None else "")
     if args.method == "bm3d":
         result, seconds = _denoise_bm3d(args, image, label)
-    elif weights is None:
-        result, seconds = _denoise(args, image, label)
-    else:
+    elif args.method == "learned":
         result, seconds = _denoise_learned(args, image, label, weights)
+    else:
+        result, seconds = _denoise(args, image, label)
     if clean is not None:
         data_range = 1.0 if raw.dtype.kind == "u" else None
         print(

@@ -150,9 +150,14 @@ def join_alpha(colour: Any, alpha: Any, concatenate: Callable[..., Any] = np.con
 # ---------------------------------------------------------------- options -> nl_means
 
 
-def sigma_header(sigma: float, how: str) -> str:
-    """The line every ``nlref denoise`` method prints first: ``nlref denoise: sigma 0.0784 (estimated)``."""
-    return f"nlref denoise: sigma {sigma:.3g} ({how})"
+def sigma_header(sigma: float, how: str, model_sigma: float | None = None) -> str:
+    """The line every ``nlref denoise`` method prints first: ``nlref denoise: sigma 0.0784 (estimated)``.
+
+    With ``model_sigma`` (``--method learned``), the model chosen for it:
+    ``nlref denoise: sigma 0.196 (estimated) -> model sigma 0.196``.
+    """
+    model = "" if model_sigma is None else f" -> model sigma {model_sigma:.3g}"
+    return f"nlref denoise: sigma {sigma:.3g} ({how}){model}"
 
 
 def resolve_channel_axis(value: Any, shape: tuple[int, ...] | None) -> int | None:

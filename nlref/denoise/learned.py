@@ -28,6 +28,7 @@ never seen.  Retrain them with ``nlref train-denoiser``.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,19 @@ from ..data.images import add_gaussian_noise, load_image
 from ..metrics import psnr
 from ..nn.denoiser import denoiser_forward, load_denoiser_weights, receptive_radius
 from ..nn.layers import to_backend
+from .noise import estimate_sigma
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "SHIPPED_WEIGHTS",
+    "SIGMA_TOLERANCE",
     "check_recorded_psnr",
+    "choose_shipped",
     "denoise_learned",
     "load_weights",
     "measure_check",
     "shipped_weights",
+    "sigma_mismatch",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
@@ -66,6 +71,10 @@ SHIPPED_WEIGHTS = {
 #: The default model: the windowed non-local network trained at sigma = 25 / 255.
 DEFAULT_WEIGHTS = SHIPPED_WEIGHTS[("nl", 25)]
 
+#: A warning when the image's noise level is more than 30 % away from the model's: each model
+#: removes the noise it was trained for (the sigma-25 one on sigma-50 noise: 19 dB instead of 27 dB).
+SIGMA_TOLERANCE = 0.3
+
 
 def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
     """The shipped weights file trained nearest to ``sigma`` (image scale, like ``nl_means``).
@@ -74,8 +83,10 @@ def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
     ----------
     sigma : float, optional
         Noise standard deviation on the [0, 1] scale of the image; None gives
-        :data:`DEFAULT_WEIGHTS` (sigma 25 / 255).  The nearest noise level is
-        chosen in log scale among the shipped ones (:data:`SHIPPED_WEIGHTS`).
+        :data:`DEFAULT_WEIGHTS` (sigma 25 / 255).  The rule: the shipped noise
+        level nearest to ``sigma`` (:data:`SHIPPED_WEIGHTS`), a tie going to the
+        higher one (15 up to 20 / 255 exclusive, 25 from 20 to 37.5 / 255
+        exclusive, 50 from 37.5 / 255; distances compared to 1e-9 of the 0-255 scale).
     variant : {"nl", "no-nl"}
         With the windowed non-local blocks (sigma 15, 25, 50), or the same
         network without them (sigma 25 only).
@@ -96,7 +107,35 @@ def shipped_weights(sigma: float | None = None, *, variant: str = "nl") -> Path:
     check_positive(sigma, "sigma")
     available = {k: v for k, v in SHIPPED_WEIGHTS.items() if k[0] == variant}
     level = 255.0 * float(sigma)
-    return min(available.items(), key=lambda kv: abs(np.log(kv[0][1] / level)))[1]
+    return min(available.items(), key=lambda kv: (round(abs(kv[0][1] - level), 9), -kv[0][1]))[1]
+
+
+def choose_shipped(image: Any, sigma: float | None = None) -> tuple[float, str, Path]:
+    """The noise level of ``image`` and the shipped model for it: ``(sigma, how, path)``.
+
+    ``sigma`` given: ``how = "given"``; None: estimated from the image
+    (:func:`nlref.denoise.estimate_sigma`, Immerkaer's method), ``how = "estimated"``.
+    ``path``: :func:`shipped_weights` of it (an estimate of 0, a noise-free image, gets the
+    lowest level).
+    """
+    how = "given"
+    if sigma is None:
+        sigma, how = estimate_sigma(image), "estimated"
+    else:
+        check_positive(sigma, "sigma")
+    lowest = min(level for variant, level in SHIPPED_WEIGHTS if variant == "nl") / 255.0
+    return float(sigma), how, shipped_weights(max(float(sigma), lowest))
+
+
+def sigma_mismatch(sigma: float, model_sigma: float) -> str | None:
+    """A warning text when ``|sigma - model_sigma| > SIGMA_TOLERANCE * model_sigma``, else None."""
+    off = abs(sigma - model_sigma) / model_sigma
+    if off <= SIGMA_TOLERANCE:
+        return None
+    return (
+        f"the noise level {sigma:.3g} is {100 * off:.0f} % from the model's sigma {model_sigma:.3g} "
+        f"(more than {100 * SIGMA_TOLERANCE:.0f} %): the result may be poor; pass weights trained for it"
+    )
 
 
 def load_weights(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -136,11 +175,13 @@ def denoise_learned(
         ``img_as_float``).  The model removes the noise level it was trained for
         (``load_weights(...)["sigma"]``, on the [0, 1] scale).
     weights : path-like, dict or None
-        A weights file, the dict of :func:`load_weights`, or None for a shipped
-        model: the sigma-25 one, or the one trained nearest to ``sigma``.
+        A weights file, the dict of :func:`load_weights`, or None for the shipped
+        model trained nearest to ``sigma`` (:func:`choose_shipped`).
     sigma : float, optional
         Noise level on the image's [0, 1] scale, to choose a shipped model
-        (:func:`shipped_weights`); only with ``weights=None``.
+        (:func:`shipped_weights`); only with ``weights=None``.  None: estimated
+        from the image (:func:`nlref.denoise.estimate_sigma`).  A ``UserWarning``
+        when it is more than :data:`SIGMA_TOLERANCE` (30 %) from the chosen model's.
     tile : int
         Side of the pieces the network runs on; must exceed twice the receptive
         radius r (2 r = 40 for the shipped models with blocks), and each piece recomputes a
@@ -176,7 +217,11 @@ def denoise_learned(
     if sigma is not None and weights is not None:
         raise ValueError("sigma chooses a shipped model: pass weights or sigma, not both")
     if weights is None:
-        weights = shipped_weights(sigma)
+        sigma, _, path = choose_shipped(image, sigma)
+        weights = load_weights(path)
+        mismatch = sigma_mismatch(sigma, weights["sigma"])
+        if mismatch is not None:
+            warnings.warn(mismatch, UserWarning, stacklevel=2)
     net = weights if isinstance(weights, dict) else load_weights(weights)
     r = receptive_radius(net["model"])
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile <= 2 * r:
