@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import platform
 from types import ModuleType
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "cupy_available",
     "is_cupy_array",
     "backend_report",
+    "blas_threads",
     "float_dtype_for",
     "as_float_image",
     "synchronize",
@@ -176,6 +178,34 @@ def synchronize(xp: ModuleType) -> None:
         xp.cuda.get_current_stream().synchronize()
 
 
+#: The variables that set the BLAS thread count, in the order OpenBLAS reads them (first set wins).
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def blas_threads() -> int:
+    """The number of threads NumPy's BLAS uses, as recorded next to every figure and in every run.
+
+    From ``threadpoolctl`` when it is installed (the largest ``num_threads`` of the loaded
+    BLAS libraries); otherwise from the environment, the first of :data:`BLAS_THREAD_VARS`
+    that holds a positive int; otherwise ``os.cpu_count()``, OpenBLAS's default.  The
+    variables are read by the BLAS when NumPy is imported, so set them before starting Python
+    (``make test`` sets all three to 1).
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        counts = [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
+        if counts:
+            return max(counts)
+    for var in BLAS_THREAD_VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
 def backend_report() -> dict[str, Any]:
     """Versions and devices of the available backends, as a plain dict.
 
@@ -188,6 +218,7 @@ def backend_report() -> dict[str, Any]:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
+        "blas_threads": blas_threads(),
         "cupy": None,
         "gpu": None,
     }

@@ -166,3 +166,28 @@ def test_package_imports_without_cupy():
         "assert nlref.backend.get_namespace(__import__('numpy').zeros(1)).__name__ == 'numpy'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_blas_threads_reads_threadpoolctl_or_else_the_environment(monkeypatch):
+    import builtins
+    import os
+
+    from nlref.backend import blas_threads
+
+    real_import = builtins.__import__
+
+    def no_threadpoolctl(name, *args, **kwargs):
+        if name == "threadpoolctl":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    assert blas_threads() == (os.cpu_count() or 1)  # OpenBLAS's default: every core
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert blas_threads() == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # read first by OpenBLAS
+    assert blas_threads() == 2
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "many")  # not a count: the next variable
+    assert blas_threads() == 3

@@ -9,6 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from nlref.backend import blas_threads
 from nlref.cli import main
 from nlref.data.folder import VAL_FILES, describe_folder, grey_png_files, read_grey_folder
 from nlref.denoise.learned import load_weights
@@ -85,6 +86,7 @@ def test_train_denoiser_with_data_records_the_description_and_validates_on_the_l
     net = load_weights(out / "weights.npz")
     assert net["config"]["data"] == describe_folder(grey_png_files(folder))
     assert str(tmp_path) not in json.dumps(net["config"])
+    assert net["metrics"] and all(row["blas_threads"] == blas_threads() for row in net["metrics"])
 
 
 def test_train_denoiser_refuses_a_bad_folder_in_one_line_before_any_work(tmp_path, capsys):
