@@ -24,7 +24,9 @@ never used in training), grey, [0, 1], noise seed 0.  Methods:
 
 ``--set DIR`` applies the Set12 protocol of ``../shared/datasets/README.md`` to the
 PNGs of DIR instead (nlref's BM3D against the ``bm3d`` package, image by image,
-the two run alternately in the same process; see :func:`set_protocol`)::
+the two run alternately in the same process; then every denoiser above and the
+``--weights`` models, the published Set12 means as labelled reference rows, and a
+second table on two unseen scikit-image images; see :mod:`set_protocol`)::
 
     taskset -c 0 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
         python benchmarks/bench_denoisers.py --set ../shared/datasets/set12
@@ -72,6 +74,11 @@ def _parse_weights(items: list[str]) -> dict[tuple[float, str], list]:
             raise ValueError(f"--weights {item}: the model was trained at sigma {net['sigma']:.4g}")
         out[(level(sigma), label)].append(net)
     return out
+
+
+def _shipped() -> list[str]:
+    """``--weights`` items of the shipped models."""
+    return [f"{sigma}/255:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
 
 
 def _methods(sigma: float, nets: dict) -> list[tuple[str, list]]:
@@ -159,15 +166,15 @@ def main() -> int:
     if args.set:
         from set_protocol import set_protocol
 
-        return set_protocol(args.set, args.sigmas, args.size, args.json)
+        nets = _parse_weights(args.weights or _shipped())
+        return set_protocol(args.set, args.sigmas, args.size, args.json, lambda s: _methods(s, nets))
     if args.colour:
         from set_protocol import colour_protocol
 
         return colour_protocol(25 if args.quick else args.sigmas[0], args.json)
     if args.quick:
         args.images, args.sigmas, args.crop = args.images[:1], [25], 64
-    shipped = [f"{sigma}/255:{variant}:{path}" for (variant, sigma), path in SHIPPED_WEIGHTS.items()]
-    nets = _parse_weights(args.weights or shipped)
+    nets = _parse_weights(args.weights or _shipped())
     rows = []
     for sigma in args.sigmas:
         for name, fns in _methods(sigma, nets):

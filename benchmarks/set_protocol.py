@@ -1,4 +1,4 @@
-"""The Set12 protocol: nlref's BM3D against the ``bm3d`` package, image by image.
+"""The Set12 protocol: nlref's BM3D against the ``bm3d`` package, image by image, and every denoiser.
 
 Protocol (``../shared/datasets/README.md``): the PNGs of the folder in sorted
 name order; image ``i`` (0-based position) gets
@@ -14,6 +14,13 @@ resident memory above the process's resident memory before the run (Linux:
 are measured the same way, since tracemalloc cannot see the package's C
 allocations).  The 1-minute load average is recorded with every image.
 Called by ``bench_denoisers.py --set DIR``.
+
+Then every other denoiser of ``bench_denoisers.py`` (noisy, the two ``nl_means`` forms and the
+learned models given with ``--weights``, by default the shipped ones) runs on the same noisy
+images, and the table of means adds :data:`PUBLISHED`, labelled as such: means over all 12
+Set12 images, Lena included, not measured here.  A second table runs every method on
+:data:`UNSEEN`, two scikit-image images that nlref never trains on (noise seed 0 through
+``add_gaussian_noise``, as the held-out table of ``bench_denoisers.py``).
 """
 
 from __future__ import annotations
@@ -59,14 +66,80 @@ def _run(fn, noisy: np.ndarray, clean: np.ndarray) -> dict:
     }
 
 
-def set_protocol(folder: str, sigmas: list[int], size: int, json_path: str | None) -> int:
+#: Published mean PSNR (dB) over all 12 Set12 images, Lena included (SwinIR paper's table, Liang et al.
+#: 2021; ../shared/datasets/README.md), at sigma 15 / 25 / 50 on the 0-255 scale: reference rows only.
+PUBLISHED = {
+    "BM3D": (32.37, 29.97, 26.72),
+    "DnCNN": (32.86, 30.44, 27.18),
+    "FFDNet": (32.75, 30.43, 27.32),
+    "NLRN": (33.16, 30.80, 27.64),
+}
+
+
+def unseen_images() -> dict[str, np.ndarray]:
+    """``retina()[450:962, 450:962]`` made grey (``rgb2gray``) and the Shepp-Logan phantom, in [0, 1]."""
+    import skimage.color
+    import skimage.data
+
+    retina = skimage.color.rgb2gray(skimage.data.retina()[450:962, 450:962])
+    return {"retina crop": retina, "shepp-logan phantom": skimage.data.shepp_logan_phantom()}
+
+
+def _others(methods, sigma: float) -> list[tuple[str, list]]:
+    """The methods of ``bench_denoisers._methods`` but the two BM3Ds, which the protocol runs itself."""
+    return [(name, fns) for name, fns in methods(sigma) if name not in ("bm3d", "nlref bm3d")]
+
+
+def _row(sigma: float, name: str, runs: list[dict]) -> dict:
+    """A table row: the means of PSNR, SSIM and seconds over ``runs``."""
+    return {
+        "sigma": f"{sigma:g}",
+        "method": name,
+        "psnr_dB": f"{np.mean([r['psnr'] for r in runs]):.2f}",
+        "ssim": f"{np.mean([r['ssim'] for r in runs]):.4f}",
+        "time_s": f"{np.mean([r['s'] for r in runs]):.2f}",
+    }
+
+
+def _mean_rows(sigma: float, per_method: dict[str, list[dict]]) -> list[dict]:
+    return [_row(sigma, name, runs) for name, runs in per_method.items()]
+
+
+def _published_rows(sigma: float) -> list[dict]:
+    if sigma not in (15, 25, 50):
+        return []
+    col = (15, 25, 50).index(sigma)
+    return [
+        {"sigma": f"{sigma:g}", "method": f"published {name} (12 images with Lena; not measured here)",
+         "psnr_dB": f"{values[col]:.2f}", "ssim": "-", "time_s": "-"}
+        for name, values in PUBLISHED.items()
+    ]  # fmt: skip
+
+
+def unseen_protocol(methods, sigmas: list[float]) -> list[dict]:
+    """Every method on :func:`unseen_images`, noise seed 0; one row per (sigma, image, method)."""
+    from nlref.data import add_gaussian_noise
+
+    rows = []
+    for sigma in sigmas:
+        for image, clean in unseen_images().items():
+            noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
+            for name, fns in methods(sigma):
+                for fn in fns:
+                    rows.append({"image": image, **_row(sigma, name, [_run(fn, noisy, clean)])})
+                    print(rows[-1], flush=True)
+    return rows
+
+
+def set_protocol(folder: str, sigmas: list[float], size: int, json_path: str | None, methods=None) -> int:
+    """The protocol on the PNGs of ``folder``; ``methods(sigma) -> [(name, [fn, ...])]`` adds the others."""
     package = try_import("bm3d")
     if package is None:
         raise SystemExit("the bm3d package is needed for --set (pip install bm3d)")
     files = sorted(Path(folder).glob("*.png"))
     if not files:
         raise SystemExit(f"--set {folder}: no PNG files there")
-    rows = []
+    rows, others = [], {sigma: {} for sigma in sigmas}
     for sigma in sigmas:
         s = sigma / 255.0
         for i, f in enumerate(files):
@@ -77,6 +150,11 @@ def set_protocol(folder: str, sigmas: list[int], size: int, json_path: str | Non
             load = os.getloadavg()[0]
             pkg = _run(lambda y: package.bm3d(y, sigma_psd=s), noisy, clean)
             ours = _run(lambda y: nlref_bm3d(y, s), noisy, clean)
+            for name, fns in _others(methods, sigma) if methods else []:
+                for fn in fns:
+                    others[sigma].setdefault(name, []).append(_run(fn, noisy, clean))
+            others[sigma].setdefault("nlref bm3d", []).append(ours)
+            others[sigma].setdefault("bm3d (package)", []).append(pkg)
             rows.append(
                 {
                     "sigma": sigma,
@@ -127,7 +205,15 @@ def set_protocol(folder: str, sigmas: list[int], size: int, json_path: str | Non
         f"\n{folder}: Set12 protocol; BLAS threads {threads}; CPU affinity {sorted(os.sched_getaffinity(0))}"
     )
     print_table(summary)
-    write_json(json_path, {"rows": rows, "summary": summary, "env": environment(), "threads": threads})
+    means = [row for sigma in sigmas for row in _mean_rows(sigma, others[sigma]) + _published_rows(sigma)]
+    print(f"\n{folder}: every denoiser, mean over {len(files)} images (Set12 protocol); time per image")
+    print_table(means)
+    unseen = unseen_protocol(methods, sigmas) if methods else []
+    if unseen:
+        print("\nunseen images (nlref trains on neither), noise seed 0")
+        print_table(unseen)
+    payload = {"rows": rows, "summary": summary, "means": means, "unseen": unseen}
+    write_json(json_path, {**payload, "env": environment(), "threads": threads})
     return 0
 
 
