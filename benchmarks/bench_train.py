@@ -22,6 +22,7 @@ goes, by nlref module (issue #14 aims at <= 200 per step).
     python benchmarks/bench_train.py --quick    # batch 4, 16 x 16 x 16 clips, width 4
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --threads 1   # one core each, a fair CPU comparison
     python benchmarks/bench_train.py --ops-only # only the operation counts (seconds, no timing)
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --denoiser   # the learned denoiser's step
 """
 
 from __future__ import annotations
@@ -187,8 +188,19 @@ def main() -> None:
         help="PyTorch CPU threads (set NumPy's with OMP_NUM_THREADS before starting)",
     )
     parser.add_argument("--ops-only", action="store_true", help="only count array operations per step")
+    parser.add_argument(
+        "--denoiser", action="store_true", help="the learned denoiser's step instead (see denoiser_step.py)"
+    )
     args = parser.parse_args()
     torch = try_import("torch")
+    if args.denoiser:
+        from denoiser_step import denoiser_rows
+
+        rows = denoiser_rows(torch, args.warmup, args.repeats)
+        print_table(rows)
+        print(f"vs_torch = nlref time / torch time per training step; {os.getloadavg()[0]:.2f} load")
+        write_json(args.json, {"rows": rows, "env": environment(), "args": vars(args)})
+        return
     if torch is not None and args.threads:
         torch.set_num_threads(args.threads)
     batch, size, width = (4, 16, 4) if args.quick else (32, 32, 8)
