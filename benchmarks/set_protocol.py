@@ -152,7 +152,11 @@ def set_protocol(folder: str, sigmas: list[float], size: int, json_path: str | N
             ours = _run(lambda y: nlref_bm3d(y, s), noisy, clean)
             for name, fns in _others(methods, sigma) if methods else []:
                 for fn in fns:
-                    others[sigma].setdefault(name, []).append(_run(fn, noisy, clean))
+                    others[sigma].setdefault(name, []).append(r := _run(fn, noisy, clean))
+                    print(
+                        f"sigma {sigma:>2g} {f.name:<8} {name:<36} {r['psnr']:.3f} dB {r['s']:6.2f} s",
+                        flush=True,
+                    )
             others[sigma].setdefault("nlref bm3d", []).append(ours)
             others[sigma].setdefault("bm3d (package)", []).append(pkg)
             rows.append(
