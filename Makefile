@@ -9,16 +9,24 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k nl_means"`
 PYTEST_ARGS ?=
+# The site: `make docs` executes every notebook in its one mode (nlref.notebooks.NOTEBOOK_MODES);
+# fresh each time (-E, outputs removed), so the build is the notebook test of `make test` and CI.
+DOCS_HTML := docs/_build/html
+SPHINX    := $(PY) -m sphinx -W --keep-going -q -b html
+VERSION    = $(shell $(PY) -c "import nlref; print(nlref.__version__)")
 
-.PHONY: demo test test-fast lint notebooks bench clean help
+.PHONY: demo test test-fast lint notebooks bench docs docs-open docs-full clean help
 
 help:
 	@echo "make demo       set up .venv and denoise a sample image"
-	@echo "make test       set up .venv and run the whole test suite (notebooks included)"
+	@echo "make test       set up .venv, build the site (it runs the notebooks) and run the whole test suite"
 	@echo "make test-fast  the suite without slow tests and notebooks"
 	@echo "make lint       ruff check and ruff format --check (part of make test)"
 	@echo "make notebooks  start Jupyter on notebooks/ with the project's kernel"
 	@echo "make bench      run every benchmark in quick mode"
+	@echo "make docs       build the site in docs/_build/html (notebooks executed, warnings are errors)"
+	@echo "make docs-open  build the site and open it in a browser"
+	@echo "make docs-full  the site with every notebook in full mode (cached), zipped for a release"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +37,7 @@ $(VENV)/.stamp-demo: pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	$(PIP) install -e ".[test,bench]"
+	$(PIP) install -e ".[test,bench,docs]"
 	@touch $@
 
 $(VENV)/.stamp-notebooks: pyproject.toml | $(PY)
@@ -44,11 +52,13 @@ lint: $(VENV)/.stamp-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
-	$(TEST_ENV) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+# The docs build executes the notebooks; pytest then checks the built pages instead of running
+# them again (NLREF_DOCS_HTML), and opens the site in Chromium (marker browser) when it is installed.
+test: lint docs
+	NLREF_DOCS_HTML=$(DOCS_HTML) $(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.stamp-test
-	$(TEST_ENV) $(PY) -m pytest -q -n 2 -m "not slow and not notebooks" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 -m "not slow and not notebooks and not browser and not packaging" $(PYTEST_ARGS)
 
 notebooks: $(VENV)/.stamp-notebooks
 	$(VENV)/bin/jupyter lab notebooks/
@@ -56,5 +66,19 @@ notebooks: $(VENV)/.stamp-notebooks
 bench: $(VENV)/.stamp-test
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
+docs: $(VENV)/.stamp-test
+	rm -rf $(DOCS_HTML)
+	$(SPHINX) -E -d docs/_build/doctrees docs $(DOCS_HTML)
+	@echo "site: $(DOCS_HTML)/index.html"
+
+docs-open: docs
+	$(PY) -m webbrowser -t "file://$(abspath $(DOCS_HTML))/index.html"
+
+# Every notebook in full mode; myst-nb's cache (docs/_build/.jupyter_cache) keeps each result
+# until the notebook's code changes, so a full run is computed once.
+docs-full: $(VENV)/.stamp-test
+	NLREF_DOCS_FULL=1 $(SPHINX) -E -d docs/_build/doctrees-full docs docs/_build/html-full
+	$(PY) -c "import shutil; print(shutil.make_archive('docs/_build/nlref-$(VERSION)-site', 'zip', 'docs/_build/html-full'))"
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info data/out
+	rm -rf $(VENV) .pytest_cache build *.egg-info data/out docs/_build docs/api/generated docs/notebooks

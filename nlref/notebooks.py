@@ -6,7 +6,9 @@ The GPU machine has no Jupyter, and CI runs notebooks headless, so::
 
 executes a notebook's code cells in order in this plain Python process (IPython
 magics and shell escapes are skipped), prints the time of each cell, and fails
-on the first error with the cell number.  ``python -m nlref.notebooks list``
+on the first error with the cell number.  Without ``--quick``/``--full`` each
+notebook runs in its mode from :data:`NOTEBOOK_MODES`, the one mode it runs in
+everywhere (the tests, CI and ``make docs``).  ``python -m nlref.notebooks list``
 lists the notebooks; ``strip`` removes outputs before a notebook is committed.
 
 Inside notebooks, :func:`quick_mode` reads ``NLREF_QUICK`` (set to 1 by the
@@ -28,11 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from ._sources import source_folder, where_to_find
 from .backend import cupy_available, namespace_by_name
 from .io import atomic_path
 
 __all__ = [
     "QUICK_TITLE",
+    "NOTEBOOK_MODES",
+    "notebook_mode",
     "quick_mode",
     "pick_backend",
     "out_dir",
@@ -50,6 +55,25 @@ __all__ = [
 
 #: Added to the title of every figure saved in quick mode.
 QUICK_TITLE = "quick mode: smoke test, not a result"
+
+#: The one mode each notebook runs in, in the tests, in CI and in ``make docs``: "full" where a
+#: full run takes at most 60 s on CI's 2 cores, "quick" otherwise (a notebook not listed: quick).
+#: Full runs measured with ``python -m nlref.notebooks run --full`` on the 2-core CPU on
+#: 2026-12-06: 01 9 s, 02 10 s, 03 3 s, 04 9 s; 05 and 06 over 240 s (quick: 2-20 s each).
+#: ``make docs-full`` runs every notebook in full mode.
+NOTEBOOK_MODES = {
+    "01_non_local_means": "full",
+    "02_fast_nlm_and_gpu": "full",
+    "03_the_non_local_operation": "full",
+    "04_backprop_through_the_block": "full",
+    "05_video_networks_on_gpu": "quick",
+    "06_learned_non_local_denoising": "quick",
+}
+
+
+def notebook_mode(path: str | os.PathLike) -> str:
+    """``"full"`` or ``"quick"``: the mode of the notebook at ``path`` (by its file name)."""
+    return NOTEBOOK_MODES.get(Path(path).stem, "quick")
 
 
 def quick_mode() -> bool:
@@ -276,8 +300,12 @@ def strip_outputs(path: str | os.PathLike) -> bool:
     return changed
 
 
-def notebooks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "notebooks"
+def notebooks_dir() -> Path | None:
+    """The source tree's ``notebooks/`` (beside the package, else in the current folder), or None.
+
+    None for a wheel-installed nlref run outside a source tree: the wheel holds only the package.
+    """
+    return source_folder("notebooks", "*.ipynb")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,23 +314,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="execute notebooks' code cells in this process")
     p_run.add_argument("notebooks", nargs="+", help="notebook paths")
     mode = p_run.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="NLREF_QUICK=1 (small sizes)")
-    mode.add_argument("--full", action="store_true", help="NLREF_QUICK=0 (full sizes, GPU if present)")
+    mode.add_argument("--quick", action="store_true", help="all in quick mode, NLREF_QUICK=1 (small sizes)")
+    mode.add_argument(
+        "--full", action="store_true", help="all in full mode, NLREF_QUICK=0 (full sizes, GPU if present)"
+    )
     sub.add_parser("list", help="list the teaching notebooks")
     p_strip = sub.add_parser("strip", help="remove outputs from notebooks")
     p_strip.add_argument("notebooks", nargs="+")
     args = parser.parse_args(argv)
     if args.cmd == "list":
-        for p in sorted(notebooks_dir().glob("*.ipynb")):
-            print(p)
+        folder = notebooks_dir()
+        if folder is None:
+            print(f"python -m nlref.notebooks: error: {where_to_find('notebooks')}", file=sys.stderr)
+            return 2
+        for p in sorted(folder.glob("*.ipynb")):
+            print(f"{p}  ({notebook_mode(p)} mode)")
         return 0
     if args.cmd == "strip":
         for p in args.notebooks:
             print(("stripped " if strip_outputs(p) else "clean    ") + p)
         return 0
-    quick = True if args.quick else (False if args.full else None)
     summary = []
     for p in args.notebooks:
+        quick = args.quick or (not args.full and notebook_mode(p) == "quick")
         summary.append((p, sum(run_notebook(p, quick=quick))))
     for p, t in summary:
         print(f"{t:8.1f} s  {p}")

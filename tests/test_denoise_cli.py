@@ -30,6 +30,25 @@ def test_png_8bit_round_trip_with_added_noise_prints_psnr(camera_png, tmp_path, 
     assert result.dtype == np.uint8 and result.shape == (64, 64)
 
 
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ([], "uniform patch kernel (fast mode), scikit-image's centre weight"),
+        (
+            ["--slow", "--preset", "ipol", "--sigma", "0.08"],
+            "Gaussian patch kernel (--slow), IPOL 2011's centre weight",
+        ),
+    ],
+)
+def test_the_nl_means_line_says_nlref_ran_and_which_kernel_and_centre_weight(
+    camera_png, tmp_path, capsys, extra, words
+):
+    assert main(["denoise", str(camera_png), str(tmp_path / "out.png"), *extra]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert ": non-local means, h " in line and line.endswith(f"{words}; nlref on numpy"), line
+    assert "skimage" not in line  # it read as if scikit-image had run
+
+
 def test_tiff_16bit_round_trip_keeps_the_bit_depth_and_equals_nl_means(tmp_path, capsys):
     clean = (load_image("moon", dtype=np.float64)[100:150, 100:160] * 65535).astype(np.uint16)
     src, out = tmp_path / "in.tif", tmp_path / "out.tif"

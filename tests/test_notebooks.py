@@ -1,17 +1,26 @@
-"""The teaching notebooks are stored clean and execute in quick mode."""
+"""The teaching notebooks are stored clean and execute, each in its one mode.
+
+Each notebook runs in one mode everywhere (:data:`nlref.notebooks.NOTEBOOK_MODES`).  ``make test``
+(and so CI) builds the site first, and that build *is* the notebook run: myst-nb executes every
+notebook and fails the build on any error.  ``make test`` then sets ``NLREF_DOCS_HTML`` and the
+execution test reads the built pages instead of running the notebooks a second time; without it
+(``pytest tests/test_notebooks.py``) the test executes each notebook itself, in the same mode.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from nlref.notebooks import code_cells, quick_mode, run_notebook, strip_outputs
+from nlref.notebooks import NOTEBOOK_MODES, code_cells, notebook_mode, quick_mode, run_notebook, strip_outputs
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
+DOCS_HTML = os.environ.get("NLREF_DOCS_HTML")
 
 
 def test_teaching_path_is_complete():
@@ -41,12 +50,21 @@ def test_notebook_imports_nlref_and_does_not_copy_its_code(path):
     assert copied == [], f"{path.name} defines {copied}; import them from nlref instead"
 
 
+def test_every_notebook_has_one_mode_and_the_mode_table_names_only_notebooks():
+    assert {p.stem for p in NOTEBOOKS} >= set(NOTEBOOK_MODES), sorted(set(NOTEBOOK_MODES) - set(IDS))
+    assert set(NOTEBOOK_MODES.values()) <= {"full", "quick"}
+    assert notebook_mode("notebooks/99_not_listed.ipynb") == "quick"
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_executes_in_quick_mode(path, tmp_path, monkeypatch):
+def test_notebook_executes_in_its_mode(path, tmp_path, monkeypatch):
+    if DOCS_HTML:  # `make test`: the docs build just executed it; check what it rendered
+        _check_the_built_page(path, Path(DOCS_HTML) / "notebooks" / f"{path.stem}.html")
+        return
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")
-    monkeypatch.setenv("NLREF_QUICK", "1")
+    monkeypatch.setenv("NLREF_QUICK", "1" if notebook_mode(path) == "quick" else "0")
     monkeypatch.setenv("NLREF_OUT", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
@@ -56,6 +74,17 @@ def test_notebook_executes_in_quick_mode(path, tmp_path, monkeypatch):
     client.execute()
     # every figure is also saved as a PNG into nlref.notebooks.out_dir() (NLREF_OUT)
     assert list(tmp_path.rglob("*.png")), f"{path.name} saved no figure into NLREF_OUT"
+
+
+def _check_the_built_page(path: Path, page: Path) -> None:
+    """The page exists, was built from this notebook as it is now, in its mode, with figures."""
+    assert page.is_file(), f"{page} is missing: the docs build did not render {path.name}"
+    assert page.stat().st_mtime >= path.stat().st_mtime, f"{page} is older than {path.name}: run make docs"
+    html = page.read_text(encoding="utf-8")
+    mode = notebook_mode(path)
+    assert f"ran in <strong>{mode} mode</strong>" in html, f"{page} does not say it ran in {mode} mode"
+    assert re.search(r'class="cell_output[^"]*".*?<img', html, re.S), f"{page} shows no output figure"
+    assert 'class="output traceback' not in html, f"{page} shows a traceback"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

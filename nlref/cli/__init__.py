@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from .._sources import source_folder, where_to_find
 from ..backend import backend_report
 
 __all__ = ["build_parser", "main", "benchmarks_dir", "list_benchmarks"]
@@ -53,15 +54,18 @@ _USAGE_ERRORS = (
 )
 
 
-def benchmarks_dir() -> Path:
-    """The repository's ``benchmarks/`` folder (beside the ``nlref`` package)."""
-    return Path(__file__).resolve().parent.parent.parent / "benchmarks"
+def benchmarks_dir() -> Path | None:
+    """The source tree's ``benchmarks/`` folder (beside the package, else in the current folder), or None.
+
+    None for a wheel-installed nlref run outside a source tree: the wheel holds only the package.
+    """
+    return source_folder("benchmarks", "bench_*.py")
 
 
 def list_benchmarks() -> dict[str, Path]:
     """Map benchmark name (``bench_nlm.py`` -> ``nlm``) to its script path."""
     d = benchmarks_dir()
-    if not d.is_dir():
+    if d is None:
         return {}
     return {p.stem[len("bench_") :]: p for p in sorted(d.glob("bench_*.py"))}
 
@@ -82,6 +86,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     benches = list_benchmarks()
     if args.name is None or args.name not in benches:
+        if not benches:
+            print(f"nlref: error: {where_to_find('benchmarks')}", file=sys.stderr)
+            return 2
         if args.name is not None:
             print(f"unknown benchmark {args.name!r}", file=sys.stderr)
         print("available benchmarks (run: nlref bench NAME [ARGS...]):")
@@ -110,7 +117,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p_info.add_argument("--json", action="store_true", help="print the report as JSON")
     p_info.set_defaults(func=_cmd_info)
 
-    names = ", ".join(list_benchmarks()) or "none found"
+    names = ", ".join(list_benchmarks()) or "none here: " + where_to_find("benchmarks")
     p_bench = sub.add_parser(
         "bench",
         help="run a benchmark from benchmarks/",

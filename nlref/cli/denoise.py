@@ -51,6 +51,7 @@ from . import options, stream
 from .options import (
     has_alpha,
     join_alpha,
+    nl_means_details,
     nl_means_kwargs_from_args,
     resolve_channel_axis,
     sigma_header,
@@ -253,12 +254,8 @@ def _denoise(args: argparse.Namespace, image: np.ndarray, label: str) -> tuple[n
     kwargs = nl_means_kwargs_from_args(args, image)
     progress = args.progress if args.progress is not None else image.size > PROGRESS_PIXELS
     print(sigma_header(kwargs["sigma"], "estimated" if args.sigma is None else "given"))
-    print(
-        f"nlref denoise: {label}, sigma={kwargs['sigma']:.5g} "
-        f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} patch_distance={kwargs['patch_distance']} "
-        f"({'fast' if kwargs['fast_mode'] else 'slow'}, {kwargs['weighting']}, {args.backend})",
-        flush=True,
-    )
+    details = ", ".join(nl_means_details(kwargs))
+    print(f"nlref denoise: {label}: non-local means, {details}; nlref on {args.backend}", flush=True)
     t0 = time.perf_counter()
     result = nl_means(asarray(image, xp), progress=progress, **kwargs)
     synchronize(xp)

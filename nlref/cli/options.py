@@ -25,6 +25,7 @@ from ..denoise import estimate_sigma, ipol_parameters
 
 __all__ = [
     "nl_means_kwargs_from_args",
+    "nl_means_details",
     "resolve_channel_axis",
     "has_alpha",
     "split_alpha",
@@ -219,3 +220,16 @@ def nl_means_kwargs_from_args(
         if getattr(args, key, None) is not None:
             kwargs[key] = getattr(args, key)
     return kwargs
+
+
+def nl_means_details(kwargs: dict[str, Any]) -> list[str]:
+    """The parameters of :func:`nlref.denoise.nl_means` in words, for the line printed before the work."""
+    kernel = "uniform patch kernel (fast mode)" if kwargs["fast_mode"] else "Gaussian patch kernel (--slow)"
+    centre = "IPOL 2011's" if kwargs["weighting"] == "ipol" else "scikit-image's"
+    return [
+        f"h {kwargs['h']:.3g}",
+        f"patch_size {kwargs['patch_size']}",
+        f"patch_distance {kwargs['patch_distance']}",
+        kernel,
+        f"{centre} centre weight",
+    ]

@@ -42,7 +42,14 @@ from ..backend import as_float_image, asarray, float_dtype_for, namespace_by_nam
 from ..denoise import nl_means_dask
 from ..io import TIFF_SUFFIXES, ZARR_SUFFIX, check_output, from_float, peek_shape
 from . import stream_files
-from .options import has_alpha, join_alpha, nl_means_kwargs_from_args, sigma_header, split_alpha
+from .options import (
+    has_alpha,
+    join_alpha,
+    nl_means_details,
+    nl_means_kwargs_from_args,
+    sigma_header,
+    split_alpha,
+)
 
 __all__ = ["add_arguments", "wants_streaming", "run_streaming", "parse_bytes", "parse_chunks", "plan_chunks"]
 
@@ -184,11 +191,11 @@ def run_streaming(args: argparse.Namespace) -> int:
         image = stream_files.open_lazy(src, da, stack)
         result, kwargs, has_channels = _lazy_result(args, image, da, threads, to_tiff)
         print(sigma_header(kwargs["sigma"], "given"))
+        details = ", ".join([*nl_means_details(kwargs), f"chunks {result.chunksize} on {threads} threads"])
+        backend = getattr(args, "backend", None) or "numpy"
         print(
-            f"nlref denoise (streaming): {src} {image.shape} {image.dtype}, sigma={kwargs['sigma']:.5g} "
-            f"h={kwargs['h']:.5g} patch_size={kwargs['patch_size']} "
-            f"patch_distance={kwargs['patch_distance']}, "
-            f"chunks {result.chunksize} on {threads} threads",
+            f"nlref denoise (streaming): {src} {image.shape} {image.dtype}: non-local means, {details}; "
+            f"nlref on {backend}",
             flush=True,
         )
         with dask.config.set(scheduler="threads"):
