@@ -20,8 +20,8 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-import re
 import shutil
+import sys
 from pathlib import Path
 
 import nlref
@@ -29,6 +29,7 @@ from nlref.notebooks import notebook_mode
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
+sys.path.insert(0, str(DOCS / "_ext"))
 FULL = os.environ.get("NLREF_DOCS_FULL", "0") not in ("", "0")
 
 project = "nlref"
@@ -44,6 +45,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinxarg.ext",
     "sphinx-mathjax-offline",  # MathJax 3 into _static/mathjax (the package's name has dashes)
+    "shape_stars",  # docs/_ext: ``(N, C, *S)`` in a docstring is a shape, not reST emphasis
 ]
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "README.md", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
@@ -180,20 +182,8 @@ def _set_notebook_mode(app, docname: str, source: list[str]) -> None:
     source[0] = json.dumps(nb)
 
 
-_TYPE_LINE = re.compile(r"^(\s*[*\w][\w, *]* : )(.+)$")
-
-
-def _escape_stars_in_types(app, what, name, obj, options, lines: list[str]) -> None:
-    """``x : ndarray, shape (N, C, *S)``: the star is a shape, not reST emphasis (runs before numpydoc)."""
-    for i, line in enumerate(lines):
-        m = _TYPE_LINE.match(line)
-        if m and "*" in m.group(2) and "``" not in m.group(2):
-            lines[i] = m.group(1) + re.sub(r"(?<!\\)\*", r"\\*", m.group(2))
-
-
 def setup(app) -> None:
     _generate_pages()
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("NLREF_OUT", str(DOCS / "_build" / "notebook-figures"))
     app.connect("source-read", _set_notebook_mode)
-    app.connect("autodoc-process-docstring", _escape_stars_in_types, priority=100)
