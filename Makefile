@@ -55,7 +55,7 @@ lint: $(VENV)/.stamp-test
 # The docs build executes the notebooks; pytest then checks the built pages instead of running
 # them again (NLREF_DOCS_HTML), and opens the site in Chromium (marker browser) when it is installed.
 test: lint docs
-	NLREF_DOCS_HTML=$(DOCS_HTML) $(TEST_ENV) $(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+	NLREF_DOCS_HTML=$(DOCS_HTML) $(TEST_ENV) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.stamp-test
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 -m "not slow and not notebooks and not browser and not packaging" $(PYTEST_ARGS)

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from ._sources import source_folder, where_to_find
 from .backend import cupy_available, namespace_by_name
 from .io import atomic_path
 
@@ -38,6 +37,8 @@ __all__ = [
     "QUICK_TITLE",
     "NOTEBOOK_MODES",
     "notebook_mode",
+    "source_folder",
+    "where_to_find",
     "quick_mode",
     "pick_backend",
     "out_dir",
@@ -298,6 +299,28 @@ def strip_outputs(path: str | os.PathLike) -> bool:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return changed
+
+
+def source_folder(name: str, pattern: str) -> Path | None:
+    """``name`` (``notebooks``, ``benchmarks``) of the source tree, holding files matching ``pattern``.
+
+    A source checkout or an unpacked sdist has it beside the ``nlref`` package; a wheel holds
+    only the package, so the current folder is tried next; None when neither has it.
+    """
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        folder = root / name
+        if folder.is_dir() and any(folder.glob(pattern)):
+            return folder
+    return None
+
+
+def where_to_find(name: str) -> str:
+    """One line saying where ``name/`` is when this nlref was installed from a wheel."""
+    return (
+        f"{name}/ is not installed with the nlref wheel (this nlref lives in {Path(__file__).parent}); "
+        f"it ships in nlref's source distribution (pip download --no-deps --no-binary nlref nlref, then "
+        f"unpack it) and in the source repository: run this command from that folder"
+    )
 
 
 def notebooks_dir() -> Path | None:

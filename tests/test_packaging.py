@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -61,8 +62,14 @@ def test_every_relative_link_in_readme_resolves():
 def dist(tmp_path_factory) -> Path:
     pytest.importorskip("build")
     out = tmp_path_factory.mktemp("dist")
+    # build from a snapshot: other tests may write into the working tree meanwhile
+    src = tmp_path_factory.mktemp("src") / "nlref"
+    skip = {".venv", ".git", "build", "dist", "_build", "__pycache__", ".pytest_cache", ".hypothesis", "out"}
+    shutil.copytree(
+        ROOT, src, ignore=lambda d, names: [n for n in names if n in skip or n.endswith(".egg-info")]
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(src)],
         capture_output=True,
         text=True,
     )

@@ -175,7 +175,7 @@ def test_without_progress_bar_each_evaluation_and_the_summary_are_printed(tmp_pa
     assert [ln.split(":")[0] for ln in lines[:2]] == ["step 4/6", "step 6/6"]
     best = max(r["val_accuracy"] for r in rows)
     assert lines[2].startswith("done: step 6/6 in ")
-    assert f"val accuracy last {rows[-1]['val_accuracy']:.3f}, best {best:.3f}" in lines[2]
+    assert f"held-out accuracy last {rows[-1]['val_accuracy']:.3f}, best {best:.3f}" in lines[2]
     assert lines[2].endswith(f"checkpoint {tmp_path / 'checkpoint.npz'}") and len(lines) == 3
 
 

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
-from .._sources import source_folder, where_to_find
 from ..backend import backend_report
+from ..notebooks import source_folder, where_to_find
 
 __all__ = ["build_parser", "main", "benchmarks_dir", "list_benchmarks"]
 

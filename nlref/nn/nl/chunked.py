@@ -80,7 +80,7 @@ def softmax_chunked_forward(xp, q, k, v, o) -> tuple[Any, dict]:
 
 
 def softmax_chunked_backward(xp, dy, cache) -> tuple[tuple, dict]:
-    """``dS = A * (dA - D)`` per tile, with A recomputed from lse and ``D_i = dy_i . y_i``."""
+    """``dS = A * (dA - D)`` per tile, with A recomputed from lse and ``D_i = dy_i^T y_i``."""
     q, k, v, chunk = cache["query"], cache["key"], cache["value"], cache["chunk_size"]
     big_d = (dy * cache["y"]).sum(axis=2)  # D_i = sum_j A_ij dA_ij, (N, Nq)
     dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)

@@ -95,7 +95,7 @@ def _validate(theta, phi, g, window, scale):
 def windowed_attention_forward(
     theta: Any, phi: Any, g: Any, *, window: Any, scale: float | None = None, check: bool = True
 ) -> tuple[Any, dict]:
-    """Windowed embedded Gaussian ``y_i = sum_t softmax_t(scale theta_i . phi_{i+t}) g_{i+t}``, by offsets.
+    """Windowed embedded Gaussian ``y_i = sum_t softmax_t(scale theta_i^T phi_{i+t}) g_{i+t}``, by offsets.
 
     Equals ``nonlocal_op_forward(query, key, value, f="embedded_gaussian",
     scale=scale, mask=local_window_mask(S, window))`` on the flattened

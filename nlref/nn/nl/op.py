@@ -99,7 +99,7 @@ def softmax_affinity_backward(xp, da, p, q, k, o) -> tuple:
 
 
 def dot_affinity(xp, q, k, o) -> Any:
-    """Dot product: ``A = (query_i . key_j) / C``, C = Nk (or the window size)."""
+    """Dot product: ``A = (query_i^T key_j) / C``, C = Nk (or the window size)."""
     a = xp.matmul(q, k.transpose(0, 2, 1))
     if o["mask"] is not None:
         a = xp.where(o["mask"][None], a, 0)

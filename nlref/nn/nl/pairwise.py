@@ -22,7 +22,7 @@ __all__ = ["logits", "logits_backward", "concat_terms", "concat_terms_backward",
 
 
 def logits(xp, query, key, scale, key_bias, mask) -> Any:
-    """``s_ij = scale * query_i . key_j + key_bias_j``, ``-inf`` where ``mask`` is False: (N, nq, nk)."""
+    """``s_ij = scale * query_i^T key_j + key_bias_j``, ``-inf`` where ``mask`` is False: (N, nq, nk)."""
     s = xp.matmul(query, key.transpose(0, 2, 1))
     if scale is not None:
         s *= scale

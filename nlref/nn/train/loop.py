@@ -202,8 +202,8 @@ def _video_task(cfg: TrainConfig, xp: Any, out: Path | None, verbose: bool) -> T
         row = run["rows"][-1]
         if verbose:
             tqdm.write(
-                f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, val loss "
-                f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f} (lr {row['lr']:.2g})"
+                f"step {row['step']}/{cfg.steps}: train loss {row['train_loss']:.4f}, held-out loss "
+                f"{row['val_loss']:.4f}, held-out accuracy {row['val_accuracy']:.3f} (lr {row['lr']:.2g})"
             )
         if out is not None:
             write_metrics(out, run["rows"])

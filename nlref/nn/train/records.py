@@ -155,7 +155,7 @@ def summary_line(cfg: TrainConfig, run: dict, seconds: float) -> str:
         return f"done: step {run['step']}/{cfg.steps} in {seconds:.1f} s, no evaluation; {where}"
     best = max(rows, key=lambda r: r["val_accuracy"])
     return (
-        f"done: step {run['step']}/{cfg.steps} in {seconds:.1f} s; val accuracy last "
+        f"done: step {run['step']}/{cfg.steps} in {seconds:.1f} s; held-out accuracy last "
         f"{rows[-1]['val_accuracy']:.3f}, best {best['val_accuracy']:.3f} (step {best['step']}); {where}"
     )
 
