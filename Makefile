@@ -15,7 +15,7 @@ DOCS_HTML := docs/_build/html
 SPHINX    := $(PY) -m sphinx -W --keep-going -q -b html
 VERSION    = $(shell $(PY) -c "import nlref; print(nlref.__version__)")
 
-.PHONY: demo test test-fast lint notebooks bench docs docs-open docs-full clean help
+.PHONY: demo test test-library test-fast lint notebooks bench docs docs-open docs-full clean help
 
 help:
 	@echo "make demo       set up .venv and denoise a sample image"
@@ -52,10 +52,17 @@ lint: $(VENV)/.stamp-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# The docs build executes the notebooks; pytest then checks the built pages instead of running
-# them again (NLREF_DOCS_HTML), and opens the site in Chromium (marker browser) when it is installed.
-test: lint docs
-	NLREF_DOCS_HTML=$(DOCS_HTML) $(TEST_ENV) $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+# The docs build executes the notebooks (one kernel at a time, so it runs beside the library's
+# tests on CI's 2 cores); then pytest checks the built pages instead of running the notebooks
+# again (NLREF_DOCS_HTML) and opens the site in Chromium (marker browser) when it is installed.
+SITE_TESTS := browser or notebooks
+
+test: lint
+	@$(MAKE) --no-print-directory -j 2 test-library docs
+	NLREF_DOCS_HTML=$(DOCS_HTML) $(TEST_ENV) $(PY) -m pytest -q -n 2 -m "$(SITE_TESTS)" $(PYTEST_ARGS)
+
+test-library: $(VENV)/.stamp-test
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 -m "not ($(SITE_TESTS))" $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.stamp-test
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 -m "not slow and not notebooks and not browser and not packaging" $(PYTEST_ARGS)
@@ -68,7 +75,7 @@ bench: $(VENV)/.stamp-test
 
 docs: $(VENV)/.stamp-test
 	rm -rf $(DOCS_HTML)
-	$(SPHINX) -E -d docs/_build/doctrees docs $(DOCS_HTML)
+	$(TEST_ENV) $(SPHINX) -E -d docs/_build/doctrees docs $(DOCS_HTML)
 	@echo "site: $(DOCS_HTML)/index.html"
 
 docs-open: docs

@@ -102,7 +102,10 @@ def _set_notebook_mode(app, docname: str, source: list[str]) -> None:
     }[mode]
     nb = json.loads(source[0])
     note = f"*This page ran in **{mode} mode** when the site was built ({why}).*"
-    nb["cells"].insert(1, {"cell_type": "markdown", "id": "nlref-mode", "metadata": {}, "source": note})
+    first = nb["cells"][0]  # the title cell: the note goes right under the title
+    text = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
+    title, _, rest = text.partition("\n")
+    first["source"] = f"{title}\n\n{note}\n{rest}"
     source[0] = json.dumps(nb)
 
 

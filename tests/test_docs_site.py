@@ -135,6 +135,10 @@ def _crawl(browser, base: str, pages: list[str], shots: Path) -> dict:
         for name, target in SCREENSHOTS.items():
             if rel == target:
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=False)
+                figure = page.locator(".cell_output img").first
+                if name == "notebook" and figure.count():
+                    figure.scroll_into_view_if_needed()
+                    page.screenshot(path=str(shots / f"{name}-figure.png"), full_page=False)
         page.close()
     return record
 
