@@ -60,11 +60,13 @@ QUICK_TITLE = "quick mode: smoke test, not a result"
 #: The one mode each notebook runs in, in the tests, in CI and in ``make docs``: "full" where a
 #: full run takes at most 60 s on CI's 2 cores, "quick" otherwise (a notebook not listed: quick).
 #: Full runs measured with ``python -m nlref.notebooks run --full`` on the 2-core CPU on
-#: 2026-12-06: 01 9 s, 02 10 s, 03 3 s, 04 9 s; 05 and 06 over 240 s (quick: 2-20 s each).
+#: 2026-12-06 (load 3-6 from other jobs): 01 9 s, 02 10 s, 02b 8 s, 03 3 s, 04 9 s; 05 and 06
+#: still running after 240 s (quick: 05 24 s, 06 10 s).
 #: ``make docs-full`` runs every notebook in full mode.
 NOTEBOOK_MODES = {
     "01_non_local_means": "full",
     "02_fast_nlm_and_gpu": "full",
+    "02b_bm3d_collaborative_filtering": "full",
     "03_the_non_local_operation": "full",
     "04_backprop_through_the_block": "full",
     "05_video_networks_on_gpu": "quick",
