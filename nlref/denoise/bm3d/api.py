@@ -188,22 +188,22 @@ def bm3d(
         Standard deviation of the Gaussian noise on the image's scale.  The
         parameters follow ``255 sigma`` ([L] Sec. 4):
 
-        ========================== =============== ==================
+        ========================== ==================== ==================
         parameter                  ``255 sigma <= 40``  ``> 40``
-        ========================== =============== ==================
-        step 1 block ``k^hard``    8 (Bior1.5)     12 (DCT)
-        step 1 ``N^hard``          16              16
-        step 1 ``p^hard``          3               3
-        step 1 window ``n^hard``   39              39
-        step 1 ``tau_match^hard``  2500            5000
-        ``lambda_3D``              2.7             2.7
-        step 2 block ``k^wien``    8 (DCT)         11 (DCT)
-        step 2 ``N^wien``          32              32
-        step 2 ``p^wien``          3               3
-        step 2 window ``n^wien``   39              39
-        step 2 ``tau_match^wien``  400             3500
-        Kaiser ``beta``            2               2
-        ========================== =============== ==================
+        ========================== ==================== ==================
+        step 1 block ``k^hard``    8 (Bior1.5)          12 (DCT)
+        step 1 ``N^hard``          16                   16
+        step 1 ``p^hard``          3                    3
+        step 1 window ``n^hard``   39                   39
+        step 1 ``tau_match^hard``  2500                 5000
+        ``lambda_3D``              2.7                  2.7
+        step 2 block ``k^wien``    8 (DCT)              11 (DCT)
+        step 2 ``N^wien``          32                   32
+        step 2 ``p^wien``          3                    3
+        step 2 window ``n^wien``   39                   39
+        step 2 ``tau_match^wien``  400                  3500
+        Kaiser ``beta``            2                    2
+        ========================== ==================== ==================
 
         ``tau_match`` bounds the mean squared difference ``||P - Q||^2 / k^2``
         of two blocks on the 0-255 scale ([L] Sec. 2.2); see
