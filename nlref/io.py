@@ -127,7 +127,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     The temporary file keeps ``path``'s suffix so that writers choosing a
     format from the extension (imageio, matplotlib, tifffile) still work.
     On any exception the temporary file is removed and the destination is
-    left untouched.  :func:`check_output` runs first.
+    left untouched; an ``OSError`` of the write that names no file (a full
+    disk, ENOSPC) is raised again naming ``path``.  :func:`check_output` runs first.
     """
     path = check_output(path, overwrite=overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -140,9 +141,12 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp_path), tmp):
+            # a full disk (ENOSPC) raised by a write names no file, or only the temporary one: name the output
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 

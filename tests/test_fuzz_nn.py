@@ -337,17 +337,24 @@ def test_adversarial_conv_options_give_a_result_or_a_clear_error(which, value):
         got.correct()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nlref/nn/layers/norm.py: the batch variance of float32 values ~1e20 overflows (x_hat * x_hat), "
-    "a RuntimeWarning and then out = beta instead of +-gamma (owned by the nn helpers; see the report)",
-)
-def test_batch_norm_normalises_float32_values_near_1e20():
-    x = np.array([[1e20], [-1e20]], dtype=np.float32)  # (N=2, C=1): x_hat = +-1
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e20, 1e37])
+def test_batch_norm_normalises_float32_values_of_any_finite_scale(scale):
+    x = np.array([[1.0], [-1.0], [3.0], [-3.0]], dtype=np.float32) * np.float32(scale)  # x_hat = x / std
     params = {"gamma": np.ones(1, np.float32), "beta": np.zeros(1, np.float32)}
     state = {"running_mean": np.zeros(1, np.float32), "running_var": np.ones(1, np.float32)}
-    out = batch_norm_forward(x, params, state, train=True)[0]
-    np.testing.assert_allclose(out.ravel(), [1.0, -1.0], rtol=1e-3)
+    out, cache, new_state = batch_norm_forward(x, params, state, train=True)
+    std = np.sqrt(5.0 * scale**2 + 1e-5)  # biased variance of +-1, +-3 is 5; eps = 1e-5 (the default)
+    np.testing.assert_allclose(out.ravel(), x.astype(np.float64).ravel() / std, rtol=1e-5)
+    assert np.isfinite(new_state["running_var"]).all() and np.isfinite(cache[2]).all()
+
+
+@pytest.mark.parametrize("padding", [3, 100, 10**4])
+def test_conv_forward_refuses_padding_beyond_the_kernel(padding):
+    x = np.ones((1, 1, 6, 7))
+    with pytest.raises(ValueError, match=r"padding must be at most dilation \* \(kernel_size - 1\)"):
+        conv_forward(x, {"w": np.ones((1, 1, 3, 3))}, padding=padding)
+    assert conv_forward(x, {"w": np.ones((1, 1, 3, 3))}, padding=2)[0].shape == (1, 1, 8, 9)
 
 
 def test_softmax_of_extreme_finite_logits_is_quiet():

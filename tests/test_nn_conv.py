@@ -162,7 +162,7 @@ def conv_configs(draw):
     k = tuple(draw(st.integers(1, 3)) for _ in range(n))
     s = tuple(draw(st.integers(1, 3)) for _ in range(n))
     d = tuple(draw(st.integers(1, 2)) for _ in range(n))
-    p = tuple(draw(st.integers(0, 2)) for _ in range(n))
+    p = tuple(draw(st.integers(0, min(2, d_ * (k_ - 1)))) for k_, d_ in zip(k, d))  # conv_forward's limit
     S = tuple(max(1, d_ * (k_ - 1) + 1 - 2 * p_) + draw(st.integers(0, 3)) for k_, d_, p_ in zip(k, d, p))
     return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))), S, k, s, p, d
 

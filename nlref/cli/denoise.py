@@ -278,6 +278,13 @@ def _denoise_bm3d(args: argparse.Namespace, image: np.ndarray, label: str) -> tu
     return to_numpy(result), time.perf_counter() - t0
 
 
+def _check_result(result: np.ndarray) -> None:
+    """Never write a non-finite image (nor one that NaN would turn into zeros when cast): exit 2 instead."""
+    bad = int(np.count_nonzero(~np.isfinite(result)))
+    if bad:
+        raise RuntimeError(f"the result holds {bad} non-finite value(s) of {result.size}; nothing written")
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``nlref denoise`` command (returns the exit status).
 
@@ -310,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
             f"PSNR noisy: {psnr(clean, image, data_range=data_range):.2f} dB, "
             f"denoised: {psnr(clean, result, data_range=data_range):.2f} dB"
         )
+    _check_result(result)
     result = from_float(result, raw.dtype)
     if alpha is not None:
         result = join_alpha(result, alpha)

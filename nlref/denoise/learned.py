@@ -158,6 +158,41 @@ def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, i
     return out
 
 
+#: The smallest core a tile keeps: ``tile >= 2 r + MIN_CORE``, so the work per output pixel stays
+#: within a small factor of the whole-image forward (a core of 1 pixel costs ``(2 r + 1)^2`` times more).
+MIN_CORE = 16
+
+#: Float images must lie in ``[lo, hi]``: the network was trained on [0, 1] plus noise; far outside,
+#: its output means nothing (and values near 1e20 overflow float32 inside it).
+INPUT_RANGE = (-0.5, 1.5)
+
+
+def _radius(net: dict) -> int:
+    """The receptive radius of ``net["model"]``, with one-line errors for a dict that is not weights."""
+    if not isinstance(net.get("model"), list):
+        raise ValueError(
+            "weights must be a path or the dict of load_weights (with 'model', 'params', 'state'), "
+            f"received a dict with keys {sorted(net)}"
+        )
+    if any(spec.get("op") == "nonlocal" and spec.get("window") is None for spec in net["model"]):
+        raise ValueError(
+            "weights: key 'arch' has window null (blocks over the whole image): such a model has no "
+            "finite receptive radius, so denoise_learned cannot apply it in tiles; train it with a window"
+        )
+    return receptive_radius(net["model"])
+
+
+def _check_range(y: Any) -> None:
+    """Float images on the [0, 1] scale the model was trained on (:data:`INPUT_RANGE`)."""
+    xp = get_namespace(y)
+    lo, hi = float(xp.min(y)), float(xp.max(y))
+    if lo < INPUT_RANGE[0] or hi > INPUT_RANGE[1]:
+        raise ValueError(
+            f"image must hold values in [{INPUT_RANGE[0]}, {INPUT_RANGE[1]}] (the [0, 1] scale the network "
+            f"was trained on), received values in [{lo:.4g}, {hi:.4g}]: divide by the data range first"
+        )
+
+
 def denoise_learned(
     image: Any,
     weights: str | os.PathLike | dict | None = None,
@@ -173,7 +208,9 @@ def denoise_learned(
     image : ndarray (NumPy or CuPy), shape (H, W)
         Noisy grey image; floats on the [0, 1] scale, or integers (scaled like
         ``img_as_float``).  The model removes the noise level it was trained for
-        (``load_weights(...)["sigma"]``, on the [0, 1] scale).
+        (``load_weights(...)["sigma"]``, on the [0, 1] scale).  Float values outside
+        [-0.5, 1.5] (:data:`INPUT_RANGE`) are refused, not rescaled: the network only
+        knows the scale it was trained on, so divide by your data range first.
     weights : path-like, dict or None
         A weights file, the dict of :func:`load_weights`, or None for the shipped
         model trained nearest to ``sigma`` (:func:`choose_shipped`).
@@ -183,10 +220,10 @@ def denoise_learned(
         from the image (:func:`nlref.denoise.estimate_sigma`).  A ``UserWarning``
         when it is more than :data:`SIGMA_TOLERANCE` (30 %) from the chosen model's.
     tile : int
-        Side of the pieces the network runs on; must exceed twice the receptive
-        radius r (2 r = 40 for the shipped models with blocks), and each piece recomputes a
-        border of r pixels, so larger tiles waste less.  Memory grows like
-        ``batch_tiles * tile**2``: inference keeps no layer caches, and a
+        Side of the pieces the network runs on; at least ``2 r + 16`` with r the
+        receptive radius (56 for the shipped models with blocks, r = 20): each piece
+        recomputes a border of r pixels and keeps a core of at least 16, so larger
+        tiles waste less.  Memory grows like ``batch_tiles * tile**2``: inference keeps no layer caches, and a
         shipped model in float32 peaks at about 2.3 KB a pixel, 142 MiB for a
         256 x 256 tile (measured peak of NumPy allocations; 13.5 KB a pixel if
         the caches were kept, as training must).
@@ -201,8 +238,9 @@ def denoise_learned(
     Raises
     ------
     ValueError
-        Not a 2-D image, non-finite values, ``tile`` too small, ``sigma`` with
-        ``weights``, bad weights file (the message names the file and the array).
+        Not a 2-D image, an empty image, non-finite values, float values outside
+        [-0.5, 1.5], ``tile`` too small, ``sigma`` with ``weights``, a model with
+        ``window`` null, bad weights file (the message names the file and the array).
 
     Examples
     --------
@@ -216,6 +254,11 @@ def denoise_learned(
         raise ValueError(f"image must be a 2-D grey image (H, W), received shape {tuple(image.shape)}")
     if sigma is not None and weights is not None:
         raise ValueError("sigma chooses a shipped model: pass weights or sigma, not both")
+    if image.size == 0:
+        raise ValueError(f"image must not be empty, received shape {tuple(image.shape)}")
+    y = as_float_image(image)
+    check_finite(y, "image")
+    _check_range(y)
     if weights is None:
         sigma, _, path = choose_shipped(image, sigma)
         weights = load_weights(path)
@@ -223,15 +266,14 @@ def denoise_learned(
         if mismatch is not None:
             warnings.warn(mismatch, UserWarning, stacklevel=2)
     net = weights if isinstance(weights, dict) else load_weights(weights)
-    r = receptive_radius(net["model"])
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile <= 2 * r:
+    r = _radius(net)
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 2 * r + MIN_CORE:
         raise ValueError(
-            f"tile must be an int larger than twice the receptive radius ({2 * r}), received {tile!r}"
+            f"tile must be an int >= {2 * r + MIN_CORE} (twice the receptive radius {r} plus a core of "
+            f"{MIN_CORE} pixels), received {tile!r}"
         )
     if isinstance(batch_tiles, bool) or not isinstance(batch_tiles, (int, np.integer)) or batch_tiles < 1:
         raise ValueError(f"batch_tiles must be a positive int, received {batch_tiles!r}")
-    y = as_float_image(image)
-    check_finite(y, "image")
     xp = get_namespace(y)
     dtype = np.dtype(next(iter(net["params"].values())).dtype)
     params, state = to_backend(net["params"], xp), to_backend(net["state"], xp)

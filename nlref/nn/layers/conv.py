@@ -105,7 +105,8 @@ def conv_forward(
     Raises
     ------
     ValueError
-        Wrong ndim, channel mismatch between ``x`` and ``w``, negative padding,
+        Wrong ndim, channel mismatch between ``x`` and ``w``, negative padding or padding
+        above ``dilation * (kernel_size - 1)`` on an axis (an output of padding only),
         non-positive stride/dilation, kernel larger than the padded input,
         unknown padding mode.
     TypeError
@@ -116,6 +117,11 @@ def conv_forward(
     w, b = params["w"], params.get("b")
     n = x.ndim - 2
     k, s, p, d = window_config(n, tuple(w.shape[2:]), stride, padding, dilation)
+    if any(pi > di * (ki - 1) for pi, di, ki in zip(p, d, k)):  # else outputs of padding only
+        raise ValueError(
+            f"conv_forward: padding must be at most dilation * (kernel_size - 1) on every axis, "
+            f"received padding {p} for kernel_size {k}, dilation {d}"
+        )
     modes = padding_modes(padding_mode, n)
     o_shape = output_shape(x.shape[2:], k, s, p, d)
     return _conv_forward(get_namespace(x), x, w, b, k, s, p, d, o_shape, modes)
