@@ -21,11 +21,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .backend import get_namespace, to_numpy  # noqa: E402
-
 _SUBMODULES = {"backend", "denoise", "nn", "metrics", "data", "viz", "cli", "gradcheck"}
 # Public functions re-exported lazily: name -> module that defines it.
-_LAZY = {
+_LAZY = {  # NumPy too is imported on first use: the console script handles SIGTERM before it (nlref._entry)
+    "get_namespace": "nlref.backend",
+    "to_numpy": "nlref.backend",
     "nl_means": "nlref.denoise",
     "nl_means_pixelwise": "nlref.denoise",
     "nl_means_ipol": "nlref.denoise",

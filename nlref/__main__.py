@@ -1,5 +1,5 @@
 """``python -m nlref`` runs the command-line interface."""
 
-from .cli import main
+from ._entry import main
 
 raise SystemExit(main())

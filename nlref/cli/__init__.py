@@ -149,6 +149,16 @@ def _error_line(exc: BaseException) -> str:
     return f"nlref: error: {message}"
 
 
+def _interrupt_line(exc: KeyboardInterrupt) -> str:
+    """The one line of an interrupt: the early handler's (nlref._entry), a signal before the training
+    loop started, or Ctrl-C (the loop prints its own "stopped by ... after step N" line first)."""
+    if hasattr(exc, "line"):
+        return exc.line
+    if hasattr(exc, "signum") and not getattr(exc, "reported", False):
+        return "stopped before the first step; nothing to save"
+    return "interrupted"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nlref`` console script; returns the exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -162,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
-        print("interrupted", file=sys.stderr)
+        print(_interrupt_line(exc), file=sys.stderr, flush=True)
         return getattr(exc, "exit_code", 130)  # TrainingInterrupted: 128 + the signal (143 for SIGTERM)
     except _USAGE_ERRORS as exc:
         print(_error_line(exc), file=sys.stderr)

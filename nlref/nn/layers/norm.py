@@ -83,12 +83,17 @@ def batch_norm_forward(
     if train:
         mu = x.mean(axis=axes)
         x_hat = x - mu.reshape(bshape)
-        var, inv_std = _scaled_variance(xp, x_hat, axes, bshape, eps)  # biased: the batch's own variance
+        # biased: the batch's own variance, squared and summed in float64 so that float32 values
+        # near 1e20 (squares near 1e40) stay finite; the running statistic is clipped to the dtype
+        var = xp.square(x_hat, dtype=np.float64).mean(axis=axes)
+        inv_std = xp.divide(1.0, xp.sqrt(var + eps), dtype=x.dtype)  # sqrt(var) ~ |x_hat| fits x's dtype
         m, r = running_mean.dtype.type(momentum), running_mean.dtype
         unbiased = r.type(momentum * M / (M - 1))  # m times Bessel's correction, folded on the host
+        with np.errstate(over="ignore"):  # a float64 var above r's range casts to inf, then clips to its max
+            var_r = xp.minimum(var, r.type(np.finfo(r).max / 4), dtype=r)
         new_state = {
             "running_mean": (1 - m) * running_mean + m * mu.astype(r, copy=False),
-            "running_var": (1 - m) * running_var + unbiased * var.astype(r, copy=False),
+            "running_var": (1 - m) * running_var + unbiased * var_r,
         }
     else:
         mu, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
@@ -98,27 +103,6 @@ def batch_norm_forward(
     x_hat *= inv_std.reshape(bshape)  # in place: x_hat is our own temporary
     out = gamma.reshape(bshape) * x_hat + beta.reshape(bshape)
     return out, (x_hat, gamma, inv_std, bool(train), axes), new_state
-
-
-def _scaled_variance(xp: Any, x_hat: Any, axes: tuple, bshape: tuple, eps: float) -> tuple[Any, Any]:
-    """The biased variance ``var = mean(x_hat^2)`` and ``1 / sqrt(var + eps)``, finite for finite ``x_hat``.
-
-    ``x_hat^2`` overflows float32 for values near 1e20, so the mean is taken of
-    ``(x_hat / a)^2 <= 1`` with ``a = max |x_hat|`` per channel: ``var = a^2 q``,
-    ``sqrt(var) = a sqrt(q)``.  Where ``a^2 q`` itself overflows, ``var`` is kept at
-    the dtype's largest value and ``inv_std = 1 / (a sqrt(q))`` (eps is negligible there).
-    """
-    dt = x_hat.dtype.type
-    a = xp.abs(x_hat).max(axis=axes)
-    a = xp.where(a > 0, a, dt(1))
-    u = x_hat / a.reshape(bshape)
-    q = (u * u).mean(axis=axes)
-    with np.errstate(over="ignore"):
-        var = q * a * a
-    big = ~xp.isfinite(var)
-    std_big = xp.where(big, a * xp.sqrt(q), dt(1))
-    inv_std = xp.where(big, dt(1) / std_big, dt(1) / xp.sqrt(xp.where(big, dt(0), var) + dt(eps)))
-    return xp.where(big, dt(np.finfo(x_hat.dtype).max), var), inv_std
 
 
 def _check_bn_args(x: Any, params: Any, state: Any, train: Any, momentum: float, eps: float) -> None:

@@ -107,15 +107,30 @@ DENOISER_PRESETS = {
 }
 
 
+def _is_int(v: Any, low: int) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int) and v >= low
+
+
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v))
+
+
 def _check(cfg: DenoiserConfig, images: list | None = None) -> None:
     """The config's fields and, when given, the training images; one-line errors before any work."""
     for name in ("width", "depth", "patch", "batch_size", "steps", "eval_every", "n_val"):
         v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not _is_int(v, 1):
             raise ValueError(f"{name} must be a positive int, received {v!r}")
-    if not (np.isfinite(cfg.sigma) and cfg.sigma > 0):
+    if not _is_int(cfg.seed, 0) or not _is_int(cfg.nl_blocks, 0) or cfg.nl_blocks > min(2, cfg.depth):
+        raise ValueError(f"seed must be an int >= 0 and nl_blocks in 0..min(2, depth), received {cfg}")
+    for name in ("window", "inner_channels"):
+        if getattr(cfg, name) is not None and not _is_int(getattr(cfg, name), 1):
+            raise ValueError(f"{name} must be null or a positive int, received {getattr(cfg, name)!r}")
+    if not (_is_number(cfg.sigma) and cfg.sigma > 0):
         raise ValueError(f"sigma must be a positive number (0-255 scale), received {cfg.sigma!r}")
-    if not 0 < cfg.lr_drop <= 1:
+    if not (_is_number(cfg.lr) and cfg.lr > 0):
+        raise ValueError(f"lr must be a positive number, received {cfg.lr!r}")
+    if not (_is_number(cfg.lr_drop) and 0 < cfg.lr_drop <= 1):
         raise ValueError(f"lr_drop must be in (0, 1], received {cfg.lr_drop!r}")
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', received {cfg.dtype!r}")
@@ -200,10 +215,7 @@ def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> d
     layout and ``meter`` (the running training loss since the last evaluation).
     """
     net = load_denoiser_weights(path)
-    known = {f.name for f in dataclasses.fields(DenoiserConfig)}
-    if set(net["config"]) - known:
-        raise ValueError(f"{path}: key 'config' has unknown fields {sorted(set(net['config']) - known)}")
-    net["config"] = DenoiserConfig(**net["config"])
+    net["config"] = _recorded_config(path, net)
     if with_optimizer:
         template = adam_init(net["params"])
         found = net["opt_state"]
@@ -216,6 +228,29 @@ def load_denoiser(path: str | os.PathLike, *, with_optimizer: bool = False) -> d
         if sorted(net["meter"]) != ["loss_n", "loss_sum"] or int(net["meter"]["loss_n"]) < 0:
             raise ValueError(f"{path}: key 'meter' must hold loss_sum and loss_n >= 0")
     return net
+
+
+def _recorded_config(path: str | os.PathLike, net: dict) -> DenoiserConfig:
+    """The file's ``config`` as a checked :class:`DenoiserConfig`, every field present, agreeing with
+    its ``arch`` and ``sigma``; one line naming the file and the key otherwise."""
+    config = net["config"]
+    known = {f.name for f in dataclasses.fields(DenoiserConfig)}
+    for what, keys in (("unknown", set(config) - known), ("missing", known - set(config))):
+        if keys:
+            raise ValueError(f"{path}: key 'config' has {what} fields {sorted(keys)}")
+    cfg = DenoiserConfig(**config)
+    try:
+        _check(cfg)
+    except ValueError as exc:
+        raise ValueError(f"{path}: key 'config': {exc}") from None
+    if {**cfg.arch(), "dtype": cfg.dtype} != net["arch"]:
+        raise ValueError(f"{path}: key 'config' disagrees with key 'arch' {net['arch']}")
+    if not np.isclose(cfg.sigma / 255.0, net["sigma"], rtol=1e-9, atol=0):
+        raise ValueError(
+            f"{path}: key 'config' records sigma {cfg.sigma!r} (0-255), key 'sigma' {net['sigma']!r}: "
+            "they disagree"
+        )
+    return cfg
 
 
 def _start(cfg: DenoiserConfig, checkpoint: Path | None, resume: bool, xp: Any) -> dict[str, Any]:

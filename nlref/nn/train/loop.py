@@ -112,6 +112,11 @@ def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None
     at round-off level, which grows over a run (issue 24: ``nlref train --preset tiny-nl-c2d`` ended at
     0.988 with the default threads, 0.982 with one).
     """
+    if run["step"] > task.steps:  # a checkpoint beyond the run: nothing to train, nothing to write
+        raise ValueError(
+            f"{run.get('ckpt')}: key 'step' is {run['step']}, beyond the {task.steps} steps requested: "
+            "resume with --steps of at least that"
+        )
     t_start = time.perf_counter()
     bar = tqdm(
         total=task.steps, initial=run["step"], disable=not progress, desc=task.desc, unit="step", leave=False
@@ -134,6 +139,8 @@ def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None
                     task.save(run)
                 if callback is not None:
                     callback(run["step"], info)
+            bar.close()
+            task.save(run)  # inside the try: a signal during the last save still gets its line
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (TrainingInterrupted) or a callback's
             bar.close()
             task.save(run)
@@ -149,9 +156,8 @@ def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None
                 else "nothing saved (no out_dir)"
             )
             print(f"{how or 'interrupted'} after step {run['step']}; {where}", flush=True)
+            exc.reported = True  # the CLI adds no second "stopped" line
             raise
-    bar.close()
-    task.save(run)
     return time.perf_counter() - t_start
 
 
