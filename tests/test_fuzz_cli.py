@@ -124,8 +124,8 @@ OPTIONS = st.lists(
 )
 
 
-def _run(argv):
-    """``(status, stderr)`` of ``nlref`` with ``argv``, counted by the harness."""
+def _run(argv, api=API):
+    """``(status, stderr)`` of ``nlref`` with ``argv``, counted by the harness under ``api``."""
     err = io.StringIO()
 
     def call():
@@ -135,7 +135,7 @@ def _run(argv):
             except SystemExit as exc:  # argparse's refusals
                 return ("argparse", exc.code)
 
-    got = fuzz_harness.attempt(API, call, finite_result=False)
+    got = fuzz_harness.attempt(api, call, finite_result=False)
     return got, err.getvalue()
 
 
@@ -155,7 +155,7 @@ def test_every_bm3d_request_ends_in_a_status_and_one_line(folder, inp, out, opti
     _check_request(folder, inp, out, ["--method", "bm3d"] + [a for option in options for a in option])
 
 
-def _check_request(folder, inp, out, extra):
+def _check_request(folder, inp, out, extra, api=API):
     """Run ``nlref denoise`` on ``inp`` -> ``out`` with ``extra`` options: a result or one error line."""
     out_path = (
         folder / f"run{next(_counter)}" / out
@@ -171,13 +171,14 @@ def _check_request(folder, inp, out, extra):
         "--no-progress",
         *extra,
     ]
-    got, err = _run(argv)
+    got, err = _run(argv, api)
     status = got.value
     if isinstance(status, tuple):  # argparse: usage and one error line, status 2
         assert status[1] == 2 and err.strip().splitlines()[-1].startswith("nlref denoise: error:")
         got.clear_error()
     elif status == 0:
         written = read_image(out_path)
+        assert written.dtype.kind != "f" or np.isfinite(written).all()  # never a NaN image with status 0
         assert written.shape == read_image(folder / inp).shape
         assert written.dtype == read_image(folder / inp).dtype
         got.correct()
