@@ -23,7 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "nlref"
-FACE = ("nlref.cli", "nlref.demo", "nlref.notebooks", "nlref.__main__")
+FACE = ("nlref.cli", "nlref.demo", "nlref.notebooks", "nlref.__main__", "nlref._entry")
+# The console script's first lines: it imports the CLI inside main(), after its SIGTERM handler is installed.
+LOCAL_IMPORT_ALLOWED = {"nlref._entry"}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Functions longer than MAX_FUNCTION_LINES that read better whole (say why in the module).
@@ -132,6 +134,8 @@ def test_only_backend_imports_cupy(name):
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_nlref_modules_are_imported_at_module_level(name):
+    if name in LOCAL_IMPORT_ALLOWED:
+        return
     local = [f"{t} (line {n.lineno})" for t, n, top in imports_of(name) if t.startswith("nlref") and not top]
     assert not local, f"{name} imports nlref modules inside functions: {local}"
 
