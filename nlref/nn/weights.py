@@ -105,6 +105,8 @@ def _directory(path: str, zf: zipfile.ZipFile) -> dict[str, tuple[tuple, np.dtyp
             raise _Bad(f"key {key!r}: not one .npy member of an .npz file")
         if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
             raise _Bad(f"key {key!r}: a compressed member ({info.file_size} bytes from {info.compress_size})")
+        if info.flag_bits & 0x1:  # zipfile would raise RuntimeError ("password required")
+            raise _Bad(f"key {key!r}: an encrypted member (or a damaged zip directory)")
         total += info.file_size
         with zf.open(info) as fh:
             try:
