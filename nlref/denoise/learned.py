@@ -162,9 +162,10 @@ def _tile_starts(n: int, tile: int, core: int, r: int) -> list[tuple[int, int, i
 #: within a small factor of the whole-image forward (a core of 1 pixel costs ``(2 r + 1)^2`` times more).
 MIN_CORE = 16
 
-#: Float images must lie in ``[lo, hi]``: the network was trained on [0, 1] plus noise; far outside,
+#: Float images must lie in ``[lo, hi]``: the network was trained on [0, 1] plus noise (wide enough for
+#: noise of sigma 0.5 at 4 sigma, narrow enough to catch a 0-255 float image); far outside,
 #: its output means nothing (and values near 1e20 overflow float32 inside it).
-INPUT_RANGE = (-0.5, 1.5)
+INPUT_RANGE = (-2, 3)
 
 
 def _radius(net: dict) -> int:
@@ -209,7 +210,7 @@ def denoise_learned(
         Noisy grey image; floats on the [0, 1] scale, or integers (scaled like
         ``img_as_float``).  The model removes the noise level it was trained for
         (``load_weights(...)["sigma"]``, on the [0, 1] scale).  Float values outside
-        [-0.5, 1.5] (:data:`INPUT_RANGE`) are refused, not rescaled: the network only
+        [-2, 3] (:data:`INPUT_RANGE`) are refused, not rescaled: the network only
         knows the scale it was trained on, so divide by your data range first.
     weights : path-like, dict or None
         A weights file, the dict of :func:`load_weights`, or None for the shipped
@@ -239,7 +240,7 @@ def denoise_learned(
     ------
     ValueError
         Not a 2-D image, an empty image, non-finite values, float values outside
-        [-0.5, 1.5], ``tile`` too small, ``sigma`` with ``weights``, a model with
+        [-2, 3], ``tile`` too small, ``sigma`` with ``weights``, a model with
         ``window`` null, bad weights file (the message names the file and the array).
 
     Examples
