@@ -94,7 +94,7 @@ def test_the_wheel_has_the_licence_the_shipped_models_and_the_entry_point(dist):
         shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nlref" / "data" / "models").glob("*.npz")}
         assert shipped and shipped <= names, sorted(shipped - names)
         entry = zf.read(f"{info}/entry_points.txt").decode()
-    assert re.search(r"^\[console_scripts\]\s*\nnlref = nlref\.cli:main$", entry, re.M), entry
+    assert re.search(r"^\[console_scripts\]\s*\nnlref = nlref\._entry:main$", entry, re.M), entry
 
 
 @pytest.mark.packaging
