@@ -42,11 +42,11 @@ one run per image, in seconds, on this machine's CPU (not a careful timing: see 
 from __future__ import annotations
 
 import argparse
-import time
 from collections import defaultdict
 
 import numpy as np
 from common import environment, print_table, try_import, write_json
+from set_protocol import colour_protocol, measure_call, set_protocol
 
 from nlref.cli.options import unit_sigma
 from nlref.data import add_gaussian_noise, load_image
@@ -54,7 +54,6 @@ from nlref.data.training_images import HELD_OUT_IMAGES
 from nlref.denoise import bm3d as nlref_bm3d
 from nlref.denoise import nl_means, nl_means_ipol
 from nlref.denoise.learned import SHIPPED_WEIGHTS, denoise_learned, load_weights
-from nlref.metrics import psnr, ssim
 
 #: The noise levels on the 0-255 scale, as the tables label them (options take them on [0, 1]).
 SIGMAS = (15, 25, 50)
@@ -113,10 +112,8 @@ def _score(fns: list, images: list[str], sigma: float, crop: int) -> dict:
             clean = clean[i : i + crop, j : j + crop]
         noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
         for k, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            out = np.asarray(fn(noisy), dtype=np.float64)
-            seconds = time.perf_counter() - t0
-            per_model[k].append((psnr(clean, out, data_range=1.0), ssim(clean, out, data_range=1.0), seconds))
+            r = measure_call(fn, noisy, clean)
+            per_model[k].append((r["psnr"], r["ssim"], r["s"]))
     means = np.array([np.mean(v, axis=0) for v in per_model.values()])  # (models, 3)
     return {
         "psnr_dB": means[:, 0].mean(),
@@ -164,13 +161,9 @@ def main() -> int:
     args = p.parse_args()
     args.sigmas = [level(s) for s in args.sigmas]  # the 0-255 labels of the tables
     if args.set:
-        from set_protocol import set_protocol
-
         nets = _parse_weights(args.weights or _shipped())
         return set_protocol(args.set, args.sigmas, args.size, args.json, lambda s: _methods(s, nets))
     if args.colour:
-        from set_protocol import colour_protocol
-
         return colour_protocol(25 if args.quick else args.sigmas[0], args.json)
     if args.quick:
         args.images, args.sigmas, args.crop = args.images[:1], [25], 64

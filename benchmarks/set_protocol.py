@@ -46,7 +46,7 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
-def _run(fn, noisy: np.ndarray, clean: np.ndarray) -> dict:
+def measure_call(fn, noisy: np.ndarray, clean: np.ndarray) -> dict:
     """PSNR, SSIM, seconds and peak RSS increase (MiB) of one call."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed memory back, so the next peak is seen
@@ -126,7 +126,7 @@ def unseen_protocol(methods, sigmas: list[float]) -> list[dict]:
             noisy = add_gaussian_noise(clean, sigma / 255.0, seed=0)
             for name, fns in methods(sigma):
                 for fn in fns:
-                    rows.append({"image": image, **_row(sigma, name, [_run(fn, noisy, clean)])})
+                    rows.append({"image": image, **_row(sigma, name, [measure_call(fn, noisy, clean)])})
                     print(rows[-1], flush=True)
     return rows
 
@@ -148,11 +148,11 @@ def set_protocol(folder: str, sigmas: list[float], size: int, json_path: str | N
                 continue
             noisy = clean + np.random.default_rng(i).normal(0, s, clean.shape)
             load = os.getloadavg()[0]
-            pkg = _run(lambda y: package.bm3d(y, sigma_psd=s), noisy, clean)
-            ours = _run(lambda y: nlref_bm3d(y, s), noisy, clean)
+            pkg = measure_call(lambda y: package.bm3d(y, sigma_psd=s), noisy, clean)
+            ours = measure_call(lambda y: nlref_bm3d(y, s), noisy, clean)
             for name, fns in _others(methods, sigma) if methods else []:
                 for fn in fns:
-                    others[sigma].setdefault(name, []).append(r := _run(fn, noisy, clean))
+                    others[sigma].setdefault(name, []).append(r := measure_call(fn, noisy, clean))
                     print(
                         f"sigma {sigma:>2g} {f.name:<8} {name:<36} {r['psnr']:.3f} dB {r['s']:6.2f} s",
                         flush=True,
@@ -240,8 +240,8 @@ def colour_protocol(sigma: int, json_path: str | None) -> int:
         clean = image[i : i + 256, j : j + 256]
         noisy = clean + np.random.default_rng(seed).normal(0, s, clean.shape)
         load = os.getloadavg()[0]
-        pkg = _run(lambda y: package.bm3d_rgb(y, sigma_psd=s), noisy, clean)
-        ours = _run(lambda y: nlref_bm3d(y, s, channel_axis=-1), noisy, clean)
+        pkg = measure_call(lambda y: package.bm3d_rgb(y, sigma_psd=s), noisy, clean)
+        ours = measure_call(lambda y: nlref_bm3d(y, s, channel_axis=-1), noisy, clean)
         rows.append(
             {
                 "sigma": sigma,
