@@ -36,7 +36,7 @@ _LAZY = {  # NumPy too is imported on first use: the console script handles SIGT
     "ssim": "nlref.metrics",
 }
 
-__all__ = ["__version__", "get_namespace", "to_numpy", *sorted(_SUBMODULES), *sorted(_LAZY)]
+__all__ = ["__version__", *sorted(_SUBMODULES), *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
