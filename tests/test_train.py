@@ -83,7 +83,7 @@ def test_interrupted_and_resumed_training_is_bit_identical(tmp_path):
     for group in ("params", "state", "opt_state"):
         for k, v in whole[group].items():
             np.testing.assert_array_equal(resumed[group][k], v, err_msg=f"{group} {k}")
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s")} for r in rows]  # noqa: E731
     assert strip(resumed["metrics"]) == strip(whole["metrics"])
 
 
@@ -305,7 +305,8 @@ def test_an_interrupt_during_an_evaluation_loses_no_metrics_row(tmp_path, monkey
     assert "interrupted after step 5" in capsys.readouterr().out  # step 6 was never committed
     monkeypatch.setattr(records, "evaluate", real)
     resumed = train(cfg, out_dir=tmp_path, resume=True, progress=False, verbose=False)
-    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in full["metrics"]]
-    assert [{k: v for k, v in row.items() if k != "time_s"} for row in resumed["metrics"]] == strip
+    clocks = ("time_s", "cpu_s")
+    strip = [{k: v for k, v in row.items() if k not in clocks} for row in full["metrics"]]
+    assert [{k: v for k, v in row.items() if k not in clocks} for row in resumed["metrics"]] == strip
     for k, v in full["params"].items():
         np.testing.assert_array_equal(resumed["params"][k], v, err_msg=k)

@@ -107,7 +107,9 @@ def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None
     its row and the reset running loss are committed in one assignment, and saved.  An
     interrupt (Ctrl-C, SIGTERM as :class:`TrainingInterrupted`, a callback's exception) never
     leaves a half-committed step: the checkpoint holds the last committed step with all its
-    rows, and a resumed run repeats the interrupted step exactly.  Every row records the BLAS
+    rows, and a resumed run repeats the interrupted step exactly.  Every row records ``cpu_s``, the
+    process CPU seconds spent on the run so far (summed over resumed sessions; with one BLAS thread, the
+    CPU budget), and the BLAS
     thread count (:func:`nlref.backend.blas_threads`): the results of ``nlref train`` depend on it
     at round-off level, which grows over a run (issue 24: ``nlref train --preset tiny-nl-c2d`` ended at
     0.988 with the default threads, 0.982 with one).
@@ -117,7 +119,8 @@ def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None
             f"{run.get('ckpt')}: key 'step' is {run['step']}, beyond the {task.steps} steps requested: "
             "resume with --steps of at least that"
         )
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    cpu_before = run["rows"][-1].get("cpu_s", 0.0) if run["rows"] else 0.0  # a resumed run adds on
     bar = tqdm(
         total=task.steps, initial=run["step"], disable=not progress, desc=task.desc, unit="step", leave=False
     )
@@ -130,6 +133,7 @@ def run_loop(task: Task, run: dict, *, progress: bool, callback: Callable | None
                 if task.is_eval(step + 1):
                     row = task.evaluate({**run, **new}, info, time.perf_counter() - t_start)
                     row["blas_threads"] = blas_threads()  # every metrics row says how it was run
+                    row["cpu_s"] = cpu_before + time.process_time() - cpu_start  # CPU budget spent so far
                     new.update(rows=[*run["rows"], row], meter=task.new_meter())
                 run.update(new)  # commit the step and its row in one call
                 bar.update(1)
