@@ -25,7 +25,14 @@ from nlref.notebooks import notebook_mode
 DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
 #: The packages of the API reference, in reading order; nlref.nn brings its chapters.
-API_PACKAGES = ["nlref.denoise", "nlref.nn", "nlref.gradcheck", "nlref.metrics", "nlref.viz"]
+API_PACKAGES = [
+    "nlref.denoise",
+    "nlref.nn",
+    "nlref.gradcheck",
+    "nlref.metrics",
+    "nlref.viz",
+    "nlref.exercises",
+]
 
 
 def _sync(src: Path, dst: Path) -> None:
