@@ -57,7 +57,7 @@ def inflate(w, t):
 
 
 def step_without_the_two(model, params, state, opt_state, y, noise, lr):
-    """dL/dR off by a factor 2: Adam's first update divides most of it out, not all."""
+    """dL/dR off by a factor 2: Adam's first update divides most of it out, its moments do not."""
     out, cache, new_state = denoiser_forward(y, params, state, model, train=True)
     diff = out - noise
     _, grads = denoiser_backward(diff / diff.size, cache, model)
@@ -99,7 +99,7 @@ CASES = {
         "dg",
     ),
     "inflate": (ex.check_inflate, inflate, lambda w, t: np.repeat(w[:, :, None], t, axis=2), "inflate(w"),
-    "denoiser_step": (ex.check_denoiser_step, ex.reference_denoiser_step, step_without_the_two, "params"),
+    "denoiser_step": (ex.check_denoiser_step, ex.reference_denoiser_step, step_without_the_two, "opt_state"),
 }
 
 

@@ -147,7 +147,7 @@ def finish(exercise: str, found: dict, hint: str = "") -> ExerciseResult:
     else:
         got, expected = found["got"], found["expected"]
         line = f"{exercise}: FAILED at {where}: got {got:.6g}, expected {expected:.6g}"
-        line += f" (off by {got - expected:.2g})"
+        line += f" (off by {got - expected:.2g})" if np.isfinite(got) else " (not finite)"
     if hint and not found["passed"]:
         line += f" ({hint})"
     print(line)
