@@ -9,6 +9,7 @@ execution test reads the built pages instead of running the notebooks a second t
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -41,12 +42,40 @@ def test_notebook_is_stored_without_outputs(path):
     )
 
 
+def _is_blank(node: ast.FunctionDef) -> bool:
+    """An exercise's blank: an optional docstring, then only ``raise NotImplementedError``."""
+    body = node.body[1:] if ast.get_docstring(node) else node.body
+    exc = body[0].exc if len(body) == 1 and isinstance(body[0], ast.Raise) else None
+    return (
+        getattr(exc, "id", None) == "NotImplementedError"
+        or getattr(getattr(exc, "func", None), "id", None) == "NotImplementedError"
+    )
+
+
+def _defined_algorithms(src: str) -> list[str]:
+    """Functions named like an algorithm (forward/backward/nl_means) and not an exercise's blank."""
+    pattern = re.compile(r"\w*(?:_forward|_backward|nl_means\w*|nonlocal\w*)")
+    tree = ast.parse(src)
+    return [
+        n.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef) and pattern.fullmatch(n.name) and not _is_blank(n)
+    ]
+
+
+def test_a_blank_exercise_is_not_a_copy_but_an_algorithm_is():
+    blank = 'def softmax_backward(dA, A):\n    """dS."""\n    raise NotImplementedError  # your code\n'
+    copy = "def softmax_backward(dA, A):\n    return A * (dA - (A * dA).sum(-1, keepdims=True))\n"
+    assert _defined_algorithms(blank) == [] and _defined_algorithms(copy) == ["softmax_backward"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_imports_nlref_and_does_not_copy_its_code(path):
     src = "\n".join(code_cells(path))
     assert "import nlref" in src or "from nlref" in src
-    # notebooks import, never copy: no algorithm (forward/backward/nl_means) defined in a cell
-    copied = re.findall(r"^\s*def\s+(\w*(?:_forward|_backward|nl_means\w*|nonlocal\w*))\s*\(", src, re.M)
+    # notebooks import, never copy: no algorithm (forward/backward/nl_means) defined in a cell,
+    # but an exercise's blank (it only raises NotImplementedError) is the learner's to fill in
+    copied = _defined_algorithms(src)
     assert copied == [], f"{path.name} defines {copied}; import them from nlref instead"
 
 
