@@ -211,7 +211,8 @@ def test_max_batch_bytes_caps_every_temporary_of_a_step(
     image = rng.random(shape).astype(dtype)
     n_channels = 1 if channel_axis is None else shape[channel_axis]
     spatial = shape if channel_axis is None else shape[:-1]
-    cap = batch_bytes((n_channels,) + spatial, np.dtype(dtype).itemsize, (s,) * len(spatial), offsets)
+    grown = tuple(m + 2 * d for m in spatial)  # fast mode runs on the image grown by the window
+    cap = batch_bytes((n_channels,) + grown, np.dtype(dtype).itemsize, (s,) * len(spatial), offsets)
     nl_means(
         image, s, d, 0.1, True, 0.02, channel_axis=channel_axis, weighting=weighting, max_batch_bytes=cap
     )
@@ -219,7 +220,7 @@ def test_max_batch_bytes_caps_every_temporary_of_a_step(
 
 
 def test_a_cap_below_one_offset_is_refused_naming_the_minimum():
-    need = batch_bytes((1, 20, 20), 8, (5, 5), 1)
+    need = batch_bytes((1, 26, 26), 8, (5, 5), 1)  # 20 x 20 grown by the window, d = 3
     with pytest.raises(ValueError, match=f"max_batch_bytes must be at least {need}.*received {need - 1}"):
         nl_means(np.zeros((20, 20)), 5, 3, 0.1, max_batch_bytes=need - 1)
     nl_means(np.zeros((20, 20)), 5, 3, 0.1, max_batch_bytes=need)
@@ -227,7 +228,7 @@ def test_a_cap_below_one_offset_is_refused_naming_the_minimum():
 
 def test_the_cap_picks_the_most_offsets_that_fit(rng, steps):
     image = rng.random((30, 31))
-    cap = batch_bytes((1, 30, 31), 8, (5, 5), 4)
+    cap = batch_bytes((1, 36, 37), 8, (5, 5), 4)  # 30 x 31 grown by the window, d = 3
     out = nl_means(image, 5, 3, 0.1, max_batch_bytes=cap)
     # rows a = 1..3 take b = -3..3 (7 offsets: batches of 4 + 3); row a = 0 takes b = 1..3 (one batch)
     assert steps == [3 * 2 + 1]

@@ -8,6 +8,7 @@ h -> 0, h -> infinity).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -63,6 +64,37 @@ def python_loop_nl_means(v, s, d, h, sigma=0.0, kernel="gaussian", centre_max=Fa
     return np.array(out)
 
 
+def python_loop_skimage_fast(v, s, d, h, sigma=0.0):
+    """scikit-image's fast mode (``_fast_nl_means_denoising_2d``) in plain Python, with an exact exp.
+
+    Its integral image sums ``D - 2 C sigma^2`` (``D`` the squared difference summed over the
+    channels) over the box of rows and columns ``(x - r, x + r]``, divides by ``C h^2 s^2``, skips
+    pairs whose distance exceeds 5 and searches the whole window of the image padded by reflection.
+    """
+    H, W, C = len(v), len(v[0]), len(v[0][0])
+    r = s // 2
+    at = lambda y, x: v[_reflect(y, H)][_reflect(x, W)]  # noqa: E731
+    out = [[[0.0] * C for _ in range(W)] for _ in range(H)]
+    for i in range(H):
+        for j in range(W):
+            num, z = [0.0] * C, 0.0
+            for y in range(i - d, i + d + 1):
+                for x in range(j - d, j + d + 1):
+                    box = 0.0
+                    for k in range(-r + 1, r + 1):
+                        for m in range(-r + 1, r + 1):
+                            p, q = at(i + k, j + m), at(y + k, x + m)
+                            box += sum((pc - qc) ** 2 for pc, qc in zip(p, q)) - 2 * C * sigma**2
+                    distance = max(box, 0.0) / (C * h * h * s * s)
+                    if distance > 5:
+                        continue
+                    w = math.exp(-distance)
+                    num = [a + w * b for a, b in zip(num, at(y, x))]
+                    z += w
+            out[i][j] = [a / z for a in num]
+    return np.array(out)
+
+
 @pytest.fixture
 def noisy12(rng):
     return 0.5 + 0.1 * rng.standard_normal((12, 12))
@@ -90,18 +122,29 @@ def test_pixelwise_matches_plain_python_loop_on_12x12(noisy12, kernel, sigma, we
 
 @pytest.mark.parametrize("s", [3, 5])
 @pytest.mark.parametrize("sigma", [0.0, 0.05])
-def test_fast_mode_default_distance_is_scikit_images_scale(noisy12, s, sigma):
-    # scikit-image's fast mode sums (s-1)^2 squared differences and divides by s^2: the mean
-    # times ((s-1)/s)^2, which is the true-patch mean with h multiplied by s / (s-1)
+@pytest.mark.parametrize("h", [0.06, 0.12])  # 0.06: many pairs beyond the cut-off
+def test_fast_mode_default_is_scikit_images_fast_mode(noisy12, s, sigma, h):
+    expected = python_loop_skimage_fast([[[x] for x in row] for row in noisy12.tolist()], s, 2, h, sigma)
+    got = nl_means(noisy12, s, 2, h, True, sigma)
+    np.testing.assert_allclose(got, expected[..., 0], rtol=0, atol=1e-12)
+    slow = nl_means(noisy12, s, 2, h, False, sigma)  # slow mode has one form
+    np.testing.assert_array_equal(slow, nl_means(noisy12, s, 2, h, False, sigma, distance_scale="patch"))
+
+
+def test_fast_mode_default_in_colour_and_near_a_thin_border(rng):
+    v = rng.random((5, 9, 3))  # the window (d = 6) reaches past both borders of the short axis
+    expected = python_loop_skimage_fast(v.tolist(), 5, 6, 0.4, 0.05)
+    for cap in (None, 2**19):
+        got = nl_means(v, 5, 6, 0.4, True, 0.05, channel_axis=-1, max_batch_bytes=cap)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_fast_mode_true_patch_form_is_the_definition(noisy12):
     expected = python_loop_nl_means(
-        [[[x] for x in row] for row in noisy12.tolist()], s, 2, 0.12 * s / (s - 1), sigma, "uniform"
-    )[..., 0]
-    got = nl_means(noisy12, s, 2, 0.12, True, sigma)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
-    patch = nl_means(noisy12, s, 2, 0.12 * s / (s - 1), True, sigma, distance_scale="patch")
-    np.testing.assert_allclose(patch, expected, rtol=0, atol=1e-12)
-    slow = nl_means(noisy12, s, 2, 0.12, False, sigma)  # the Gaussian kernel has one scale
-    np.testing.assert_array_equal(slow, nl_means(noisy12, s, 2, 0.12, False, sigma, distance_scale="patch"))
+        [[[x] for x in row] for row in noisy12.tolist()], 5, 2, 0.12, 0.05, "uniform"
+    )
+    got = nl_means(noisy12, 5, 2, 0.12, True, 0.05, distance_scale="patch")
+    np.testing.assert_allclose(got, expected[..., 0], rtol=0, atol=1e-12)
 
 
 def test_pixelwise_matches_plain_python_loop_in_colour(rng):
@@ -147,7 +190,11 @@ def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch):
     expected = nl_means_pixelwise(image, patch_weights="uniform", **kw)
     u = np.moveaxis(image, case.get("channel_axis", 0), 0) if "channel_axis" in case else image[None]
     n = u.ndim - 1
-    cap = 2**30 if batch is None else batch_bytes(u.shape, 8, as_tuple(case["patch_size"], n, ""), batch)
+    d = as_tuple(case["patch_distance"], n, "")
+    grown = (u.shape[0],) + tuple(
+        m + 2 * min(dk, max(m - 1, 11)) for m, dk in zip(u.shape[1:], d)
+    )  # fast mode
+    cap = 2**30 if batch is None else batch_bytes(grown, 8, as_tuple(case["patch_size"], n, ""), batch)
     got = nl_means(asarray(image, xp), max_batch_bytes=cap, **kw)
     np.testing.assert_allclose(to_numpy(got), expected, rtol=0, atol=1e-12)
 
@@ -203,14 +250,23 @@ def test_tiny_h_returns_the_input(xp, rng, fast_mode):
 @pytest.mark.parametrize("batch_bytes", [None, 2**30])
 def test_huge_h_gives_the_box_mean_over_the_search_window(xp, rng, d, batch_bytes):
     image = rng.random((14, 15))
-    expected = np.array(
+    clipped = np.array(
         [
             [image[max(0, i - d) : i + d + 1, max(0, j - d) : j + d + 1].mean() for j in range(15)]
             for i in range(14)
         ]
     )
+    out = nl_means(asarray(image, xp), 5, d, 1e6, max_batch_bytes=batch_bytes, distance_scale="patch")
+    np.testing.assert_allclose(to_numpy(out), clipped, rtol=0, atol=1e-9)
+    # the default (scikit-image's fast mode): the window is whole, completed by reflection,
+    # up to a half-width of max(extent - 1, 11)
+    e, f = min(d, 13), min(d, 14)
+    grown = np.pad(image, ((e, e), (f, f)), mode="reflect")
+    whole = np.array(
+        [[grown[i : i + 2 * e + 1, j : j + 2 * f + 1].mean() for j in range(15)] for i in range(14)]
+    )
     out = nl_means(asarray(image, xp), 5, d, 1e6, max_batch_bytes=batch_bytes)
-    np.testing.assert_allclose(to_numpy(out), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(to_numpy(out), whole, rtol=0, atol=1e-9)
 
 
 def test_float32_and_float64_agree(xp, rng):
@@ -261,8 +317,10 @@ SMALL = [(n, n) for n in range(1, 8)] + [(1, 9), (2, 11), (6, 3)]
 def test_images_smaller_than_the_patch_follow_the_definition(rng, shape, fast_mode):
     # patch 7 on images of 1 x 1 up to 7 x 7: patches completed by repeated reflection
     v = rng.random(shape + (2,))
-    kernel = "uniform" if fast_mode else "gaussian"
-    expected = python_loop_nl_means(v.tolist(), 7, 11, 0.3 * 7 / 6 if fast_mode else 0.3, 0.02, kernel)
+    if fast_mode:  # scikit-image's fast mode: the whole window of d = 11, by reflection
+        expected = python_loop_skimage_fast(v.tolist(), 7, 11, 0.3, 0.02)
+    else:
+        expected = python_loop_nl_means(v.tolist(), 7, 11, 0.3, 0.02, "gaussian")
     got = nl_means(v, 7, 11, 0.3, fast_mode, 0.02, channel_axis=-1)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     batched = nl_means(v, 7, 11, 0.3, fast_mode, 0.02, channel_axis=-1, max_batch_bytes=2**30)
@@ -280,19 +338,20 @@ def _skimage_small(image, h, fast_mode, sigma=0.0, channel_axis=None):
 @pytest.mark.parametrize("colour", [False, True])
 def test_images_up_to_the_patch_size_match_scikit_image(rng, n, colour):
     # to 1e-6 wherever scikit-image's arithmetic is exact: a tiny h (only identical patches
-    # count: the image comes back, both modes), and in slow mode a huge h or a sigma above every
-    # distance (every weight equal: the mean over the search window, clipped to the image)
+    # count: the image comes back, both modes), and a huge h or a sigma above every distance
+    # (every weight equal: the mean over the search window, clipped to the image in slow mode)
     image = rng.random((n, n, 3) if colour else (n, n))
     ch = -1 if colour else None
     for fast_mode in (True, False):
         ours = nl_means(image, 7, 11, 1e-3, fast_mode, channel_axis=ch)
         np.testing.assert_allclose(ours, _skimage_small(image, 1e-3, fast_mode, channel_axis=ch), atol=1e-6)
         np.testing.assert_allclose(ours, image, atol=1e-12)
-    for h, sigma in ((1e4, 0.0), (0.1, 10.0)):
-        ours = nl_means(image, 7, 11, h, False, sigma, channel_axis=ch)
-        theirs = _skimage_small(image, h, False, sigma, channel_axis=ch)
+    for (h, sigma), fast_mode in itertools.product(((1e4, 0.0), (0.1, 10.0)), (True, False)):
+        ours = nl_means(image, 7, 11, h, fast_mode, sigma, channel_axis=ch)
+        theirs = _skimage_small(image, h, fast_mode, sigma, channel_axis=ch)
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(ours, np.broadcast_to(image.mean(axis=(0, 1)), image.shape), atol=1e-6)
+        if not fast_mode:  # fast mode: the mean over the whole window, completed by reflection
+            np.testing.assert_allclose(ours, np.broadcast_to(image.mean(axis=(0, 1)), image.shape), atol=1e-6)
     # at an ordinary h, slow mode differs only by scikit-image's approximate exp (measured <= 4e-3)
     ours = nl_means(image, 7, 11, 0.3, False, channel_axis=ch)
     np.testing.assert_allclose(ours, _skimage_small(image, 0.3, False, channel_axis=ch), rtol=0, atol=1e-2)

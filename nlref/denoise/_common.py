@@ -32,6 +32,10 @@ SPATIAL_DIMS = (2, 3, 4)
 #: (scikit-image denoises a 1 x 1 image with its default patch of 7); beyond it,
 #: the radius may not exceed the extent, so that padding stays bounded by the image.
 MAX_FREE_RADIUS = 7
+#: scikit-image's fast mode searches the whole window of the image padded by reflection, even
+#: when the window is wider than the image; nlref does so up to this half-width (scikit-image's
+#: default ``patch_distance``) or the extent, whichever is larger, so that the work stays bounded.
+MAX_FREE_DISTANCE = 11
 
 
 class UnsupportedDimensionError(ValueError, NotImplementedError):
@@ -58,12 +62,16 @@ class Geometry:
     patch_distance : tuple of int
         Half-width of the search window per spatial axis, clipped to
         ``extent - 1``: offsets beyond cannot pair two pixels of the image.
+    reflected_distance : tuple of int
+        The half-width of the window completed by reflection (fast mode's
+        scikit-image form), clipped to ``max(extent - 1, MAX_FREE_DISTANCE)``.
     """
 
     channel_axis: int | None
     spatial_shape: tuple[int, ...]
     patch_size: tuple[int, ...]
     patch_distance: tuple[int, ...]
+    reflected_distance: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,10 @@ def check_geometry(image: Any, patch_size: Any, patch_distance: Any, channel_axi
             UserWarning,
             stacklevel=4,
         )
-    return Geometry(ch, shape, patch, tuple(min(d, n - 1) for d, n in zip(dist, shape)))
+    clipped = tuple(min(d, n - 1) for d, n in zip(dist, shape))
+    return Geometry(
+        ch, shape, patch, clipped, tuple(min(d, max(n - 1, MAX_FREE_DISTANCE)) for d, n in zip(dist, shape))
+    )
 
 
 def check_arguments(
@@ -313,15 +324,18 @@ def scaled_h(h: float, patch_size: tuple[int, ...], kernel: str, distance_scale:
     return min(float(h) / math.sqrt(rho), float(np.finfo(np.float64).max))
 
 
-def weights_from_distance(d2: Any, h: float, sigma: float, scale: float = 1.0) -> Any:
-    """``w = exp(-max(scale * d2 - 2 sigma^2, 0) / h^2)``, in place on ``d2``.
+def weights_from_distance(
+    d2: Any, h: float, sigma: float, scale: float = 1.0, *, cutoff: float | None = None
+) -> Any:
+    """``w = exp(-max(scale * d2 - 2 sigma^2, 0) / h^2)``, in place on ``d2``; 0 below ``exp(-cutoff)``.
 
     ``scale * d2`` is the mean squared patch difference (over the patch kernel
     and the channels); ``scale`` lets a caller pass a plain sum and fold the
     normalisation into the one multiplication done here.  ``2 sigma^2`` is the
     expected value of that mean between two noisy copies of the same patch
     (IPOL 2011, Eq. 2; scikit-image's ``sigma``).  The exponent is never
-    positive, so the exponential cannot overflow.
+    positive, so the exponential cannot overflow.  ``cutoff`` (scikit-image's fast mode: 5)
+    sets the weights of exponents below ``-cutoff`` to exactly 0.
     """
     xp = get_namespace(d2)
     if sigma > 0:
@@ -335,4 +349,6 @@ def weights_from_distance(d2: Any, h: float, sigma: float, scale: float = 1.0) -
     factor = scale / (h * h) if h * h > scale / big else big
     with np.errstate(over="ignore"):  # d2 * factor -> -inf gives exp = 0, as it should
         d2 *= d2.dtype.type(-factor)
+    if cutoff is not None:  # scikit-image's fast mode skips weights below exp(-5)
+        d2[d2 < -cutoff] = -np.inf
     return xp.exp(d2, out=d2)

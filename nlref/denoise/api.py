@@ -9,14 +9,15 @@ kernel comes from ``fast_mode``, the centre weight from ``weighting``.  The
 pixel-wise definition (:func:`nlref.denoise.nl_means_pixelwise`) computes the
 same numbers and is what the tests compare against.
 
-The front door also sets the scale of the patch distance in fast mode
-(``distance_scale``): scikit-image's effective one by default, so that its
-``h`` means what it means there; the offset loop itself always computes the
-true patch mean (BM3D's block matching relies on that).
+The front door also picks the form of fast mode's patch distance
+(``distance_scale``): scikit-image's by default, so that its ``h`` means what it
+means there, or the true patch; BM3D's block matching shares the offset
+loop's distance step and always uses the true patch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .._validation import check_positive
@@ -66,8 +67,9 @@ def nl_means(
         Half-width of the search window (scikit-image's meaning): the window
         is ``2 * patch_distance + 1`` pixels wide.  A tuple searches each axis
         differently, e.g. ``(2, 10, 10)`` for 2 frames before and after.
-        Clipped to the image (``extent - 1`` per axis), so any value costs at
-        most ``pixels x pixels`` work and gives the clipped result.
+        Clipped to ``extent - 1`` per axis (to ``max(extent - 1, 11)`` in
+        fast mode's default form, whose window is completed by reflection),
+        so any value costs work bounded by the image.
     h : float
         Cut-off distance (> 0) on the image's float scale; larger is smoother.
         With ``sigma`` given, start near ``0.6 sigma`` (fast mode) to
@@ -90,15 +92,18 @@ def nl_means(
         Weight of the centre pixel: 1 (scikit-image), or the largest weight
         of the other pixels of the window (IPOL 2011).
     distance_scale : {"skimage", "patch"}
-        Scale ``rho`` of the patch distance in fast mode.  ``"skimage"``
-        (default): ``rho = prod_k (s_k - 1) / s_k`` over the axes with
-        ``s_k > 1``, i.e. ``(4/5)^2 = 0.64`` for ``patch_size=5`` in 2-D,
-        scikit-image's effective scale, so the same ``h`` filters about as
-        strongly as there.  ``"patch"``: ``rho = 1``, the true mean over the
-        ``s x s`` patch (IPOL's definition, used by
-        :func:`nlref.denoise.nl_means_ipol`; the same result as ``"skimage"``
-        with ``h`` multiplied by ``sqrt(rho)``).  Slow mode's Gaussian kernel
-        is normalised the same way in both libraries: ``rho = 1`` either way.
+        The form of fast mode's patch distance.  ``"skimage"`` (default):
+        scikit-image's fast mode (its ``_fast_nl_means_denoising_2d``, with an
+        exact ``exp``): ``d2`` is the mean over the box ``(x - r, x + r]`` of
+        ``s - 1`` pixels per axis, scaled by ``rho = prod_k (s_k - 1) / s_k``
+        (``(4/5)^2 = 0.64`` for ``patch_size=5`` in 2-D); weights below
+        ``exp(-5)`` are dropped; the search window is whole, completed by
+        reflection beyond the image (up to a half-width of
+        ``max(extent - 1, 11)``).  ``"patch"``: the true mean over the
+        centred ``s x s`` patch, ``rho = 1``, every weight, the window
+        clipped to the image (IPOL's definition, used by
+        :func:`nlref.denoise.nl_means_ipol`).  Slow mode has one form: the
+        Gaussian kernel, normalised as in scikit-image, the window clipped.
     max_batch_bytes : int, optional
         Memory cap of the temporaries of one batch of offsets (every array a
         step allocates; the padded image and the accumulators, about
@@ -133,35 +138,26 @@ def nl_means(
     -----
     Differences from scikit-image, on purpose:
 
-    * fast mode compares the true ``s x s`` patches (centred, uniform).
-      scikit-image's integral image sums the ``(s - 1) x (s - 1)`` box
-      ``(x - r, x + r]`` of each pixel but divides by ``s^2`` (its
-      ``_fast_nl_means_denoising_2d``), so its ``d2`` is ``rho = ((s-1)/s)^2``
-      times a patch mean: its ``h`` is ``1 / sqrt(rho)`` times more lenient
-      than the true-patch one (1.25x for ``s = 5``).  ``distance_scale``
-      defaults to that scale, so the same call filters as strongly; before,
-      nlref's fast mode at ``h = 0.8 sigma`` on scikit-image's gallery example
-      lost 2 dB.  scikit-image also skips weights below ``exp(-5)`` and uses
-      an approximate ``exp`` (Schraudolph 1999, a few per cent off); nlref has
-      no cut-off and uses ``exp``.
-    * the search window is clipped to the image in both modes (scikit-image's
-      slow mode does this; its fast mode also averages reflected pixels of the
-      padding near the borders).  Patches are completed by reflection.
+    * fast mode follows scikit-image's fast mode by default
+      (``distance_scale``), but with an exact ``exp``: scikit-image uses
+      Schraudolph's approximation (1999), a few per cent off
+      (``fast_exp(0) = 0.96``).  ``distance_scale="patch"`` is the textbook
+      distance instead.
+    * slow mode clips the search window to the image, as scikit-image's slow
+      mode does.  Patches are completed by reflection in both modes.
 
     PSNR against scikit-image, the same call in the same test
-    (``tests/test_denoise_skimage_psnr.py``): on issue 28's grid of 384 fast
-    calls (its gallery example and grey crops of astronaut, coins, moon;
-    patch 5, 7; distance 6, 11; ``h`` 0.6-1.15 sigma; sigma given or not)
-    the default scale is within 0.44 dB of scikit-image (median -0.14 dB):
-    at one scale, its ``(s - 1) x (s - 1)`` box suits these textured crops a
-    little better than the true patch, and no scale of the true patch closes
-    that (the true patch's best ``h`` is up to 0.34 dB below scikit-image's
-    best there).  ``distance_scale="patch"`` lost up to 4.4 dB at small ``h``
-    without ``sigma``, but with ``sigma`` given and ``h >= 0.8 sigma`` it is
-    at or above scikit-image on every grid call (median +0.44 dB) and on the
-    whole sample images at sigma 20 and 30/255 (0.1-0.5 dB).  Slow mode
-    (64 x 64 crops, ``h = 0.6 sigma``) is within 0.05 dB (scikit-image's
-    ``exp`` approximation and early cut-off make up the difference).
+    (``tests/test_denoise_skimage_psnr.py``; ``benchmarks/bench_nlm_grid.py``):
+    on issue 28's grid of 384 fast calls (its gallery example and grey crops
+    of astronaut, coins, moon; patch 5, 7; distance 6, 11; ``h`` 0.6-1.15
+    sigma; sigma given or not; noise seeds 0-2) the default is within
+    GRID_WORST dB of scikit-image (median GRID_MEDIAN dB); the calls below -0.05 dB
+    are all at ``h = 0.6 sigma`` without ``sigma``, the most selective weights,
+    where scikit-image's approximate ``exp`` (smaller at 0) happens to
+    help.  ``distance_scale="patch"`` loses up to 4.4 dB at small ``h``
+    without ``sigma`` and gains up to 0.6 dB with ``sigma`` given and
+    ``h >= 0.8 sigma``.  Slow mode (64 x 64 crops, ``h = 0.6 sigma``) is
+    within 0.05 dB.
 
     Examples
     --------
@@ -178,8 +174,12 @@ def nl_means(
     options = dict(channel_axis=channel_axis, weighting=weighting, distance_scale=distance_scale)
     geometry = check_arguments(image, patch_size, patch_distance, h, sigma, **options)
     n_channels = 1 if geometry.channel_axis is None else int(image.shape[geometry.channel_axis])
+    form = "skimage" if fast_mode and distance_scale == "skimage" else "patch"
+    if form == "skimage":  # the window completed by reflection, not clipped to the image
+        geometry = dataclasses.replace(geometry, patch_distance=geometry.reflected_distance)
+    grow = geometry.patch_distance if form == "skimage" else (0,) * len(geometry.spatial_shape)
     batch = offsets_per_batch(
-        (n_channels,) + geometry.spatial_shape,
+        (n_channels,) + tuple(n + 2 * g for n, g in zip(geometry.spatial_shape, grow)),
         float_dtype_for(image.dtype),
         geometry.patch_size,
         geometry.patch_distance,
@@ -199,6 +199,7 @@ def nl_means(
             prep.sigma,
             patch_weights=kernel,
             centre=centre,
+            form=form,
             batch=batch,
             progress=progress,
         )
@@ -211,6 +212,7 @@ def nl_means(
             prep.sigma,
             patch_weights=kernel,
             centre=centre,
+            form=form,
             progress=progress,
         )
     return restore_layout(out, prep)

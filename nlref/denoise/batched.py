@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backend import get_namespace
 from ._common import weights_from_distance
-from .fast import _finish, _progress, offset_distance
+from .fast import CUTOFF, _finish, _progress, crop_grown, form_distance, grown_image
 
 __all__ = ["offset_loop_batched", "offsets_per_batch", "batch_bytes", "GPU_MAX_BATCH_BYTES"]
 
@@ -89,8 +89,9 @@ def offsets_per_batch(
     need = batch_bytes(shape, itemsize, patch_size, 1)
     if max_batch_bytes < need:
         raise ValueError(
-            f"max_batch_bytes must be at least {need} (the temporaries of one offset for an image of "
-            f"{shape[0]} channel(s), spatial shape {shape[1:]}, patch {patch_size}, {np.dtype(dtype)}), "
+            f"max_batch_bytes must be at least {need} (the temporaries of one offset over {shape[0]} "
+            f"channel(s) of spatial shape {shape[1:]}, the image grown by the search window in fast mode, "
+            f"patch {patch_size}, {np.dtype(dtype)}), "
             f"received {max_batch_bytes}; pass None for the default"
         )
     most = 2 * patch_distance[-1] + 1
@@ -131,8 +132,8 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     patch_y = xp.moveaxis(shifted[..., d_last + b0 : d_last + b1, :], -2, 0)  # (B, C, *L + 2r, W + 2r)
     C = patch_y.shape[1]
     # 2.-3. patch distances and weights: (B, *L, W)
-    D, scale = offset_distance(patch_x, patch_y, geo["patch_size"], geo["patch_weights"], channel_axis=1)
-    w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C)
+    D, scale = form_distance(patch_x, patch_y, geo["patch_size"], geo["patch_weights"], geo["form"], 1)
+    w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C, cutoff=geo["cutoff"])
     # x + b outside the image: no pair, weight 0.  The (B, W) mask is built on the host and
     # sent once, so a batch costs one transfer and one multiply, not two writes per offset.
     x_b = np.arange(width) + np.arange(b0, b1)[:, None]
@@ -184,6 +185,7 @@ def offset_loop_batched(
     *,
     patch_weights: str = "uniform",
     centre: str = "one",
+    form: str = "patch",
     batch: int = 1,
     progress: bool = False,
 ) -> Any:
@@ -200,7 +202,7 @@ def offset_loop_batched(
 
     Parameters
     ----------
-    u, patch_size, patch_distance, h, sigma, patch_weights, centre, progress
+    u, patch_size, patch_distance, h, sigma, patch_weights, centre, form, progress
         As in :func:`offset_loop`.
     batch : int
         Offsets per step (:func:`offsets_per_batch` picks it from a memory cap;
@@ -212,10 +214,12 @@ def offset_loop_batched(
         Equal to :func:`offset_loop` up to float rounding.
     """
     xp = get_namespace(u)
+    skimage = form == "skimage" and patch_weights == "uniform"
+    grow = tuple(patch_distance) if skimage else (0,) * len(patch_size)
+    padded, u = grown_image(u, patch_size, grow)  # from here on u is the grown image
     C, shape = u.shape[0], u.shape[1:]
     width, d_last = shape[-1], patch_distance[-1]
     r = [s // 2 for s in patch_size]
-    padded = xp.pad(u, [(0, 0)] + [(ri, ri) for ri in r], mode="reflect")
     # d_last zero columns each side, so x + b can always be read; weight 0 there
     padded = xp.pad(padded, [(0, 0)] * len(shape) + [(d_last, d_last)])  # (C, *S + 2r, W + 2r + 2 d)
     row = slice(d_last, d_last + width)  # image columns in num/den
@@ -225,10 +229,10 @@ def offset_loop_batched(
     if centre == "one":
         num[..., row] = u
         den[..., row] = 1
-    geo = dict(
-        r=r, width=width, d_last=d_last, patch_size=patch_size, patch_weights=patch_weights, h=h, sigma=sigma
-    )
+    geo = dict(r=r, width=width, d_last=d_last, patch_size=patch_size, patch_weights=patch_weights, h=h)
+    geo.update(sigma=sigma, form=form, cutoff=CUTOFF if skimage else None)
     batches = _plan_batches(patch_distance, batch)
     for a, b0, b1 in _progress(batches, len(batches), progress):
         _batch_step(u, padded, (num, den, w_max), a, b0, b1, geo)
-    return _finish(u, num[..., row], den[..., row], None if w_max is None else w_max[..., row])
+    out = _finish(u, num[..., row], den[..., row], None if w_max is None else w_max[..., row])
+    return crop_grown(out, grow)

@@ -42,7 +42,12 @@ from typing import Any
 from ..backend import get_namespace
 from ._common import patch_kernel_1d, weights_from_distance
 
-__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance"]
+__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "FORMS", "CUTOFF"]
+
+#: The two forms of fast mode's patch distance (:func:`nlref.denoise.nl_means`, ``distance_scale``).
+FORMS = ("patch", "skimage")
+#: scikit-image's fast mode drops every weight below ``exp(-CUTOFF)``.
+CUTOFF = 5.0
 
 
 def half_offsets(patch_distance: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -141,6 +146,52 @@ def offset_distance(
     return _patch_filter(D, patch_size, patch_weights, channel_axis)
 
 
+def form_distance(
+    patch_x: Any,
+    patch_y: Any,
+    patch_size: tuple[int, ...],
+    patch_weights: str,
+    form: str,
+    channel_axis: int = 0,
+) -> tuple[Any, float]:
+    """:func:`offset_distance` of fast mode's ``form``, from views holding the whole ``s``-patches.
+
+    ``"patch"``: the centred ``s x s`` patch.  ``"skimage"`` (uniform kernel only): the
+    ``(s - 1) x (s - 1)`` box ``(x - r, x + r]`` that scikit-image's integral image sums
+    (``_fast_nl_means_denoising_2d``), one pixel off the centre; its mean, so that the front
+    door's ``h / sqrt(rho)`` (:func:`nlref.denoise._common.scaled_h`) gives scikit-image's weight.
+    """
+    if form == "skimage" and patch_weights == "uniform":
+        cut = (Ellipsis,) + tuple(slice(1, None) if s > 1 else slice(None) for s in patch_size)
+        patch_x, patch_y = patch_x[cut], patch_y[cut]
+        patch_size = tuple(max(s - 1, 1) for s in patch_size)
+    return offset_distance(patch_x, patch_y, patch_size, patch_weights, channel_axis)
+
+
+def grown_image(u: Any, patch_size: tuple[int, ...], grow: tuple[int, ...]) -> tuple[Any, Any]:
+    """``(padded, v)``: ``u: (C, *S)`` reflected by ``r + grow`` per axis, and ``v`` (grown by ``grow``).
+
+    ``grow = 0``: the search window is clipped to the image and only patches are completed by
+    reflection.  ``grow = patch_distance`` (scikit-image's fast mode): every pixel's window is
+    whole, completed by reflection too; the loops run over ``v`` and the caller crops.  One
+    reflection of ``u`` gives both (``numpy.pad(mode="reflect")``, repeated on a thin axis).
+    """
+    xp = get_namespace(u)
+    r = [s // 2 for s in patch_size]
+    padded = xp.pad(u, [(0, 0)] + [(ri + g, ri + g) for ri, g in zip(r, grow)], mode="reflect")
+    if not any(grow):
+        return padded, u
+    inner = (slice(None),) + tuple(slice(ri, padded.shape[k + 1] - ri) for k, ri in enumerate(r))
+    return padded, xp.ascontiguousarray(padded[inner])
+
+
+def crop_grown(out: Any, grow: tuple[int, ...]) -> Any:
+    """The image part of a result computed on :func:`grown_image`'s ``v``."""
+    if not any(grow):
+        return out
+    return out[(slice(None),) + tuple(slice(g, out.shape[k + 1] - g) for k, g in enumerate(grow))]
+
+
 def _progress(iterable: Any, total: int, enabled: bool) -> Any:
     if not enabled:
         return iterable
@@ -177,6 +228,7 @@ def offset_loop(
     *,
     patch_weights: str = "uniform",
     centre: str = "one",
+    form: str = "patch",
     progress: bool = False,
 ) -> Any:
     """Non-local means of ``u: (C, *S)`` by the offset loop, one offset per step.
@@ -193,6 +245,11 @@ def offset_loop(
         Patch kernel ``g``.
     centre : {"one", "max"}
         Weight of ``j = i``: 1, or the largest other weight (IPOL 2011).
+    form : {"patch", "skimage"}
+        ``"patch"``: the centred patch, every weight, the window clipped to the
+        image.  ``"skimage"``: scikit-image's fast mode: the box of
+        :func:`form_distance`, weights below ``exp(-CUTOFF)`` dropped, and the
+        window completed by reflection at the borders (:func:`grown_image`).
     progress : bool
         Show a tqdm bar over the offsets.
 
@@ -200,12 +257,15 @@ def offset_loop(
     -------
     ndarray, (C, *S)
         ``sum_t w_t(x) u(x + t) / sum_t w_t(x)`` over the search window
-        clipped to the image (patches completed by reflection).
+        (patches completed by reflection).
     """
+    skimage = form == "skimage" and patch_weights == "uniform"
+    grow = tuple(patch_distance) if skimage else (0,) * len(patch_size)
+    padded, u = grown_image(u, patch_size, grow)  # from here on u is the grown image
     xp = get_namespace(u)
     C, shape = u.shape[0], u.shape[1:]
     r = [s // 2 for s in patch_size]
-    padded = xp.pad(u, [(0, 0)] + [(ri, ri) for ri in r], mode="reflect")  # (C, *S + 2r)
+    cutoff = CUTOFF if skimage else None
     num, den, w_max = _start_accumulators(u, centre)
     offsets = list(half_offsets(patch_distance))
     for t in _progress(offsets, len(offsets), progress):
@@ -221,8 +281,8 @@ def offset_loop(
         patch_y = padded[
             (slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))
         ]
-        D, scale = offset_distance(patch_x, patch_y, patch_size, patch_weights)  # (*region)
-        w = weights_from_distance(D, h, sigma, scale / C)
+        D, scale = form_distance(patch_x, patch_y, patch_size, patch_weights, form)  # (*region)
+        w = weights_from_distance(D, h, sigma, scale / C, cutoff=cutoff)
         # the pair (x, y) gives w to both pixels
         den[at_x] += w
         den[at_y] += w
@@ -231,4 +291,4 @@ def offset_loop(
         if w_max is not None:
             xp.maximum(w_max[at_x], w, out=w_max[at_x])
             xp.maximum(w_max[at_y], w, out=w_max[at_y])
-    return _finish(u, num, den, w_max)
+    return crop_grown(_finish(u, num, den, w_max), grow)

@@ -16,8 +16,11 @@ with weights that decay with the patch distance:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
+
+import numpy as np
 
 from ..backend import get_namespace
 from ._common import (
@@ -28,6 +31,7 @@ from ._common import (
     scaled_h,
     weights_from_distance,
 )
+from .fast import CUTOFF
 
 __all__ = ["nl_means_pixelwise"]
 
@@ -56,7 +60,8 @@ def nl_means_pixelwise(
     patch_distance : int or tuple of int
         Half-width of the search window: ``j`` runs over the pixels with
         ``|j - i| <= patch_distance`` on every axis *that lie in the image*
-        (so values beyond the image's extent change nothing).
+        (so values beyond the image's extent change nothing), or beyond it
+        by reflection with ``distance_scale="skimage"`` and the uniform kernel.
     h : float
         Filtering parameter (> 0), on the image's float scale.
     sigma : float
@@ -68,10 +73,13 @@ def nl_means_pixelwise(
         Centre weight ``w(i, i)``: 1 (scikit-image) or the largest weight of the
         other pixels of the window (IPOL 2011).
     distance_scale : {"skimage", "patch"}
-        As in :func:`nlref.denoise.nl_means`: with the uniform kernel,
-        ``"skimage"`` multiplies ``d2`` by ``rho = prod_k (s_k - 1) / s_k``
-        (scikit-image's fast-mode scale); ``"patch"`` keeps the true mean.
-        The Gaussian kernel ignores it.
+        As in :func:`nlref.denoise.nl_means`.  With the uniform kernel,
+        ``"skimage"`` is scikit-image's fast mode written out: ``d2`` is the
+        mean over the box ``(i - r, i + r]`` of ``s - 1`` pixels per axis
+        (kernel ``g`` with a zero first entry), times ``rho = prod_k (s_k - 1) / s_k``;
+        weights below ``exp(-5)`` are 0; the window is whole, completed by
+        reflection beyond the image.  ``"patch"``: the true patch mean, every
+        weight, the window clipped to the image.  The Gaussian kernel ignores it.
     preserve_range : bool
         Keep integer values as they are instead of scaling them to [0, 1].
     channel_axis : int or None
@@ -105,38 +113,47 @@ def nl_means_pixelwise(
     if patch_weights not in ("gaussian", "uniform"):
         raise ValueError(f"patch_weights must be 'gaussian' or 'uniform', received {patch_weights!r}")
     h = scaled_h(h, geometry.patch_size, patch_weights, distance_scale)
+    skimage = patch_weights == "uniform" and distance_scale == "skimage"
+    if skimage:  # the window completed by reflection, not clipped to the image
+        geometry = dataclasses.replace(geometry, patch_distance=geometry.reflected_distance)
     prep = prepare(image, geometry, h, sigma, preserve_range=preserve_range)
     u = prep.u  # (C, *S)
     xp = get_namespace(u)
     n = u.ndim - 1
-    shape = u.shape[1:]
     r = [p // 2 for p in prep.patch_size]
     d = prep.patch_distance
+    # scikit-image's fast mode: the box (x - r, x + r], weights below exp(-5) dropped, and
+    # the window completed by reflection (the image grown by d; 0 elsewhere: the window clipped)
+    grow = d if skimage else (0,) * n
 
     # g: (*patch), the separable patch kernel, sum 1
     g = 1.0
     for ax, p in enumerate(prep.patch_size):
         k = patch_kernel_1d(p, patch_weights, u.dtype)
+        if skimage and p > 1:
+            k = np.concatenate([[0.0], np.full(p - 1, 1.0 / (p - 1))]).astype(u.dtype)
         g = g * k.reshape((1,) * ax + (p,) + (1,) * (n - ax - 1))
     g = xp.asarray(g) / u.shape[0]  # also averages over the C channels
 
-    padded = xp.pad(u, [(0, 0)] + [(ri, ri) for ri in r], mode="reflect")
-    # patches[:, i1, i2, k1, k2] = padded[:, i1 + k1, i2 + k2]: the patch of pixel i
+    padded = xp.pad(u, [(0, 0)] + [(ri + e, ri + e) for ri, e in zip(r, grow)], mode="reflect")
+    v = padded[(slice(None),) + tuple(slice(ri, m - ri) for ri, m in zip(r, padded.shape[1:]))]  # grown
+    # patches[:, i1, i2, k1, k2] = padded[:, i1 + k1, i2 + k2]: the patch of pixel i of v
     patches = xp.lib.stride_tricks.sliding_window_view(padded, prep.patch_size, axis=tuple(range(1, n + 1)))
     out = xp.empty_like(u)
     patch_axes = (0,) + tuple(range(n + 1, 2 * n + 1))
-    for i in itertools.product(*(range(s) for s in shape)):
-        window = tuple(slice(max(0, ia - da), min(s, ia + da + 1)) for ia, da, s in zip(i, d, shape))
-        p_i = patches[(slice(None),) + i]  # (C, *patch)
+    for i in itertools.product(*(range(s) for s in u.shape[1:])):
+        i_v = tuple(ia + e for ia, e in zip(i, grow))  # pixel i in v
+        window = tuple(slice(max(0, ia - da), min(m, ia + da + 1)) for ia, da, m in zip(i_v, d, v.shape[1:]))
+        p_i = patches[(slice(None),) + i_v]  # (C, *patch)
         p_j = patches[(slice(None),) + window]  # (C, *window, *patch)
         diff = p_j - p_i.reshape(p_i.shape[:1] + (1,) * n + p_i.shape[1:])
         d2 = (g * diff * diff).sum(axis=patch_axes)  # (*window)
-        w = weights_from_distance(d2, prep.h, prep.sigma)
+        w = weights_from_distance(d2, prep.h, prep.sigma, cutoff=CUTOFF if skimage else None)
         if weighting == "ipol":
-            centre = tuple(ia - s.start for ia, s in zip(i, window))
+            centre = tuple(ia - s.start for ia, s in zip(i_v, window))
             w[centre] = 0
             w_max = w.max()
             w[centre] = xp.where(w_max > 0, w_max, 1)
-        v_j = u[(slice(None),) + window]  # (C, *window)
+        v_j = v[(slice(None),) + window]  # (C, *window)
         out[(slice(None),) + i] = (w * v_j).reshape(u.shape[0], -1).sum(axis=1) / w.sum()
     return restore_layout(out, prep)
