@@ -191,9 +191,8 @@ def test_batched_offsets_equal_one_offset_per_step(xp, rng, case, batch):
     u = np.moveaxis(image, case.get("channel_axis", 0), 0) if "channel_axis" in case else image[None]
     n = u.ndim - 1
     d = as_tuple(case["patch_distance"], n, "")
-    grown = (u.shape[0],) + tuple(
-        m + 2 * min(dk, max(m - 1, 11)) for m, dk in zip(u.shape[1:], d)
-    )  # fast mode
+    free = 11 if n == 2 else 0  # fast mode's window, completed by reflection
+    grown = (u.shape[0],) + tuple(m + 2 * min(dk, max(m - 1, free)) for m, dk in zip(u.shape[1:], d))
     cap = 2**30 if batch is None else batch_bytes(grown, 8, as_tuple(case["patch_size"], n, ""), batch)
     got = nl_means(asarray(image, xp), max_batch_bytes=cap, **kw)
     np.testing.assert_allclose(to_numpy(got), expected, rtol=0, atol=1e-12)
@@ -259,7 +258,7 @@ def test_huge_h_gives_the_box_mean_over_the_search_window(xp, rng, d, batch_byte
     out = nl_means(asarray(image, xp), 5, d, 1e6, max_batch_bytes=batch_bytes, distance_scale="patch")
     np.testing.assert_allclose(to_numpy(out), clipped, rtol=0, atol=1e-9)
     # the default (scikit-image's fast mode): the window is whole, completed by reflection,
-    # up to a half-width of max(extent - 1, 11)
+    # up to a half-width of max(extent - 1, 11) in 2-D
     e, f = min(d, 13), min(d, 14)
     grown = np.pad(image, ((e, e), (f, f)), mode="reflect")
     whole = np.array(

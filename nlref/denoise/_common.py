@@ -33,8 +33,9 @@ SPATIAL_DIMS = (2, 3, 4)
 #: the radius may not exceed the extent, so that padding stays bounded by the image.
 MAX_FREE_RADIUS = 7
 #: scikit-image's fast mode searches the whole window of the image padded by reflection, even
-#: when the window is wider than the image; nlref does so up to this half-width (scikit-image's
-#: default ``patch_distance``) or the extent, whichever is larger, so that the work stays bounded.
+#: when the window is wider than the image; nlref does so, for 2-D images, up to this half-width
+#: (scikit-image's default ``patch_distance``) or the extent, whichever is larger.  In 3-D and 4-D
+#: the window stays within ``extent - 1`` (a 23^4 window on a tiny 4-D image would be 10^11 steps).
 MAX_FREE_DISTANCE = 11
 
 
@@ -64,7 +65,8 @@ class Geometry:
         ``extent - 1``: offsets beyond cannot pair two pixels of the image.
     reflected_distance : tuple of int
         The half-width of the window completed by reflection (fast mode's
-        scikit-image form), clipped to ``max(extent - 1, MAX_FREE_DISTANCE)``.
+        scikit-image form), clipped to ``max(extent - 1, MAX_FREE_DISTANCE)``
+        for 2-D images, to ``extent - 1`` for volumes.
     """
 
     channel_axis: int | None
@@ -176,9 +178,9 @@ def check_geometry(image: Any, patch_size: Any, patch_distance: Any, channel_axi
             stacklevel=4,
         )
     clipped = tuple(min(d, n - 1) for d, n in zip(dist, shape))
-    return Geometry(
-        ch, shape, patch, clipped, tuple(min(d, max(n - 1, MAX_FREE_DISTANCE)) for d, n in zip(dist, shape))
-    )
+    free = MAX_FREE_DISTANCE if len(shape) == 2 else 0
+    reflected = tuple(min(d, max(n - 1, free)) for d, n in zip(dist, shape))
+    return Geometry(ch, shape, patch, clipped, reflected)
 
 
 def check_arguments(

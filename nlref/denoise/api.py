@@ -67,8 +67,9 @@ def nl_means(
         Half-width of the search window (scikit-image's meaning): the window
         is ``2 * patch_distance + 1`` pixels wide.  A tuple searches each axis
         differently, e.g. ``(2, 10, 10)`` for 2 frames before and after.
-        Clipped to ``extent - 1`` per axis (to ``max(extent - 1, 11)`` in
-        fast mode's default form, whose window is completed by reflection),
+        Clipped to ``extent - 1`` per axis (for 2-D images to
+        ``max(extent - 1, 11)`` in fast mode's default form, whose window is
+        completed by reflection),
         so any value costs work bounded by the image.
     h : float
         Cut-off distance (> 0) on the image's float scale; larger is smoother.
@@ -99,7 +100,8 @@ def nl_means(
         (``(4/5)^2 = 0.64`` for ``patch_size=5`` in 2-D); weights below
         ``exp(-5)`` are dropped; the search window is whole, completed by
         reflection beyond the image (up to a half-width of
-        ``max(extent - 1, 11)``).  ``"patch"``: the true mean over the
+        ``max(extent - 1, 11)`` in 2-D, ``extent - 1`` in 3-D and 4-D).
+        ``"patch"``: the true mean over the
         centred ``s x s`` patch, ``rho = 1``, every weight, the window
         clipped to the image (IPOL's definition, used by
         :func:`nlref.denoise.nl_means_ipol`).  Slow mode has one form: the
