@@ -74,7 +74,9 @@ def attention_map(
     frames : ndarray, optional
         Input shown above the maps: ``(H, W)`` / ``(H, W, 3)`` for an image,
         ``(T, H, W)`` / ``(T, H, W, 3)`` for a clip, at any resolution (the maps
-        are drawn on the same axes extent).
+        are drawn on the same axes extent).  A clip of ``k`` times the map's
+        steps labels step ``t`` with its input frames ``k t .. k t + k - 1`` and
+        draws frame ``k t`` above it.
     batch : int
         Sample shown when ``attention`` is (N, P, P').
     path : str or path-like, optional
@@ -179,8 +181,9 @@ def _draw_maps(figure_cls, weights, query, query_shape, background, max_frames, 
     extent = (0, img_hw[1], img_hw[0], 0)
     marker = ((q_yx[1] + 0.5) * img_hw[1] / q_hw[1], (q_yx[0] + 0.5) * img_hw[0] / q_hw[0])
     vmax = float(weights.max()) or 1.0
-    for col, t in enumerate(shown):
-        name = f"frame {t}" if is_clip else "image"
+    per = background.shape[0] // clip.shape[0] if is_clip and background is not None else 1
+    for col, t in enumerate(shown):  # map step t covers input frames t * per .. t * per + per - 1
+        name = (f"frames {t * per}-{t * per + per - 1}" if per > 1 else f"frame {t}") if is_clip else "image"
         if background is not None:
             ax = axes[0, col]
             ax.imshow(
@@ -190,7 +193,7 @@ def _draw_maps(figure_cls, weights, query, query_shape, background, max_frames, 
                 vmin=0,
                 vmax=1,
             )
-            ax.set(xlabel="x", ylabel="y", title=f"input, {name}")
+            ax.set(xlabel="x", ylabel="y", title=f"input, frame {t * per}" if is_clip else f"input, {name}")
         ax = axes[-1, col]
         im = ax.imshow(clip[t], cmap=cmap, extent=extent, vmin=0, vmax=vmax, interpolation="nearest")
         ax.set(xlabel="x", ylabel="y", title=name if background is None else f"attention, {name}")

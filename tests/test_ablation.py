@@ -118,6 +118,28 @@ def test_rows_report_mean_and_sample_std_of_the_seeds(tmp_path):
     ]
 
 
+def test_the_plot_shows_every_seed_and_error_bar_below_its_default_axis(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    import nlref.nn.train.report as report
+
+    def row(model, accuracies, std):
+        mean = sum(accuracies) / len(accuracies)
+        return dict(
+            part="f", model=model, mean=mean, std=std, accuracies=accuracies, step_s=0.1, paper_top1=1.0
+        )
+
+    result = {"rows": [row("C2D", [0.375, 0.5], 0.09), row("NL C2D", [0.9, 1.0], 0.07)]}
+    result.update(base_config=ablation_config().__dict__, quick=False)
+    limits = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: limits.append(fig.axes[0].get_ylim()))
+    report.plot(result, tmp_path / "f.png", "f")
+    assert limits[0][0] <= 0.4375 - 0.09 < 0.375  # the lowest seed and the lower end of its error bar
+    result["rows"] = [row("C2D", [0.45, 0.5], 0.01), row("NL C2D", [0.9, 1.0], 0.07)]
+    report.plot(result, tmp_path / "f.png", "f")
+    assert limits[1] == (0.4, 1.02)  # nothing below 0.4: the usual axis
+
+
 def test_markdown_rows_show_mean_std_seeds_time_and_the_paper():
     row = {
         "part": "f",

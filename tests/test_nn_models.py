@@ -12,6 +12,7 @@ from nlref.nn.video import (
     build_model,
     c2d,
     count_nonlocal,
+    feature_shapes,
     i3d,
     inflate_2d_to_3d,
     inflation_table,
@@ -84,6 +85,40 @@ def test_temporal_receptive_fields_match_hand_computation():
     # I3D: stem 3 -> 3, pool1 -> 5, res2 conv1 -> 7, pool2 -> 9 (jump 2), res3 -> 13, res4 -> 17.
     m, p, _ = i3d()
     assert temporal_receptive_field(m, p) == 17
+
+
+# Table 1 of Wang et al. (CVPR 2018), C2D ResNet-50 on 32 x 224 x 224 clips: (channels, T, H, W).
+PAPER_TABLE_1 = {
+    "conv1": (64, 16, 112, 112),
+    "pool1": (64, 8, 56, 56),
+    "res2": (256, 8, 56, 56),
+    "pool2": (256, 4, 56, 56),
+    "res3": (512, 4, 28, 28),
+    "res4": (1024, 4, 14, 14),
+    "res5": (2048, 4, 7, 7),
+}
+
+
+@pytest.mark.parametrize("builder", [c2d, i3d])
+def test_feature_shapes_of_resnet50_are_the_papers_table_1(builder):
+    model, params, _ = builder(layout="resnet50", width=4, nl_blocks=5)  # channels: the paper's / 16
+    shapes = feature_shapes(model, params, (32, 224, 224))
+    assert shapes == {k: (c // 16, *size) for k, (c, *size) in PAPER_TABLE_1.items()}
+
+
+def test_feature_shapes_are_the_shapes_a_forward_pass_produces(rng):
+    model, params, state = c2d(nl_blocks=1, dtype=np.float64)
+    x = _clip(rng, (1, 3, 16, 16, 16))
+    shapes = feature_shapes(model, params, (16, 16, 16))
+    seen, n_pool = {}, 0
+    for k, spec in enumerate(model[:-1]):  # the head pools the map away
+        out, _, _ = model_forward(x, params, state, model[: k + 1], train=False)
+        n_pool += spec["op"] == "max_pool"
+        name = {"stem": "conv1", "max_pool": f"pool{n_pool}"}.get(spec["op"]) or spec["name"].split(".")[0]
+        seen[name] = out.shape[1:]
+    assert shapes == seen and shapes["res3"] == (16, 8, 2, 2)  # notebook 5's block input
+    with pytest.raises(ValueError, match="clip must be"):
+        feature_shapes(model, params, (16, 16))
 
 
 def test_nonlocal_placement_matches_the_paper_for_resnet50_depths():

@@ -63,6 +63,15 @@ def test_frames_are_a_row_of_their_own_and_maps_are_opaque(rng):
     assert fig.axes[8].get_ylabel() == "attention weight f / C"
 
 
+def test_a_map_with_fewer_steps_than_frames_names_the_input_frames_of_each_step(rng):
+    x, att = clip_attention(rng)
+    frames = np.repeat(x[0, 0], 2, axis=0)  # 8 input frames, 4 map steps: step t is frames 2t, 2t + 1
+    fig = attention_map(att, query=(1, 2, 5), query_shape=(4, 8, 8), key_shape=(4, 4, 4), frames=frames)
+    inputs, maps = fig.axes[:4], fig.axes[4:8]
+    assert [ax.get_title() for ax in inputs] == [f"input, frame {2 * t}" for t in range(4)]
+    assert [ax.get_title() for ax in maps] == [f"attention, frames {2 * t}-{2 * t + 1}" for t in range(4)]
+
+
 def test_uniform_attention_is_drawn_in_one_colour():
     fig = attention_map(np.full(16, 1 / 16), query=(1, 1), query_shape=(4, 4))
     rgba = fig.axes[0].images[0].to_rgba(fig.axes[0].images[0].get_array())

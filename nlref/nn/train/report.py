@@ -108,7 +108,8 @@ def plot(result: dict[str, Any], path: str | os.PathLike, part: str) -> None:
     ax = fig.subplots()
     (_window_curve if part == "w" else _bars)(ax, rows)
     ax.axhline(0.5, color="tab:red", ls="--", lw=1, label="chance")
-    ax.set_ylim(0.4, 1.02)
+    lowest = min(min(r["accuracies"] + [r["mean"] - r["std"]]) for r in rows)
+    ax.set_ylim(min(0.4, max(0.0, lowest - 0.03)), 1.02)  # from 0.4, lower when a seed or error bar is below
     ax.set_ylabel("held-out accuracy")
     ax.legend(loc="upper left", fontsize=8)
     b = result["base_config"]

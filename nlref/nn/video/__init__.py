@@ -53,7 +53,7 @@ from .models import (
     model_forward,
     nonlocal_positions,
 )
-from .temporal import inflate_2d_to_3d, temporal_receptive_field
+from .temporal import feature_shapes, inflate_2d_to_3d, temporal_receptive_field
 
 __all__ = [
     "conv_bn_forward",
@@ -92,4 +92,5 @@ __all__ = [
     "model_backward",
     "inflate_2d_to_3d",
     "temporal_receptive_field",
+    "feature_shapes",
 ]

@@ -1,11 +1,13 @@
-"""Time in the video models: inflating 2-D kernels (I3D) and the temporal receptive field.
+"""Time in the video models: inflating 2-D kernels (I3D), the temporal receptive field, the map shapes.
 
 Two questions of Wang et al. (CVPR 2018, Sec. 4.1) about time: how an I3D
 network starts from a C2D one (each 2-D kernel repeated over the frames of
 its 3-D kernel and divided by their number, Carreira & Zisserman, CVPR 2017),
 and how many frames one unit of a network sees -- the number that decides
 whether the marks of the synthetic task (:mod:`nlref.data.synthetic_video`)
-ever meet inside a convolution, or only in a non-local block.
+ever meet inside a convolution, or only in a non-local block -- and how
+many frames and pixels each stage's feature map keeps (paper, Table 1),
+which sets the size of a non-local block's affinity.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...backend import get_namespace
+from ..layers import conv_output_shape
 from .layers import lookup_layer
 
-__all__ = ["inflate_2d_to_3d", "temporal_receptive_field"]
+__all__ = ["inflate_2d_to_3d", "temporal_receptive_field", "feature_shapes"]
 
 
 def inflate_2d_to_3d(params2d: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
@@ -79,3 +82,50 @@ def temporal_receptive_field(model: list[dict], params: dict[str, Any]) -> float
             rf += (k - 1) * jump
             jump *= s
     return float(rf)
+
+
+def feature_shapes(model: list[dict], params: dict[str, Any], clip: tuple[int, int, int]) -> dict[str, tuple]:
+    """Shape ``(C, T, H, W)`` of the feature map after each stage, for clips of ``clip = (T, H, W)`` frames.
+
+    Walks the specs with :func:`nlref.nn.conv_output_shape` (the stem's 'same'
+    padding, the pools' padding, the first block's stride of each stage); no
+    clip is run.  Keys: ``"conv1"``, ``"pool1"``, ``"res2"``, ``"pool2"``,
+    ``"res3"``, ... (a stage: the output of its last residual block; a
+    non-local block keeps its input's shape).  For the paper's C2D ResNet-50
+    (``c2d(layout="resnet50")``) on ``(32, 224, 224)`` it gives Table 1 of
+    Wang et al. (CVPR 2018):
+
+    =====  ===============  ========
+    stage  T x H x W        channels
+    =====  ===============  ========
+    conv1  16 x 112 x 112   64
+    pool1  8 x 56 x 56      64
+    res2   8 x 56 x 56      256
+    pool2  4 x 56 x 56      256
+    res3   4 x 28 x 28      512
+    res4   4 x 14 x 14      1024
+    res5   4 x 7 x 7        2048
+    =====  ===============  ========
+    """
+    if len(clip) != 3 or any(int(n) < 1 for n in clip):
+        raise ValueError(f"clip must be (T, H, W) with positive sizes, received {clip!r}")
+    size, channels, shapes, n_pool = tuple(int(n) for n in clip), None, {}, 0
+    for spec in model:
+        op = lookup_layer(spec) and spec["op"]
+        if op == "stem":
+            w = params["conv1.w"].shape
+            size = conv_output_shape(size, w[2:], stride=spec["stride"], padding=tuple(k // 2 for k in w[2:]))
+            channels, name = w[0], "conv1"
+        elif op == "max_pool":
+            k, stride, pad = spec["kernel_size"], spec["stride"], spec["padding"]
+            size = conv_output_shape(size, k, stride=stride, padding=pad)
+            n_pool += 1
+            name = f"pool{n_pool}"
+        elif op == "block":  # every conv has 'same' padding: only the stride changes the size
+            size = conv_output_shape(size, 1, stride=spec["stride"])
+            channels = params[f"{spec['name']}.conv{spec['n_convs']}.w"].shape[0]
+            name = spec["name"].split(".")[0]
+        else:  # a non-local block keeps the shape; the head pools it away
+            continue
+        shapes[name] = (int(channels),) + tuple(int(n) for n in size)
+    return shapes
