@@ -184,16 +184,34 @@ def test_shipped_model_reproduces_its_recorded_psnr_on_a_held_out_image():
     assert measured > 20.17 + 6  # and it denoises: the noisy crop is about 20 dB
 
 
+#: The shipped models trained on the bundled images before issue 25 (the preset of issue 16: 2500
+#: steps, validation every 100 steps on 16 patches); the others are Train400 runs of today's presets.
+BUNDLED_PRESET = {"steps": 2500, "eval_every": 100, "n_val": 16}
+#: Issue 25: retrained on Train400 so far (sigma 15 and 50 follow).
+TRAIN400_MODELS = {("nl", 25), ("no-nl", 25)}
+
+
 def test_every_shipped_model_is_what_its_name_says():
+    total = 0
     for (variant, sigma), path in SHIPPED_WEIGHTS.items():
         net = load_weights(path)
         preset = DENOISER_PRESETS["default" if variant == "nl" else "no-nl"]
-        expected = dataclasses.asdict(dataclasses.replace(preset, sigma=float(sigma)))
-        assert expected.pop("data") is None and net["config"].get("data") is None  # the bundled images
-        assert {k: v for k, v in net["config"].items() if k != "data"} == expected and net[
-            "sigma"
-        ] == sigma / 255, path  # what the docs say
-        assert net["check"] is not None and path.stat().st_size < 2e6, path
+        config = dict(net["config"])
+        data = config.pop("data", None)
+        if data is None:  # the bundled images, issue 16's preset
+            preset = dataclasses.replace(preset, **BUNDLED_PRESET)
+        else:  # `nlref train-denoiser --preset P --sigma S/255 --seed 0 --data .../train400`
+            assert (data["folder"], data["files"], data["val_files"]) == ("train400", 400, 40), path
+            assert (variant, sigma) in TRAIN400_MODELS, path
+        expected = dataclasses.asdict(dataclasses.replace(preset, sigma=float(sigma), seed=0))
+        expected.pop("data")
+        assert config == expected and net["sigma"] == sigma / 255, path  # what the docs say
+        rows = net["metrics"]
+        assert net["check"] is not None and rows[-1]["step"] == config["steps"], path
+        if data is not None:  # the files record the CPU time and BLAS threads of their run
+            assert rows[-1]["cpu_s"] > 0 and rows[-1]["blas_threads"] == 1, path
+        total += path.stat().st_size
+    assert total < 5e6  # issue 25: the shipped weights stay under 5 MB in all
 
 
 def test_shipped_weights_picks_the_nearest_noise_level_a_tie_going_up():

@@ -95,10 +95,11 @@ class DenoiserConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-#: ``default``: the shipped models (two windowed blocks; sigma 25 unless ``--sigma``), 9000 steps, about
-#: 40 CPU-minutes on one core; ``no-nl``: the same network without the blocks, given the same CPU budget
-#: (a step costs 0.57 of one with the blocks, so 16000 steps); the validation PSNR every 500 steps on
-#: 128 fixed patches; ``quick``: a few steps of a tiny network, for tests and the notebook's quick mode.
+#: ``default``: the shipped models (two windowed blocks; sigma 25 unless ``--sigma``), 9000 steps: 46.7
+#: CPU-minutes on Train400 with one BLAS thread; ``no-nl``: the same network without the blocks, given
+#: the same CPU budget (a step costs 0.57 of one with the blocks, so 16000 steps: 47.0 CPU-minutes); the
+#: validation PSNR every 500 steps on 128 fixed patches; ``quick``: a few steps of a tiny network, for
+#: tests and the notebook's quick mode.
 DENOISER_PRESETS = {
     "default": DenoiserConfig(steps=9000, eval_every=500, n_val=128),
     "no-nl": DenoiserConfig(nl_blocks=0, steps=16000, eval_every=500, n_val=128),
