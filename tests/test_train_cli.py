@@ -110,3 +110,4 @@ def test_a_signalled_run_saves_a_checkpoint_says_so_and_exits_non_zero(tmp_path,
     step = load_checkpoint(out / "checkpoint.npz")["step"]
     assert step >= 25
     assert f"{said} after step {step}; checkpoint saved to {out / 'checkpoint.npz'}" in stdout, stdout
+    assert "interrupted" not in stderr.splitlines(), stderr  # the loop's line is the only one

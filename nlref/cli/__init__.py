@@ -151,10 +151,13 @@ def _error_line(exc: BaseException) -> str:
 
 def _interrupt_line(exc: KeyboardInterrupt) -> str:
     """The one line of an interrupt: the early handler's (nlref._entry), a signal before the training
-    loop started, or Ctrl-C (the loop prints its own "stopped by ... after step N" line first)."""
+    loop started, Ctrl-C elsewhere, or none when the training loop already printed its own
+    "stopped by ... after step N" / "interrupted after step N" line."""
     if hasattr(exc, "line"):
         return exc.line
-    if hasattr(exc, "signum") and not getattr(exc, "reported", False):
+    if getattr(exc, "reported", False):
+        return ""
+    if hasattr(exc, "signum"):
         return "stopped before the first step; nothing to save"
     return "interrupted"
 
@@ -172,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
-        print(_interrupt_line(exc), file=sys.stderr, flush=True)
+        line = _interrupt_line(exc)
+        if line:
+            print(line, file=sys.stderr, flush=True)
         return getattr(exc, "exit_code", 130)  # TrainingInterrupted: 128 + the signal (143 for SIGTERM)
     except _USAGE_ERRORS as exc:
         print(_error_line(exc), file=sys.stderr)
