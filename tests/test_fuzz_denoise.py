@@ -343,6 +343,7 @@ def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_), colour: bool = Fal
 )
 @example(image=np.ones((1, 1)), log_sigma=0.0, stage="both")
 @example(image=np.full((9, 9), np.finfo(np.float64).max), log_sigma=-1.0, stage="both")
+@example(image=np.array([[[0.0, 1.54087983e308, 1.54087983e308]]]), log_sigma=0.0, stage="both")  # colour
 def test_bm3d_equals_its_reference_loop(image, log_sigma, stage):
     scale = _scale(image, False)
     # Known open (issue 28 note): BM3D's matching thresholds are on the [0, 1] scale, so on a float32

@@ -108,15 +108,16 @@ def run_bm3d(
     hard, wiener = bm3d_profile(255.0 * float(sigma))
     u = as_float_image(image)
     u = u[None] if ch is None else xp.moveaxis(u, ch, 0)  # (C, H, W)
-    A = OPPONENT if ch is not None else np.ones((1, 1))
-    u = xp.ascontiguousarray(to_luminance_chrominance(u, A))
-    u, crop = _pad_to(u, max(hard.block, wiener.block))
-    # a huge or tiny image is scaled by a power of 2 (exact), sigma and tau with it
+    # a huge or tiny image is scaled by a power of 2 (exact), sigma and tau with it, before the
+    # colour transform (whose rows sum |a| <= 1, but whose inverse could overflow near the maximum)
     max_abs = float(xp.abs(u).max())
     e = safe_exponent(max_abs, 4.0 * max(hard.block, wiener.block) ** 2 * wiener.max_group, u.dtype)
     scale = math.ldexp(1.0, -e)
     if e:
         u = xp.ldexp(u, -e)
+    A = OPPONENT if ch is not None else np.ones((1, 1))
+    u = xp.ascontiguousarray(to_luminance_chrominance(u, A))
+    u, crop = _pad_to(u, max(hard.block, wiener.block))
     s = channel_sigmas(float(sigma), A) * scale  # (C,): the noise of each (transformed) channel
     cap = DEFAULT_MAX_BATCH_BYTES if max_batch_bytes is None else int(max_batch_bytes)
     C, H, W = u.shape
@@ -136,9 +137,9 @@ def run_bm3d(
         out = run([u, basic], basic[0], wiener, lambda sp: wiener_shrink(sp[0], sp[1], s))
     if bar is not None:
         bar.close()
+    out = from_luminance_chrominance(out[crop], A)
     if e:
         out = xp.ldexp(xp.clip(out, -max_abs * scale, max_abs * scale), e)
-    out = from_luminance_chrominance(out[crop], A)
     return xp.ascontiguousarray(out[0] if ch is None else xp.moveaxis(out, 0, ch))
 
 
