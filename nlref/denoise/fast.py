@@ -42,10 +42,8 @@ from typing import Any
 from ..backend import get_namespace
 from ._common import patch_kernel_1d, weights_from_distance
 
-__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "FORMS", "CUTOFF"]
+__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "CUTOFF"]
 
-#: The two forms of fast mode's patch distance (:func:`nlref.denoise.nl_means`, ``distance_scale``).
-FORMS = ("patch", "skimage")
 #: scikit-image's fast mode drops every weight below ``exp(-CUTOFF)``.
 CUTOFF = 5.0
 
