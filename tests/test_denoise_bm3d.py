@@ -16,7 +16,7 @@ from nlref.backend import PeakMemory, to_numpy
 from nlref.data import load_image
 from nlref.denoise import bm3d, bm3d_reference
 from nlref.denoise.bm3d import bm3d_profile
-from nlref.denoise.bm3d.matching import band_distances, select_groups, window_offsets
+from nlref.denoise.bm3d.matching import band_distances, rounded_distance, select_groups, window_offsets
 from nlref.denoise.bm3d.profile import match_threshold, reference_positions
 from nlref.denoise.bm3d.reference import match_reference
 from nlref.denoise.bm3d.transforms import bior15_matrix, dct_matrix, hadamard_matrix
@@ -96,7 +96,30 @@ def test_block_distance_is_the_true_k_by_k_sum_of_squared_differences(xp):
     for o in (0, 10, 30, 48):
         dy, dx = offsets[o]
         expected = ((noisy[9:17, 12:20] - noisy[9 + dy : 17 + dy, 12 + dx : 20 + dx]) ** 2).sum()
-        assert dist[o, 1, 1] == pytest.approx(expected, rel=1e-12)
+        assert dist[o, 1, 1] == pytest.approx(expected, rel=2.0**-20)  # rounded to 20 bits
+
+
+def test_distances_keep_20_fraction_bits_16_in_float32(xp):
+    odd = 0.75 + 2.0**-22 + 2.0**-30
+    d = xp.asarray([3.0, 1 + 2.0**-19, 1 + 2.0**-22, odd, 2 - 2.0**-30, 0.0, -1.0, np.inf])
+    # 0.75 = 1.5 x 2^-1: its last kept bit is 2^-21, so 2^-22 + 2^-30 is above half of it; 2 - 2^-30 carries
+    want = [3.0, 1 + 2.0**-19, 1.0, 0.75 + 2.0**-21, 2.0, 0.0, -1.0, np.inf]
+    assert to_numpy(rounded_distance(d)).tolist() == want
+    d32 = xp.asarray([1 + 2.0**-15, 1 + 2.0**-18, 5.0], dtype=xp.float32)
+    got = rounded_distance(d32)
+    assert got.dtype == xp.float32 and to_numpy(got).tolist() == [1 + 2.0**-15, 1.0, 5.0]
+
+
+@pytest.mark.parametrize("stage", ["hard", "both"])
+def test_ties_on_paper_are_ties_in_both_forms(xp, stage):
+    # found by the thorough fuzz profile: blocks of 9s and two outliers, on the 1/65535 scale, give
+    # distances equal on paper that box sums and block sums round differently (2e-4 apart before)
+    image = np.full((7, 16), 9, np.uint16)
+    image[0, 0], image[5, 2] = 1, 0
+    sigma = 9 / 65535
+    fast = to_numpy(bm3d(xp.asarray(image), sigma, stage=stage))
+    ref = to_numpy(bm3d_reference(xp.asarray(image), sigma, stage=stage))
+    np.testing.assert_allclose(fast / sigma, ref / sigma, rtol=0, atol=1e-12)
 
 
 # --- the whole algorithm --------------------------------------------------------------------------

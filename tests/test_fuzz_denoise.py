@@ -336,6 +336,11 @@ def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_), colour: bool = Fal
     return (info.min + values * (float(info.max) - info.min)).astype(dtype)
 
 
+#: found by the thorough profile: ties on paper that round-off broke differently in the two forms
+TIES = np.full((7, 16), 9, np.uint16)
+TIES[0, 0], TIES[5, 2] = 1, 0
+
+
 @given(
     image=st.one_of(grey_images(), grey_images(colour=True)),
     log_sigma=st.floats(-300, 300),
@@ -344,6 +349,8 @@ def grey_images(draw, dtypes=DTYPES + (np.float16, np.bool_), colour: bool = Fal
 @example(image=np.ones((1, 1)), log_sigma=0.0, stage="both")
 @example(image=np.full((9, 9), np.finfo(np.float64).max), log_sigma=-1.0, stage="both")
 @example(image=np.array([[[0.0, 1.54087983e308, 1.54087983e308]]]), log_sigma=0.0, stage="both")  # colour
+@example(image=TIES, log_sigma=0.0, stage="hard")
+@example(image=TIES, log_sigma=0.0, stage="both")
 def test_bm3d_equals_its_reference_loop(image, log_sigma, stage):
     scale = _scale(image, False)
     # Known open (issue 28 note): BM3D's matching thresholds are on the [0, 1] scale, so on a float32

@@ -326,8 +326,49 @@ def scaled_h(h: float, patch_size: tuple[int, ...], kernel: str, distance_scale:
     return min(float(h) / math.sqrt(rho), float(np.finfo(np.float64).max))
 
 
+#: Schraudolph's constants as scikit-image's ``fast_exp`` uses them: ``2^20 / ln 2`` and
+#: ``1023 * 2^20 - 60801`` (the shift of least RMS error).
+SCHRAUDOLPH_A = 2.0**20 / math.log(2.0)
+SCHRAUDOLPH_BC = 1023 * 2**20 - 60801
+EXPS = ("exact", "schraudolph")
+
+
+def schraudolph_exp(x: Any) -> Any:
+    """``exp(x)`` by Schraudolph's approximation, as scikit-image's fast ``fast_exp`` computes it.
+
+    The high 32 bits of an IEEE double are set to ``trunc(A x) + BC`` and the low
+    32 bits to 0 (N. N. Schraudolph, "A fast, compact approximation of the
+    exponential function", Neural Computation 11(4), 1999, Sec. 2): a piecewise
+    linear interpolation of ``2^(x / ln 2)`` between powers of two, at most about
+    4 % off (``schraudolph_exp(0) = 0.971``).  Valid for ``-700 < x <= 0``; 0 below,
+    and for ``-inf``.  Computed in float64 and returned in ``x``'s dtype, as
+    scikit-image's ``fast_expf`` does for float32 images.  In place on ``x``;
+    temporaries: one bool and one int64 value per entry, plus a float64 copy of a
+    float32 ``x``.
+    """
+    xp = get_namespace(x)
+    inside = x > -700.0
+    t = x.astype(xp.float64, copy=x.dtype != xp.float64)
+    xp.maximum(t, -700.0, out=t)
+    t *= SCHRAUDOLPH_A
+    xp.trunc(t, out=t)
+    high = t.astype(xp.int64)
+    del t
+    high += SCHRAUDOLPH_BC
+    high <<= 32
+    y = high.view(xp.float64)
+    y *= inside
+    x[...] = y
+    return x
+
+
+def centre_weight(exp: str) -> float:
+    """Weight of the offset ``t = 0`` (``d2 = 0``): ``exp(0)`` by the exponential ``exp`` names."""
+    return 1.0 if exp == "exact" else float(schraudolph_exp(np.zeros(1))[0])
+
+
 def weights_from_distance(
-    d2: Any, h: float, sigma: float, scale: float = 1.0, *, cutoff: float | None = None
+    d2: Any, h: float, sigma: float, scale: float = 1.0, *, cutoff: float | None = None, exp: str = "exact"
 ) -> Any:
     """``w = exp(-max(scale * d2 - 2 sigma^2, 0) / h^2)``, in place on ``d2``; 0 below ``exp(-cutoff)``.
 
@@ -337,7 +378,8 @@ def weights_from_distance(
     expected value of that mean between two noisy copies of the same patch
     (IPOL 2011, Eq. 2; scikit-image's ``sigma``).  The exponent is never
     positive, so the exponential cannot overflow.  ``cutoff`` (scikit-image's fast mode: 5)
-    sets the weights of exponents below ``-cutoff`` to exactly 0.
+    sets the weights of exponents below ``-cutoff`` to exactly 0.  ``exp="schraudolph"``
+    (scikit-image's fast mode) takes :func:`schraudolph_exp` instead of the exact exponential.
     """
     xp = get_namespace(d2)
     if sigma > 0:
@@ -353,4 +395,6 @@ def weights_from_distance(
         d2 *= d2.dtype.type(-factor)
     if cutoff is not None:  # scikit-image's fast mode skips weights below exp(-5)
         d2[d2 < -cutoff] = -np.inf
+    if exp == "schraudolph":
+        return schraudolph_exp(d2)
     return xp.exp(d2, out=d2)

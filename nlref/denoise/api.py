@@ -94,15 +94,17 @@ def nl_means(
         of the other pixels of the window (IPOL 2011).
     distance_scale : {"skimage", "patch"}
         The form of fast mode's patch distance.  ``"skimage"`` (default):
-        scikit-image's fast mode (its ``_fast_nl_means_denoising_2d``, with an
-        exact ``exp``): ``d2`` is the mean over the box ``(x - r, x + r]`` of
+        scikit-image's fast mode (its ``_fast_nl_means_denoising_2d``, the same
+        output to float rounding): ``d2`` is the mean over the box ``(x - r, x + r]`` of
         ``s - 1`` pixels per axis, scaled by ``rho = prod_k (s_k - 1) / s_k``
         (``(4/5)^2 = 0.64`` for ``patch_size=5`` in 2-D); weights below
-        ``exp(-5)`` are dropped; the search window is whole, completed by
+        ``exp(-5)`` are dropped, the others computed by scikit-image's
+        approximate ``exp`` (:func:`nlref.denoise._common.schraudolph_exp`,
+        within 4 %, 0.971 at 0); the search window is whole, completed by
         reflection beyond the image (up to a half-width of
         ``max(extent - 1, 11)`` in 2-D, ``extent - 1`` in 3-D and 4-D).
         ``"patch"``: the true mean over the
-        centred ``s x s`` patch, ``rho = 1``, every weight, the window
+        centred ``s x s`` patch, ``rho = 1``, the exact ``exp``, every weight, the window
         clipped to the image (IPOL's definition, used by
         :func:`nlref.denoise.nl_means_ipol`).  Slow mode has one form: the
         Gaussian kernel, normalised as in scikit-image, the window clipped.
@@ -138,28 +140,21 @@ def nl_means(
 
     Notes
     -----
-    Differences from scikit-image, on purpose:
+    Difference from scikit-image, on purpose: slow mode uses the exact ``exp``
+    (scikit-image's slow mode uses Schraudolph's approximation, as its fast
+    mode does).  Like scikit-image's slow mode it clips the search window to
+    the image.  Patches are completed by reflection in both modes.
 
-    * fast mode follows scikit-image's fast mode by default
-      (``distance_scale``), but with an exact ``exp``: scikit-image uses
-      Schraudolph's approximation (1999), a few per cent off
-      (``fast_exp(0) = 0.96``).  ``distance_scale="patch"`` is the textbook
-      distance instead.
-    * slow mode clips the search window to the image, as scikit-image's slow
-      mode does.  Patches are completed by reflection in both modes.
-
-    PSNR against scikit-image, the same call in the same test
-    (``tests/test_denoise_skimage_psnr.py``; ``benchmarks/bench_nlm_grid.py``):
-    on issue 28's grid of 384 fast calls (its gallery example and grey crops
-    of astronaut, coins, moon; patch 5, 7; distance 6, 11; ``h`` 0.6-1.15
-    sigma; sigma given or not; noise seeds 0-2) the default is within
-    0.08 dB of scikit-image (median +0.00 dB); the calls below -0.05 dB
-    are all at ``h = 0.6 sigma`` without ``sigma``, the most selective weights,
-    where scikit-image's approximate ``exp`` (smaller at 0) happens to
-    help.  ``distance_scale="patch"`` loses up to 4.4 dB at small ``h``
-    without ``sigma`` and gains up to 0.6 dB with ``sigma`` given and
-    ``h >= 0.8 sigma``.  Slow mode (64 x 64 crops, ``h = 0.6 sigma``) is
-    within 0.05 dB.
+    Against scikit-image, the same call in the same test
+    (``tests/test_denoise_skimage_psnr.py``): fast mode by default gives the
+    same image (to 1e-12 in float64, 2e-6 in float32; 2-D, colour, 3-D), so
+    the same PSNR on issue 28's grid of 384 calls (its gallery example and grey
+    crops of astronaut, coins, moon; patch 5, 7; distance 6, 11; ``h``
+    0.6-1.15 sigma; sigma given or not; noise seeds 0-2;
+    ``benchmarks/bench_nlm_grid.py``).  ``distance_scale="patch"`` loses up to
+    4.4 dB at small ``h`` without ``sigma`` and gains up to 0.6 dB with
+    ``sigma`` given and ``h >= 0.8 sigma``.  Slow mode (64 x 64 crops,
+    ``h = 0.6 sigma``) is within 0.05 dB.
 
     Examples
     --------

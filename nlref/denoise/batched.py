@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
-from ._common import weights_from_distance
+from ._common import centre_weight, weights_from_distance
 from .fast import CUTOFF, _finish, _progress, crop_grown, form_distance, grown_image
 
 __all__ = ["offset_loop_batched", "offsets_per_batch", "batch_bytes", "GPU_MAX_BATCH_BYTES"]
@@ -45,7 +45,10 @@ def batch_bytes(shape: tuple[int, ...], itemsize: int, patch_size: tuple[int, ..
     differences ``(B, C, *S_pad)``, their channel sum and the partial sums of
     :func:`window_sum` (at most ``max(5, C + 1) B N_pad`` values); the
     accumulation phase holds the weights, the weighted pixels ``(B, C, *S)``
-    and their sum over the batch (``(B (1 + C) + C) N``).  One more ``N`` for
+    and their sum over the batch (``(B (1 + C) + C) N``).  In between, scikit-image's
+    exponential (:func:`nlref.denoise._common.schraudolph_exp`) holds, beside the ``B N``
+    distances, one bool and one int64 per distance, and a float64 copy of float32
+    distances.  One more ``N`` for
     the weights :func:`offset_loop` keeps from the previous offset, and NumPy's
     ufunc buffers for strided operands (``numpy.getbufsize()`` values for each
     of at most 4 operands).  Checked against :mod:`tracemalloc` in
@@ -55,7 +58,8 @@ def batch_bytes(shape: tuple[int, ...], itemsize: int, patch_size: tuple[int, ..
     n = math.prod(spatial)
     n_pad = math.prod(m + 2 * (p // 2) for m, p in zip(spatial, patch_size))
     values = max(max(5, C + 1) * batch * n_pad, (batch * (1 + C) + C) * n) + n + 4 * np.getbufsize()
-    return values * itemsize
+    exp_bytes = batch * n * (itemsize + 1 + 8 + (8 if itemsize < 8 else 0))
+    return max(values * itemsize, exp_bytes + (n + 4 * np.getbufsize()) * itemsize)
 
 
 def offsets_per_batch(
@@ -133,7 +137,7 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     C = patch_y.shape[1]
     # 2.-3. patch distances and weights: (B, *L, W)
     D, scale = form_distance(patch_x, patch_y, geo["patch_size"], geo["patch_weights"], geo["form"], 1)
-    w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C, cutoff=geo["cutoff"])
+    w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C, cutoff=geo["cutoff"], exp=geo["exp"])
     # x + b outside the image: no pair, weight 0.  The (B, W) mask is built on the host and
     # sent once, so a batch costs one transfer and one multiply, not two writes per offset.
     x_b = np.arange(width) + np.arange(b0, b1)[:, None]
@@ -226,11 +230,13 @@ def offset_loop_batched(
     wide = shape[:-1] + (width + 2 * d_last,)
     num, den = xp.zeros((C,) + wide, dtype=u.dtype), xp.zeros(wide, dtype=u.dtype)
     w_max = xp.zeros(wide, dtype=u.dtype) if centre == "max" else None
-    if centre == "one":
-        num[..., row] = u
-        den[..., row] = 1
+    exp = "schraudolph" if skimage else "exact"
+    if centre == "one":  # the offset t = 0: weight exp(0)
+        w0 = centre_weight(exp)
+        num[..., row] = w0 * u
+        den[..., row] = w0
     geo = dict(r=r, width=width, d_last=d_last, patch_size=patch_size, patch_weights=patch_weights, h=h)
-    geo.update(sigma=sigma, form=form, cutoff=CUTOFF if skimage else None)
+    geo.update(sigma=sigma, form=form, cutoff=CUTOFF if skimage else None, exp=exp)
     batches = _plan_batches(patch_distance, batch)
     for a, b0, b1 in _progress(batches, len(batches), progress):
         _batch_step(u, padded, (num, den, w_max), a, b0, b1, geo)

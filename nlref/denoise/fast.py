@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..backend import get_namespace
-from ._common import patch_kernel_1d, weights_from_distance
+from ._common import centre_weight, patch_kernel_1d, weights_from_distance
 
 __all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "CUTOFF"]
 
@@ -198,11 +198,12 @@ def _progress(iterable: Any, total: int, enabled: bool) -> Any:
     return tqdm(iterable, total=total, desc="nl_means offsets", unit="offset")
 
 
-def _start_accumulators(u: Any, centre: str) -> tuple[Any, Any, Any]:
+def _start_accumulators(u: Any, centre: str, exp: str = "exact") -> tuple[Any, Any, Any]:
     """``num: (C, *S)``, ``den: (*S)`` and, for IPOL's centre weight, ``w_max``."""
     xp = get_namespace(u)
-    if centre == "one":  # the offset t = 0 has d2 = 0, hence weight 1
-        return u.copy(), xp.ones(u.shape[1:], dtype=u.dtype), None
+    if centre == "one":  # the offset t = 0 has d2 = 0, hence weight exp(0)
+        w0 = u.dtype.type(centre_weight(exp))
+        return w0 * u, xp.full(u.shape[1:], w0, dtype=u.dtype), None
     return xp.zeros_like(u), xp.zeros(u.shape[1:], dtype=u.dtype), xp.zeros(u.shape[1:], dtype=u.dtype)
 
 
@@ -246,8 +247,9 @@ def offset_loop(
     form : {"patch", "skimage"}
         ``"patch"``: the centred patch, every weight, the window clipped to the
         image.  ``"skimage"``: scikit-image's fast mode: the box of
-        :func:`form_distance`, weights below ``exp(-CUTOFF)`` dropped, and the
-        window completed by reflection at the borders (:func:`grown_image`).
+        :func:`form_distance`, weights below ``exp(-CUTOFF)`` dropped, its
+        approximate exponential (:func:`nlref.denoise._common.schraudolph_exp`),
+        and the window completed by reflection at the borders (:func:`grown_image`).
     progress : bool
         Show a tqdm bar over the offsets.
 
@@ -263,8 +265,8 @@ def offset_loop(
     xp = get_namespace(u)
     C, shape = u.shape[0], u.shape[1:]
     r = [s // 2 for s in patch_size]
-    cutoff = CUTOFF if skimage else None
-    num, den, w_max = _start_accumulators(u, centre)
+    cutoff, exp = (CUTOFF, "schraudolph") if skimage else (None, "exact")
+    num, den, w_max = _start_accumulators(u, centre, exp)
     offsets = list(half_offsets(patch_distance))
     for t in _progress(offsets, len(offsets), progress):
         # pixels x with x and x + t both in the image: x in [lo, hi) per axis
@@ -280,7 +282,7 @@ def offset_loop(
             (slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))
         ]
         D, scale = form_distance(patch_x, patch_y, patch_size, patch_weights, form)  # (*region)
-        w = weights_from_distance(D, h, sigma, scale / C, cutoff=cutoff)
+        w = weights_from_distance(D, h, sigma, scale / C, cutoff=cutoff, exp=exp)
         # the pair (x, y) gives w to both pixels
         den[at_x] += w
         den[at_y] += w

@@ -77,7 +77,9 @@ def nl_means_pixelwise(
         ``"skimage"`` is scikit-image's fast mode written out: ``d2`` is the
         mean over the box ``(i - r, i + r]`` of ``s - 1`` pixels per axis
         (kernel ``g`` with a zero first entry), times ``rho = prod_k (s_k - 1) / s_k``;
-        weights below ``exp(-5)`` are 0; the window is whole, completed by
+        weights below ``exp(-5)`` are 0, the others are scikit-image's approximate
+        ``exp`` (:func:`nlref.denoise._common.schraudolph_exp`, so ``w(i, i) = 0.971``);
+        the window is whole, completed by
         reflection beyond the image.  ``"patch"``: the true patch mean, every
         weight, the window clipped to the image.  The Gaussian kernel ignores it.
     preserve_range : bool
@@ -122,7 +124,7 @@ def nl_means_pixelwise(
     n = u.ndim - 1
     r = [p // 2 for p in prep.patch_size]
     d = prep.patch_distance
-    # scikit-image's fast mode: the box (x - r, x + r], weights below exp(-5) dropped, and
+    # scikit-image's fast mode: the box (x - r, x + r], weights below exp(-5) dropped, its exp, and
     # the window completed by reflection (the image grown by d; 0 elsewhere: the window clipped)
     grow = d if skimage else (0,) * n
 
@@ -148,7 +150,8 @@ def nl_means_pixelwise(
         p_j = patches[(slice(None),) + window]  # (C, *window, *patch)
         diff = p_j - p_i.reshape(p_i.shape[:1] + (1,) * n + p_i.shape[1:])
         d2 = (g * diff * diff).sum(axis=patch_axes)  # (*window)
-        w = weights_from_distance(d2, prep.h, prep.sigma, cutoff=CUTOFF if skimage else None)
+        cutoff, exp = (CUTOFF, "schraudolph") if skimage else (None, "exact")
+        w = weights_from_distance(d2, prep.h, prep.sigma, cutoff=cutoff, exp=exp)
         if weighting == "ipol":
             centre = tuple(ia - s.start for ia, s in zip(i_v, window))
             w[centre] = 0

@@ -13,7 +13,13 @@ its entries.  Cost ``O(pixels x window)``, whatever ``k``.
 Then the group (Lebrun, IPOL 2012, Sec. 2.2): the reference block first, then
 the other blocks with ``||R - Q||^2 < tau`` in the order (distance, scan
 order) -- ties go to the block met first in a row-major scan of the image --,
-at most ``N`` of them, cut down to a power of 2.
+at most ``N`` of them, cut down to a power of 2.  Distances are compared after
+:func:`rounded_distance`: two distances equal to 20 fraction bits (16 in
+float32) are a tie.  A distance is a sum of ``k^2`` squared differences, and
+summed in another order (box sums here, one block at a time in
+:mod:`nlref.denoise.bm3d.reference`) it differs in its last bits, so without
+the rounding a tie that is exact on paper would be broken by round-off, in
+different ways by the two forms.
 
 Memory of one band of ``n_ref`` reference blocks: the distances
 ``(n_window, n_ref)`` and their transposed copy, three boolean masks and an
@@ -29,7 +35,30 @@ import numpy as np
 from ...backend import get_namespace
 from ..fast import offset_distance
 
-__all__ = ["window_offsets", "band_distances", "select_groups", "match_bytes"]
+__all__ = ["window_offsets", "band_distances", "select_groups", "match_bytes", "rounded_distance"]
+
+#: fraction bits a distance keeps for comparisons, by the float's size in bytes
+TIE_BITS = {8: 20, 4: 16}
+
+
+def rounded_distance(d: Any) -> Any:
+    """``d`` rounded, in place, to :data:`TIE_BITS` fraction bits (``0``, ``-1`` and ``inf`` unchanged).
+
+    The relative error of a sum of ``k^2`` non-negative terms is at most
+    ``k^2 eps`` (``7e-15`` for ``k = 8`` in float64), far below the rounding
+    step (``2^-20 = 1e-6``), so both forms of BM3D round a tie to the same value
+    but when it falls within that error of a rounding boundary.  Rounding is
+    half away from zero on the IEEE bits: add half a unit of the last kept bit,
+    then clear the bits below it (a carry moves into the exponent, as it should).
+    """
+    xp = get_namespace(d)
+    d = xp.asarray(d)  # a 0-d input stays an array
+    size = d.dtype.itemsize
+    drop = {8: 52, 4: 23}[size] - TIE_BITS[size]  # fraction bits cleared
+    bits = d.view(xp.int64 if size == 8 else xp.int32)
+    bits += 1 << (drop - 1)
+    bits &= ~((1 << drop) - 1)
+    return d
 
 
 def window_offsets(window: int) -> np.ndarray:
@@ -56,7 +85,8 @@ def band_distances(guide: Any, ys: np.ndarray, xs: np.ndarray, k: int, window: i
     """``dist: (n_window, len(ys), len(xs))``: ``||R - Q||^2`` of each reference and each offset.
 
     ``inf`` where the offset leaves the image; ``-1`` at offset 0, so that the
-    reference block sorts first (it is at distance 0 from itself).  As in
+    reference block sorts first (it is at distance 0 from itself).  Rounded by
+    :func:`rounded_distance`.  As in
     :func:`nlref.denoise.fast.offset_loop`, one offset serves two: the box sums
     ``S_t(x) = ||B(x) - B(x + t)||^2`` give ``d_t(R) = S_t(R)`` and
     ``d_-t(R) = S_t(R - t)``, so only half of the window is visited.
@@ -83,7 +113,7 @@ def band_distances(guide: Any, ys: np.ndarray, xs: np.ndarray, k: int, window: i
             dist[o, ra, ca] = S[xp.asarray(ya - y0)[:, None], xp.asarray(xa - x0)[None, :]]
         if yb.size and xb.size:
             dist[n - 1 - o, rb, cb] = S[xp.asarray(yb - y0)[:, None], xp.asarray(xb - x0)[None, :]]
-    return dist
+    return rounded_distance(dist)
 
 
 def select_groups(dist: Any, max_group: int, threshold: float) -> tuple[Any, Any]:

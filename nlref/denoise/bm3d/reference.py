@@ -23,6 +23,7 @@ from typing import Any
 from ...backend import get_namespace
 from .api import run_bm3d
 from .filtering import GroupTransform, forward_3d, inverse_3d
+from .matching import rounded_distance
 from .profile import StepParams, reference_positions
 from .transforms import kaiser_window
 
@@ -32,7 +33,9 @@ __all__ = ["match_reference", "reference_step", "bm3d_reference"]
 def match_reference(guide: Any, y: int, x: int, params: StepParams, threshold: float) -> list:
     """Corners ``(qy, qx)`` of the group of the reference block at ``(y, x)``, reference first.
 
-    Ties in distance keep the row-major scan order (Python's sort is stable).
+    Distances are rounded as in the vectorised form
+    (:func:`~nlref.denoise.bm3d.matching.rounded_distance`); ties keep the
+    row-major scan order (Python's sort is stable).
     """
     k, half = params.block, params.window // 2
     P, Q = guide.shape[0] - k + 1, guide.shape[1] - k + 1
@@ -41,7 +44,7 @@ def match_reference(guide: Any, y: int, x: int, params: StepParams, threshold: f
     for qy in range(max(0, y - half), min(P, y + half + 1)):
         for qx in range(max(0, x - half), min(Q, x + half + 1)):
             if (qy, qx) != (y, x):
-                d = float(((R - guide[qy : qy + k, qx : qx + k]) ** 2).sum())  # k^2 d(P, Q)
+                d = float(rounded_distance(((R - guide[qy : qy + k, qx : qx + k]) ** 2).sum()))  # k^2 d(P, Q)
                 if d < threshold:
                     found.append((d, qy, qx))
     found.sort(key=lambda f: f[0])
