@@ -214,6 +214,27 @@ def test_the_result_does_not_depend_on_the_band_size():
     np.testing.assert_allclose(bm3d(noisy, SIGMA, max_batch_bytes=2 * 2**20), bm3d(noisy, SIGMA), atol=1e-12)
 
 
+@pytest.mark.parametrize("a", [256.0, 2.0**-12])
+def test_data_range_makes_bm3d_scale_equivariant(xp, a):
+    # bm3d(a x, a sigma, data_range=a) = a bm3d(x, sigma): exactly for a power of 2
+    _, noisy = _noisy((40, 36))
+    want = to_numpy(bm3d(xp.asarray(noisy), SIGMA))
+    got = to_numpy(bm3d(xp.asarray(noisy * a), SIGMA * a, data_range=a)) / a
+    np.testing.assert_array_equal(got, want)
+    # the high-noise profile is chosen by 255 sigma / data_range: at 255 x 50/255 it is picked as at 50/255
+    got = to_numpy(bm3d(xp.asarray(noisy * a), 50 / 255 * a, data_range=a)) / a
+    np.testing.assert_array_equal(got, to_numpy(bm3d(xp.asarray(noisy), 50 / 255)))
+
+
+def test_without_data_range_a_0_255_image_is_matched_on_the_wrong_scale():
+    # what data_range is for: the same image on [0, 255] without it loses 0.2 dB here (measured)
+    clean, noisy = _noisy((48, 48))
+    on_unit = psnr(clean, bm3d(noisy, SIGMA))
+    with_range = psnr(clean, bm3d(noisy * 255, SIGMA * 255, data_range=255) / 255)
+    without = psnr(clean, bm3d(noisy * 255, SIGMA * 255) / 255)
+    assert abs(with_range - on_unit) < 0.01 and without < on_unit - 0.1, (on_unit, with_range, without)
+
+
 def test_match_threshold_is_tau_times_block_area_on_the_unit_scale():
     hard = bm3d_profile(25.0)[0]
     assert match_threshold(hard) == pytest.approx(2500 * 64 / 255**2)
@@ -239,6 +260,9 @@ def test_match_threshold_is_tau_times_block_area_on_the_unit_scale():
         (np.zeros((16, 16)), 0.1, {"stage": "wiener"}, ValueError, "stage must be one of"),
         (np.zeros((16, 16)), 0.1, {"max_batch_bytes": True}, TypeError, "max_batch_bytes"),
         (np.zeros((16, 16)), 0.1, {"max_batch_bytes": -5}, ValueError, "max_batch_bytes must be > 0"),
+        (np.zeros((16, 16)), 0.1, {"data_range": 0}, ValueError, "data_range must be finite and > 0"),
+        (np.zeros((16, 16)), 0.1, {"data_range": float("nan")}, ValueError, "data_range"),
+        (np.zeros((16, 16)), 0.1, {"data_range": "255"}, TypeError, "data_range must be a real number"),
     ],
 )
 def test_bad_input_gets_a_one_line_error(image, sigma, kwargs, error, match):

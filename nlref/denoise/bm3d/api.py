@@ -52,7 +52,9 @@ def _check_layout(image: Any, channel_axis: Any) -> int | None:
     return ch
 
 
-def _check(image: Any, sigma: Any, stage: Any, max_batch_bytes: Any, channel_axis: Any) -> int | None:
+def _check(
+    image: Any, sigma: Any, stage: Any, max_batch_bytes: Any, channel_axis: Any, data_range: Any
+) -> int | None:
     """Every check of :func:`bm3d`'s arguments (one-line errors naming the argument)."""
     check_array(image, "image")
     float_dtype_for(image.dtype)  # TypeError for complex / object images
@@ -60,6 +62,8 @@ def _check(image: Any, sigma: Any, stage: Any, max_batch_bytes: Any, channel_axi
     if image.size == 0:
         raise ValueError(f"image must not be empty, received shape {tuple(image.shape)}")
     check_positive(sigma, "sigma")
+    if data_range is not None:
+        check_positive(data_range, "data_range")
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, received {stage!r}")
     if max_batch_bytes is not None:
@@ -101,11 +105,13 @@ def run_bm3d(
     max_batch_bytes: int | None,
     step: Callable,
     progress: bool = False,
+    data_range: float | None = None,
 ) -> Any:
     """Check, convert, run step 1 (and step 2) with ``step`` (vectorised or reference form)."""
-    ch = _check(image, sigma, stage, max_batch_bytes, channel_axis)
+    ch = _check(image, sigma, stage, max_batch_bytes, channel_axis, data_range)
     xp = get_namespace(image)
-    hard, wiener = bm3d_profile(255.0 * float(sigma))
+    D = 1.0 if data_range is None else float(data_range)
+    hard, wiener = bm3d_profile(255.0 * float(sigma) / D)
     u = as_float_image(image)
     u = u[None] if ch is None else xp.moveaxis(u, ch, 0)  # (C, H, W)
     # a huge or tiny image is scaled by a power of 2 (exact), sigma and tau with it, before the
@@ -126,7 +132,8 @@ def run_bm3d(
     def run(images: list, guide: Any, params: Any, group_filter: Callable) -> Any:
         rows = plan_bands(H, W, params, item, C * len(images), cap)
         tr = group_transform(params.transform_2d, params.block, params.max_group, u)
-        return step(images, guide, params, match_threshold(params, scale), group_filter, tr, rows, bar)
+        threshold = match_threshold(params, scale * D)
+        return step(images, guide, params, threshold, group_filter, tr, rows, bar)
 
     bar = _progress_bar(progress, (H, W), (hard, wiener) if stage == "both" else (hard,))
     lam = hard.lambda_3d * s
@@ -151,6 +158,7 @@ def bm3d(
     stage: str = "both",
     max_batch_bytes: int | None = None,
     progress: bool = False,
+    data_range: float | None = None,
 ) -> Any:
     """Denoise a grey or colour image with BM3D (Dabov, Foi, Katkovnik, Egiazarian, TIP 2007).
 
@@ -232,6 +240,15 @@ def bm3d(
 
     progress : bool
         Show a tqdm bar over the rows of reference blocks of both steps.
+    data_range : float, optional
+        The span of values the parameters refer to: the profile is chosen by
+        ``255 sigma / data_range`` and ``tau_match`` is scaled by
+        ``data_range^2``, so ``bm3d(a x, a sigma, data_range=a)`` is
+        ``a bm3d(x, sigma)`` (exactly for a power of 2).  Default 1: float
+        images on [0, 1] (and integer images, converted to [0, 1] first).  Pass
+        255 for a float image on [0, 255]: without it, its blocks are matched
+        against thresholds 255^2 times too small, and ``sigma`` picks the
+        high-noise profile.
 
     Returns
     -------
@@ -246,7 +263,8 @@ def bm3d(
     ValueError
         Not a 2-D image without ``channel_axis`` (a colour-looking one gets a
         hint), not 3 channels on ``channel_axis`` (2, or 4 with alpha), an
-        axis out of range, empty, NaN/inf pixels, ``sigma <= 0``, an unknown
+        axis out of range, empty, NaN/inf pixels, ``sigma <= 0``,
+        ``data_range <= 0`` or not finite, an unknown
         ``stage``, a ``max_batch_bytes`` too small for one row of reference
         blocks.
 
@@ -293,4 +311,5 @@ def bm3d(
         max_batch_bytes=max_batch_bytes,
         step=collaborative_step,
         progress=bool(progress),
+        data_range=data_range,
     )

@@ -87,8 +87,16 @@ def reference_step(
     return (num / den).astype(guide.dtype)
 
 
-def bm3d_reference(image: Any, sigma: float, *, channel_axis: int | None = None, stage: str = "both") -> Any:
+def bm3d_reference(
+    image: Any, sigma: float, *, channel_axis: int | None = None, stage: str = "both", data_range: Any = None
+) -> Any:
     """:func:`nlref.denoise.bm3d` computed by :func:`reference_step` (same checks; equal to round-off)."""
     return run_bm3d(
-        image, sigma, channel_axis=channel_axis, stage=stage, max_batch_bytes=None, step=reference_step
+        image,
+        sigma,
+        channel_axis=channel_axis,
+        stage=stage,
+        max_batch_bytes=None,
+        step=reference_step,
+        data_range=data_range,
     )
