@@ -333,32 +333,40 @@ SCHRAUDOLPH_BC = 1023 * 2**20 - 60801
 EXPS = ("exact", "schraudolph")
 
 
-def schraudolph_exp(x: Any) -> Any:
-    """``exp(x)`` by Schraudolph's approximation, as scikit-image's fast ``fast_exp`` computes it.
+#: The same bits written as a float32: ``8 (trunc(A x) + BC) - (1023 - 127) 2^23`` (the float64 result
+#: has 20 fraction bits, so a float32 holds it exactly).
+SCHRAUDOLPH_BC32 = 8 * SCHRAUDOLPH_BC - (1023 - 127) * 2**23
+
+
+def schraudolph_exp(x: Any, keep: Any = None) -> Any:
+    """``exp(x)`` by Schraudolph's approximation, as scikit-image's ``fast_exp`` computes it, in place on ``x``.
 
     The high 32 bits of an IEEE double are set to ``trunc(A x) + BC`` and the low
     32 bits to 0 (N. N. Schraudolph, "A fast, compact approximation of the
     exponential function", Neural Computation 11(4), 1999, Sec. 2): a piecewise
     linear interpolation of ``2^(x / ln 2)`` between powers of two, at most about
-    4 % off (``schraudolph_exp(0) = 0.971``).  Valid for ``-700 < x <= 0``; 0 below,
-    and for ``-inf``.  Computed in float64 and returned in ``x``'s dtype, as
-    scikit-image's ``fast_expf`` does for float32 images.  In place on ``x``;
-    temporaries: one bool and one int64 value per entry, plus a float64 copy of a
-    float32 ``x``.
+    4 % off (``schraudolph_exp(0) = 0.971``).  Valid for ``x <= 0``; ``x`` below -80
+    is taken as -80 (``2e-35``), and entries where ``keep`` (a boolean array) is
+    False become 0.  A float32 ``x`` is
+    computed in float32 (scikit-image multiplies in float64: ``trunc(A x)`` may
+    then differ by 1, a relative change of ``2^-20`` in a weight); the result is
+    written with integer operations on the IEEE bits, one pass each, no float64
+    temporaries.
     """
     xp = get_namespace(x)
-    inside = x > -700.0
-    t = x.astype(xp.float64, copy=x.dtype != xp.float64)
-    xp.maximum(t, -700.0, out=t)
-    t *= SCHRAUDOLPH_A
-    xp.trunc(t, out=t)
-    high = t.astype(xp.int64)
-    del t
-    high += SCHRAUDOLPH_BC
-    high <<= 32
-    y = high.view(xp.float64)
-    y *= inside
-    x[...] = y
+    xp.maximum(x, x.dtype.type(-80.0), out=x)  # so that the cast below is defined
+    x *= x.dtype.type(SCHRAUDOLPH_A)
+    if x.dtype == xp.float32:
+        bits = x.astype(xp.int32)  # truncates toward zero, as C's cast does
+        bits <<= 3
+        bits += SCHRAUDOLPH_BC32
+    else:
+        bits = x.astype(xp.int64)
+        bits += SCHRAUDOLPH_BC
+        bits <<= 32
+    if keep is not None:
+        bits *= keep
+    x[...] = bits.view(x.dtype)
     return x
 
 
@@ -393,8 +401,8 @@ def weights_from_distance(
     factor = scale / (h * h) if h * h > scale / big else big
     with np.errstate(over="ignore"):  # d2 * factor -> -inf gives exp = 0, as it should
         d2 *= d2.dtype.type(-factor)
-    if cutoff is not None:  # scikit-image's fast mode skips weights below exp(-5)
+    if exp == "schraudolph":  # scikit-image's fast mode: its exp, weights below exp(-5) skipped
+        return schraudolph_exp(d2, None if cutoff is None else d2 >= -cutoff)
+    if cutoff is not None:
         d2[d2 < -cutoff] = -np.inf
-    if exp == "schraudolph":
-        return schraudolph_exp(d2)
     return xp.exp(d2, out=d2)
