@@ -339,7 +339,7 @@ SCHRAUDOLPH_BC32 = 8 * SCHRAUDOLPH_BC - (1023 - 127) * 2**23
 
 
 def schraudolph_exp(x: Any, keep: Any = None) -> Any:
-    """``exp(x)`` by Schraudolph's approximation, as scikit-image's ``fast_exp`` computes it, in place on ``x``.
+    """``exp(x)`` by Schraudolph's approximation, as scikit-image's ``fast_exp`` computes it; in place.
 
     The high 32 bits of an IEEE double are set to ``trunc(A x) + BC`` and the low
     32 bits to 0 (N. N. Schraudolph, "A fast, compact approximation of the
