@@ -47,7 +47,8 @@ def batch_bytes(shape: tuple[int, ...], itemsize: int, patch_size: tuple[int, ..
     accumulation phase holds the weights, the weighted pixels ``(B, C, *S)``
     and their sum over the batch (``(B (1 + C) + C) N``).  In between, scikit-image's
     exponential (:func:`nlref.denoise._common.schraudolph_exp`) holds, beside the ``B N``
-    distances, one bool and one integer of their size per distance.  One more ``N`` for
+    distances, one bool and one integer of their size per distance: less than the
+    distance phase.  One more ``N`` for
     the weights :func:`offset_loop` keeps from the previous offset, and NumPy's
     ufunc buffers for strided operands (``numpy.getbufsize()`` values for each
     of at most 4 operands).  Checked against :mod:`tracemalloc` in
@@ -57,8 +58,7 @@ def batch_bytes(shape: tuple[int, ...], itemsize: int, patch_size: tuple[int, ..
     n = math.prod(spatial)
     n_pad = math.prod(m + 2 * (p // 2) for m, p in zip(spatial, patch_size))
     values = max(max(5, C + 1) * batch * n_pad, (batch * (1 + C) + C) * n) + n + 4 * np.getbufsize()
-    exp_bytes = batch * n * (2 * itemsize + 1)
-    return max(values * itemsize, exp_bytes + (n + 4 * np.getbufsize()) * itemsize)
+    return values * itemsize
 
 
 def offsets_per_batch(
