@@ -6,9 +6,11 @@ skipped, with the reason, when CuPy is not installed or no CUDA device exists.
 Hypothesis profiles of the fuzz suite (``tests/test_fuzz_*.py``, marker ``fuzz``):
 ``quick`` (the default, used by ``make test``: 100 examples per test, derandomized so that
 CI is deterministic; the fuzz suite adds about 20 s on 2 cores) and
-``thorough`` (``pytest -m fuzz --hypothesis-profile=thorough``: 600 examples
-per test; 20,455 calls in 182 s on 2 idle cores on 2026-12-07).  Set ``NLREF_FUZZ_COUNTS=folder`` to get
-the per-API outcome counts of :mod:`fuzz_harness` written there as JSON.
+``thorough`` (``pytest -m fuzz --hypothesis-profile=thorough``: 650 examples
+per test; 21,531 calls in 179 s on 2 cores beside two training runs on 2026-12-07; 600 examples
+gave 19,930 to 20,455 calls, below the 20,000 of issue 28 in one run).
+Set ``NLREF_FUZZ_COUNTS=folder`` to get the per-API outcome counts of :mod:`fuzz_harness`
+written there as JSON.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ settings.register_profile(
     "quick", max_examples=100, deadline=None, derandomize=True, suppress_health_check=_FUZZ_HEALTH
 )
 settings.register_profile(
-    "thorough", max_examples=600, deadline=None, derandomize=False, suppress_health_check=_FUZZ_HEALTH
+    "thorough", max_examples=650, deadline=None, derandomize=False, suppress_health_check=_FUZZ_HEALTH
 )
 settings.load_profile("quick")  # --hypothesis-profile=thorough overrides it
 
