@@ -19,6 +19,7 @@ from nlref._validation import as_tuple
 from nlref.backend import asarray, to_numpy
 from nlref.data import add_gaussian_noise, load_image
 from nlref.denoise import nl_means, nl_means_pixelwise
+from nlref.denoise._schraudolph import schraudolph_exp
 from nlref.denoise.batched import batch_bytes, offset_loop_batched
 from nlref.denoise.fast import half_offsets, offset_loop, window_sum
 
@@ -79,6 +80,21 @@ def test_schraudolph_exp_py_is_a_few_per_cent_from_exp():
     assert schraudolph_exp_py(0.0) == pytest.approx(0.97100782, abs=1e-8)
     for y in np.linspace(-5, 0, 101):
         assert abs(schraudolph_exp_py(y) / math.exp(y) - 1) < 0.042
+
+
+def test_schraudolph_exp_is_the_plain_python_bit_trick(xp):
+    # float64: bit for bit; float32: trunc(A x) of a float32 product, at most one unit of 2^-20 apart
+    y = np.concatenate([-np.linspace(0, 5, 501), [-7.5, -20.0, -79.0]])
+    want = np.array([schraudolph_exp_py(v) for v in y])
+    got = to_numpy(schraudolph_exp(xp.array(y)))  # in place: a copy of y
+    assert got.tolist() == want.tolist()
+    got32 = to_numpy(schraudolph_exp(xp.array(y, dtype=xp.float32)))
+    np.testing.assert_allclose(got32, want, rtol=2.0**-19, atol=0)
+    keep = xp.asarray(y > -5)  # the cut-off: weights below exp(-5) are exactly 0
+    cut = to_numpy(schraudolph_exp(xp.array(y), keep))
+    assert (cut[y <= -5] == 0).all() and cut[y > -5].tolist() == want[y > -5].tolist()
+    huge = to_numpy(schraudolph_exp(xp.asarray([-1e300, -np.inf])))
+    assert huge.tolist() == [schraudolph_exp_py(-80.0)] * 2  # below -80: taken as -80, finite
 
 
 def python_loop_skimage_fast(v, s, d, h, sigma=0.0):

@@ -99,7 +99,7 @@ def nl_means(
         ``s - 1`` pixels per axis, scaled by ``rho = prod_k (s_k - 1) / s_k``
         (``(4/5)^2 = 0.64`` for ``patch_size=5`` in 2-D); weights below
         ``exp(-5)`` are dropped, the others computed by scikit-image's
-        approximate ``exp`` (:func:`nlref.denoise._common.schraudolph_exp`,
+        approximate ``exp`` (:func:`nlref.denoise._schraudolph.schraudolph_exp`,
         within 4 %, 0.971 at 0); the search window is whole, completed by
         reflection beyond the image (up to a half-width of
         ``max(extent - 1, 11)`` in 2-D, ``extent - 1`` in 3-D and 4-D).

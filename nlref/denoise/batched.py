@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_namespace
-from ._common import centre_weight, weights_from_distance
+from ._common import weights_from_distance
+from ._schraudolph import centre_weight
 from .fast import CUTOFF, _finish, _progress, crop_grown, form_distance, grown_image
 
 __all__ = ["offset_loop_batched", "offsets_per_batch", "batch_bytes", "GPU_MAX_BATCH_BYTES"]
@@ -46,7 +47,7 @@ def batch_bytes(shape: tuple[int, ...], itemsize: int, patch_size: tuple[int, ..
     :func:`window_sum` (at most ``max(5, C + 1) B N_pad`` values); the
     accumulation phase holds the weights, the weighted pixels ``(B, C, *S)``
     and their sum over the batch (``(B (1 + C) + C) N``).  In between, scikit-image's
-    exponential (:func:`nlref.denoise._common.schraudolph_exp`) holds, beside the ``B N``
+    exponential (:func:`nlref.denoise._schraudolph.schraudolph_exp`) holds, beside the ``B N``
     distances, one bool and one integer of their size per distance: less than the
     distance phase.  One more ``N`` for
     the weights :func:`offset_loop` keeps from the previous offset, and NumPy's

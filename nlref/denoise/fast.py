@@ -40,7 +40,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..backend import get_namespace
-from ._common import centre_weight, patch_kernel_1d, weights_from_distance
+from ._common import patch_kernel_1d, weights_from_distance
+from ._schraudolph import centre_weight
 
 __all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "CUTOFF"]
 
@@ -248,7 +249,7 @@ def offset_loop(
         ``"patch"``: the centred patch, every weight, the window clipped to the
         image.  ``"skimage"``: scikit-image's fast mode: the box of
         :func:`form_distance`, weights below ``exp(-CUTOFF)`` dropped, its
-        approximate exponential (:func:`nlref.denoise._common.schraudolph_exp`),
+        approximate exponential (:func:`nlref.denoise._schraudolph.schraudolph_exp`),
         and the window completed by reflection at the borders (:func:`grown_image`).
     progress : bool
         Show a tqdm bar over the offsets.

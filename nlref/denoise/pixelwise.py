@@ -78,7 +78,7 @@ def nl_means_pixelwise(
         mean over the box ``(i - r, i + r]`` of ``s - 1`` pixels per axis
         (kernel ``g`` with a zero first entry), times ``rho = prod_k (s_k - 1) / s_k``;
         weights below ``exp(-5)`` are 0, the others are scikit-image's approximate
-        ``exp`` (:func:`nlref.denoise._common.schraudolph_exp`, so ``w(i, i) = 0.971``);
+        ``exp`` (:func:`nlref.denoise._schraudolph.schraudolph_exp`, so ``w(i, i) = 0.971``);
         the window is whole, completed by
         reflection beyond the image.  ``"patch"``: the true patch mean, every
         weight, the window clipped to the image.  The Gaussian kernel ignores it.
