@@ -30,7 +30,7 @@ import numpy as np
 from ..backend import get_namespace
 from ._common import weights_from_distance
 from ._schraudolph import centre_weight
-from .fast import CUTOFF, _finish, _progress, crop_grown, form_distance, grown_image
+from .fast import _finish, _progress, crop_grown, form_distance, grown_image, weight_options
 
 __all__ = ["offset_loop_batched", "offsets_per_batch", "batch_bytes", "GPU_MAX_BATCH_BYTES"]
 
@@ -137,7 +137,7 @@ def _batch_weights(padded: Any, a: tuple[int, ...], b0: int, b1: int, geo: dict)
     C = patch_y.shape[1]
     # 2.-3. patch distances and weights: (B, *L, W)
     D, scale = form_distance(patch_x, patch_y, geo["patch_size"], geo["patch_weights"], geo["form"], 1)
-    w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C, cutoff=geo["cutoff"], exp=geo["exp"])
+    w = weights_from_distance(D, geo["h"], geo["sigma"], scale / C, **geo["weights"])
     # x + b outside the image: no pair, weight 0.  The (B, W) mask is built on the host and
     # sent once, so a batch costs one transfer and one multiply, not two writes per offset.
     x_b = np.arange(width) + np.arange(b0, b1)[:, None]
@@ -230,13 +230,13 @@ def offset_loop_batched(
     wide = shape[:-1] + (width + 2 * d_last,)
     num, den = xp.zeros((C,) + wide, dtype=u.dtype), xp.zeros(wide, dtype=u.dtype)
     w_max = xp.zeros(wide, dtype=u.dtype) if centre == "max" else None
-    exp = "schraudolph" if skimage else "exact"
+    weights = weight_options(skimage)
     if centre == "one":  # the offset t = 0: weight exp(0)
-        w0 = centre_weight(exp)
+        w0 = centre_weight(weights["exp"])
         num[..., row] = w0 * u
         den[..., row] = w0
     geo = dict(r=r, width=width, d_last=d_last, patch_size=patch_size, patch_weights=patch_weights, h=h)
-    geo.update(sigma=sigma, form=form, cutoff=CUTOFF if skimage else None, exp=exp)
+    geo.update(sigma=sigma, form=form, weights=weights)
     batches = _plan_batches(patch_distance, batch)
     for a, b0, b1 in _progress(batches, len(batches), progress):
         _batch_step(u, padded, (num, den, w_max), a, b0, b1, geo)

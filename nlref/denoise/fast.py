@@ -43,10 +43,19 @@ from ..backend import get_namespace
 from ._common import patch_kernel_1d, weights_from_distance
 from ._schraudolph import centre_weight
 
-__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "CUTOFF"]
+__all__ = ["offset_loop", "window_sum", "half_offsets", "offset_distance", "weight_options", "CUTOFF"]
 
 #: scikit-image's fast mode drops every weight below ``exp(-CUTOFF)``.
 CUTOFF = 5.0
+
+
+def weight_options(skimage: bool) -> dict:
+    """Keywords of :func:`~nlref.denoise._common.weights_from_distance` for one form of fast mode.
+
+    scikit-image's (``skimage=True``): weights below ``exp(-CUTOFF)`` dropped and
+    Schraudolph's approximate ``exp``; the textbook form: every weight, the exact ``exp``.
+    """
+    return {"cutoff": CUTOFF, "exp": "schraudolph"} if skimage else {"cutoff": None, "exp": "exact"}
 
 
 def half_offsets(patch_distance: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -266,8 +275,8 @@ def offset_loop(
     xp = get_namespace(u)
     C, shape = u.shape[0], u.shape[1:]
     r = [s // 2 for s in patch_size]
-    cutoff, exp = (CUTOFF, "schraudolph") if skimage else (None, "exact")
-    num, den, w_max = _start_accumulators(u, centre, exp)
+    weights = weight_options(skimage)
+    num, den, w_max = _start_accumulators(u, centre, weights["exp"])
     offsets = list(half_offsets(patch_distance))
     for t in _progress(offsets, len(offsets), progress):
         # pixels x with x and x + t both in the image: x in [lo, hi) per axis
@@ -283,7 +292,7 @@ def offset_loop(
             (slice(None),) + tuple(slice(a + tk, b + tk + 2 * ri) for a, b, tk, ri in zip(lo, hi, t, r))
         ]
         D, scale = form_distance(patch_x, patch_y, patch_size, patch_weights, form)  # (*region)
-        w = weights_from_distance(D, h, sigma, scale / C, cutoff=cutoff, exp=exp)
+        w = weights_from_distance(D, h, sigma, scale / C, **weights)
         # the pair (x, y) gives w to both pixels
         den[at_x] += w
         den[at_y] += w

@@ -60,9 +60,8 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 #: The shipped models, ``{(variant, sigma on the 0-255 scale): file}``, each written by ``nlref
 #: train-denoiser --preset P --sigma S/255 --seed 0`` (P = default or no-nl): width 32, depth 8; ``"nl"`` has
 #: two windowed non-local blocks (radius 5, C_i = 8), ``"no-nl"`` is the same network without them (the
-#: ablation partner, shipped at sigma 25 only).  The sigma-25 pair was trained on Train400 (``--data``,
-#: recorded in the file with its CPU time); the sigma-15 and 50 models still on the bundled images
-#: (issue 16's 2500-step preset) until their Train400 runs finish.  About 0.34 MB each.
+#: ablation partner, shipped at sigma 25 only).  All four were trained on Train400 (``--data``, recorded
+#: in the file with the steps, CPU time and BLAS threads).  About 0.34 MB each.
 SHIPPED_WEIGHTS = {
     ("nl", 15): MODELS_DIR / "denoiser_nl_sigma15.npz",
     ("nl", 25): MODELS_DIR / "denoiser_nl_sigma25.npz",

@@ -31,7 +31,7 @@ from ._common import (
     scaled_h,
     weights_from_distance,
 )
-from .fast import CUTOFF
+from .fast import weight_options
 
 __all__ = ["nl_means_pixelwise"]
 
@@ -150,8 +150,7 @@ def nl_means_pixelwise(
         p_j = patches[(slice(None),) + window]  # (C, *window, *patch)
         diff = p_j - p_i.reshape(p_i.shape[:1] + (1,) * n + p_i.shape[1:])
         d2 = (g * diff * diff).sum(axis=patch_axes)  # (*window)
-        cutoff, exp = (CUTOFF, "schraudolph") if skimage else (None, "exact")
-        w = weights_from_distance(d2, prep.h, prep.sigma, cutoff=cutoff, exp=exp)
+        w = weights_from_distance(d2, prep.h, prep.sigma, **weight_options(skimage))
         if weighting == "ipol":
             centre = tuple(ia - s.start for ia, s in zip(i_v, window))
             w[centre] = 0

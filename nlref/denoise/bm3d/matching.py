@@ -54,7 +54,7 @@ def rounded_distance(d: Any) -> Any:
     xp = get_namespace(d)
     d = xp.asarray(d)  # a 0-d input stays an array
     size = d.dtype.itemsize
-    drop = {8: 52, 4: 23}[size] - TIE_BITS[size]  # fraction bits cleared
+    drop = int(np.finfo(d.dtype).nmant) - TIE_BITS[size]  # fraction bits cleared
     bits = d.view(xp.int64 if size == 8 else xp.int32)
     bits += 1 << (drop - 1)
     bits &= ~((1 << drop) - 1)
